@@ -1,0 +1,256 @@
+"""The IR graph: typed nodes over a `networkx.DiGraph` of use-def edges.
+
+Nothing outside `dlc.ir` touches networkx. Nodes keep their insertion order, and the
+topological order breaks ties by it, so printing and emission are deterministic.
+
+Example (``print(graph)``)::
+
+    graph mlp(%x: float32[N, 784]) -> (logits: float32[N, 10]) {
+      %linear_0.weight = parameter() {init='uniform(-0.0357, 0.0357)', ...} : float32[256, 784]
+      %linear_0 = linear(%x, %linear_0.weight, %linear_0.bias) : float32[N, 256]
+      ...
+    }
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import networkx as nx
+
+from dlc.ir.node import Node, Value
+
+
+class IRError(Exception):
+    """An internal IR invariant was broken (a dlc bug, not a user error)."""
+
+
+class Graph:
+    """A dataflow graph of `Node`s with named inputs (``input`` nodes) and named outputs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.outputs: dict[str, Value] = {}
+        self._dag = nx.DiGraph()
+        self._nodes: dict[str, Node] = {}
+        self._order: dict[str, int] = {}
+        self._values: dict[str, tuple[str, int]] = {}  # value name -> (producer, output index)
+        self._counter = 0
+
+    # -- reading -----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(sorted(self._nodes.values(), key=lambda n: self._order[n.name]))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._nodes
+
+    @property
+    def nodes(self) -> list[Node]:
+        return list(self)
+
+    def node(self, name: str) -> Node:
+        return self._nodes[name]
+
+    def has_value(self, name: str) -> bool:
+        return name in self._values
+
+    def value(self, name: str) -> Value:
+        producer, index = self._values[name]
+        return self._nodes[producer].outputs[index]
+
+    def producer(self, value: Value) -> Node:
+        return self._nodes[self._values[value.name][0]]
+
+    def users(self, value: Value) -> list[Node]:
+        producer = self._values[value.name][0]
+        users = [
+            self._nodes[user]
+            for user, edge in self._dag.succ[producer].items()
+            if value.name in edge["values"]
+        ]
+        return sorted(users, key=lambda n: self._order[n.name])
+
+    def is_output(self, value: Value) -> bool:
+        return any(v.name == value.name for v in self.outputs.values())
+
+    def inputs(self) -> list[Node]:
+        """The graph's ``input`` nodes, in declaration order."""
+        return [n for n in self if n.op == "input"]
+
+    def parameters(self) -> list[Node]:
+        return [n for n in self if n.op == "parameter"]
+
+    def toposort(self) -> list[Node]:
+        order = nx.lexicographical_topological_sort(self._dag, key=self._order.__getitem__)
+        return [self._nodes[name] for name in order]
+
+    def fresh_name(self, base: str) -> str:
+        """A node name not yet used, `base` itself when free."""
+        if base not in self._nodes and base not in self._values:
+            return base
+        index = 1
+        while f"{base}_{index}" in self._nodes or f"{base}_{index}" in self._values:
+            index += 1
+        return f"{base}_{index}"
+
+    # -- mutation ----------------------------------------------------------------------
+
+    def add(self, node: Node) -> Node:
+        if node.name in self._nodes:
+            raise IRError(f"duplicate node name '{node.name}'")
+        for value in node.outputs:
+            if value.name in self._values:
+                raise IRError(f"duplicate value name '{value.name}'")
+        for value in node.input_values:
+            self._check_defined(value, node)
+        self._nodes[node.name] = node
+        self._order[node.name] = self._counter
+        self._counter += 1
+        self._dag.add_node(node.name)
+        for index, value in enumerate(node.outputs):
+            self._values[value.name] = (node.name, index)
+        self._link_inputs(node)
+        return node
+
+    def replace_node(self, old: Node, new: Node) -> Node:
+        """Swap `old` for `new` in place (same position); `new` must keep the output names
+        that are still used, or callers must rewire those uses first."""
+        if self._nodes.get(old.name) is not old:
+            raise IRError(f"node '{old.name}' is not in graph '{self.name}'")
+        position = self._order[old.name]
+        kept = {v.name: v for v in new.outputs}
+        users = {v.name: self.users(v) for v in old.outputs}
+        for value in old.outputs:
+            used = bool(users[value.name]) or self.is_output(value)
+            if used and kept.get(value.name) != value:
+                raise IRError(f"replacing '{old.name}' would orphan the uses of '{value.name}'")
+        self._remove(old, check_users=False)
+        self.add(new)
+        self._order[new.name] = position
+        for user_list in users.values():
+            for user in user_list:
+                self._link_inputs(self._nodes[user.name])
+        return new
+
+    def replace_all_uses(self, old: Value, new: Value) -> None:
+        """Make every user of `old` (and any graph output that is `old`) use `new`."""
+        if old.name == new.name:
+            return
+        self._check_defined(new, None)
+        for user in self.users(old):
+            inputs = tuple(new if v is not None and v.name == old.name else v for v in user.inputs)
+            self._relink(user, user.replace(inputs=inputs))
+        for key, value in self.outputs.items():
+            if value.name == old.name:
+                self.outputs[key] = new
+
+    def rename_node(self, node: Node, new_name: str) -> Node:
+        """Rename `node` and its outputs (``name`` or ``name:port``), rewiring all uses."""
+        if new_name == node.name:
+            return node
+        if new_name in self._nodes:
+            raise IRError(f"cannot rename '{node.name}' to existing '{new_name}'")
+        outputs = tuple(
+            Value(
+                new_name if len(node.outputs) == 1 else f"{new_name}:{v.name.rsplit(':', 1)[-1]}",
+                v.type,
+            )
+            for v in node.outputs
+        )
+        renamed = node.replace(name=new_name, outputs=outputs)
+        users = {v.name: self.users(v) for v in node.outputs}
+        was_output = {k: v.name for k, v in self.outputs.items()}
+        position = self._order[node.name]
+        self._remove(node, check_users=False)
+        self.add(renamed)
+        self._order[new_name] = position
+        for old_value, new_value in zip(node.outputs, outputs, strict=True):
+            for user in users[old_value.name]:
+                current = self._nodes[user.name]
+                inputs = tuple(
+                    new_value if v is not None and v.name == old_value.name else v for v in current.inputs
+                )
+                self._relink(current, current.replace(inputs=inputs))
+            for key, name in was_output.items():
+                if name == old_value.name:
+                    self.outputs[key] = new_value
+        return renamed
+
+    def erase(self, node: Node) -> None:
+        """Remove a node whose outputs are unused."""
+        self._remove(node, check_users=True)
+
+    def copy(self) -> Graph:
+        clone = Graph(self.name)
+        for node in self:
+            clone.add(node)
+        clone.outputs = dict(self.outputs)
+        return clone
+
+    # -- checking ----------------------------------------------------------------------
+
+    def verify(self) -> None:
+        """Check structural invariants; raise `IRError` naming the first broken one.
+
+        Type consistency against the op registry is checked by `dlc.ir.verify`."""
+        if not nx.is_directed_acyclic_graph(self._dag):
+            cycle = nx.find_cycle(self._dag)
+            raise IRError(f"graph has a cycle: {cycle}")
+        for node in self:
+            for value in node.input_values:
+                self._check_defined(value, node)
+        for key, value in self.outputs.items():
+            if value.name not in self._values:
+                raise IRError(f"output '{key}' refers to undefined value '{value.name}'")
+            if self.value(value.name) != value:
+                raise IRError(f"output '{key}' has a stale type for '{value.name}'")
+
+    def __str__(self) -> str:
+        from dlc.ir.printer import print_graph
+
+        return print_graph(self)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _check_defined(self, value: Value, user: Node | None) -> None:
+        where = f" (used by '{user.name}')" if user else ""
+        if value.name not in self._values:
+            raise IRError(f"value '{value.name}' is not defined{where}")
+        if self.value(value.name) != value:
+            raise IRError(f"value '{value.name}' has a stale type{where}")
+
+    def _link_inputs(self, node: Node) -> None:
+        for value in node.input_values:
+            producer = self._values[value.name][0]
+            if self._dag.has_edge(producer, node.name):
+                self._dag.edges[producer, node.name]["values"].add(value.name)
+            else:
+                self._dag.add_edge(producer, node.name, values={value.name})
+
+    def _relink(self, old: Node, new: Node) -> None:
+        assert old.name == new.name and old.outputs == new.outputs
+        for producer in list(self._dag.pred[old.name]):
+            self._dag.remove_edge(producer, old.name)
+        self._nodes[new.name] = new
+        self._link_inputs(new)
+
+    def _remove(self, node: Node, check_users: bool = True) -> None:
+        if self._nodes.get(node.name) is not node:
+            raise IRError(f"node '{node.name}' is not in graph '{self.name}'")
+        if check_users:
+            for value in node.outputs:
+                if self.users(value) or self.is_output(value):
+                    raise IRError(f"cannot erase '{node.name}': '{value.name}' is still used")
+        self._dag.remove_node(node.name)
+        del self._nodes[node.name]
+        del self._order[node.name]
+        for value in node.outputs:
+            del self._values[value.name]
+
+
+def value_names(values: Sequence[Value | None]) -> list[str]:
+    return [v.name if v is not None else "" for v in values]
