@@ -1,0 +1,143 @@
+"""`BlockContext`: what a block's lowering function uses to add IR nodes.
+
+A block names its parameters locally (``weight``) and the context scopes them
+hierarchically from the spec (``stage.1.fc.weight``); those names become torch
+`state_dict` keys and ONNX initializer names. Shape inference failures inside an op
+become `ShapeError`s that point at the spec layer and name the shapes involved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dlc.errors import Location, ShapeError
+from dlc.ir.init import Init
+from dlc.ir.node import Value
+from dlc.ir.ops import InferenceError
+from dlc.ir.types import DType, TensorType, format_shape
+
+if TYPE_CHECKING:
+    from dlc.spec.blocks import BlockType
+    from dlc.spec.lower import Lowering
+    from dlc.spec.scope import Frame
+
+
+class BlockContext:
+    """Handed to `BlockType.lower`; adds ops, parameters and constants for one layer."""
+
+    def __init__(
+        self, lowering: Lowering, frame: Frame, block: BlockType, name: str, location: Location
+    ) -> None:
+        self._lowering = lowering
+        self.frame = frame
+        self.block = block
+        self.name = name  # the layer's full dotted name, e.g. "stage.0.linear_1"
+        self.location = location
+        self._scopes: list[str] = [name]
+        self.created: list[str] = []  # node names created for this layer, in order
+
+    @property
+    def scope(self) -> str:
+        return ".".join(s for s in self._scopes if s)
+
+    @property
+    def float_dtype(self) -> DType:
+        return DType.float32
+
+    @contextmanager
+    def sub_scope(self, name: str) -> Iterator[None]:
+        """Nest parameter names (and torch submodules) under `name`."""
+        self._scopes.append(name)
+        try:
+            yield
+        finally:
+            self._scopes.pop()
+
+    def op(self, op: str, *inputs: Value | None, **attrs: Any) -> Value:
+        """Add a single-output op and return its value."""
+        outputs = self.ops(op, inputs, **attrs)
+        if len(outputs) != 1:
+            raise AssertionError(f"op '{op}' has {len(outputs)} outputs; use ctx.ops()")
+        return outputs[0]
+
+    def ops(self, op: str, inputs: Sequence[Value | None], **attrs: Any) -> tuple[Value, ...]:
+        """Add an op and return all of its outputs."""
+        try:
+            node = self._lowering.builder.add_op(
+                op,
+                inputs,
+                attrs,
+                name=f"{self.scope}/{op}",
+                module=self.scope,
+                layer=self.name,
+                location=self.location,
+            )
+        except InferenceError as error:
+            shapes = ", ".join(format_shape(v.type.shape) for v in inputs if v is not None)
+            raise self.error(f"{error}", notes=[f"input shapes: {shapes}"] if shapes else []) from None
+        self.created.append(node.name)
+        return node.outputs
+
+    def param(
+        self,
+        name: str,
+        shape: Sequence[int],
+        init: Init,
+        *,
+        dtype: DType = DType.float32,
+        trainable: bool = True,
+    ) -> Value:
+        """A parameter named ``<scope>.<name>``; `trainable=False` makes it a buffer."""
+        full = f"{self.scope}.{name}"
+        node = self._lowering.builder.add_parameter(
+            full,
+            tuple(shape),
+            init,
+            dtype=dtype,
+            trainable=trainable,
+            layer=self.name,
+            location=self.location,
+        )
+        self.created.append(node.name)
+        return node.output
+
+    def constant(self, value: np.ndarray, name: str = "const") -> Value:
+        node = self._lowering.builder.add_constant(
+            np.asarray(value), name=f"{self.scope}/{name}", layer=self.name, location=self.location
+        )
+        self.created.append(node.name)
+        return node.output
+
+    def block_call(
+        self,
+        block_name: str,
+        config: Mapping[str, Any] | None,
+        inputs: Sequence[Value],
+        *,
+        name: str,
+    ) -> Value:
+        """Lower another registered block as a part of this one (a composite block)."""
+        return self._lowering.lower_nested_block(self, block_name, dict(config or {}), list(inputs), name)
+
+    def note_input_range(self, value: Value, low: float, high: float) -> None:
+        """Record the valid value range of a graph input (token ids for an embedding), so
+        random inputs stay in range."""
+        self._lowering.builder.note_input_range(value, low, high)
+
+    def error(self, message: str, *, hint: str | None = None, notes: Sequence[str] = ()) -> ShapeError:
+        """A located error for this layer; ``raise ctx.error(...)``."""
+        prefix = f"{self.block.name} layer '{self.name}': "
+        return self._lowering.located_error(
+            prefix + message, self.frame, self.location, hint, notes, ShapeError
+        )
+
+    def describe(self, value: Value) -> str:
+        return format_shape(value.type.shape)
+
+    @staticmethod
+    def tensor_type(dtype: DType, shape: Sequence[Any]) -> TensorType:
+        return TensorType(dtype, tuple(shape))

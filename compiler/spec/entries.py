@@ -1,0 +1,362 @@
+"""Reading a list of layer entries: what each item is, its name, its `in` references,
+and the order to lower them in (forward references allowed, cycles reported).
+
+A mixin of `Lowering`: it uses the lowering's registry, spec and error collector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+
+from dlc.ir.node import Value
+from dlc.spec.model import COMMON_LAYER_KEYS, IDENTIFIER, REPEAT_KEYS, RESIDUAL_KEYS
+from dlc.spec.scope import Broken, Entry, Frame, LayerResult
+from dlc.spec.suggest import closest, did_you_mean
+from dlc.spec.yaml_source import YamlPath
+
+if TYPE_CHECKING:
+    from dlc.errors import ErrorCollector
+    from dlc.ir.builder import GraphBuilder
+    from dlc.ir.graph import Graph
+    from dlc.registry import Registry
+    from dlc.spec.loader import Spec
+    from dlc.spec.scope import LayerInfo
+
+_IDENTIFIER_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+class EntryReading:
+    """Headers, names, references and dependency order of layer entries."""
+
+    # Provided by `Lowering`, which mixes this class in.
+    spec: Spec
+    registry: Registry
+    graph: Graph
+    builder: GraphBuilder
+    errors: ErrorCollector
+    layers: list[LayerInfo]
+
+    def _read_entry(self, raw: Any, path: YamlPath, frame: Frame, index: int) -> Entry:
+        """Read an entry's header: what it is, its id and its `in` references."""
+        if isinstance(raw, str):
+            head = raw
+            kind = self._classify(head, path, frame, key=False)
+            return Entry(index, raw, path, kind, head, "", None, False, self._takes_input(kind, head))
+        if not isinstance(raw, dict) or not raw:
+            self._error(
+                "a layer is a block name (`relu`) or a mapping with one block (`linear: {out: 10}`)",
+                path,
+                frame,
+            )
+            raise Broken
+        heads = [k for k in raw if k not in COMMON_LAYER_KEYS]
+        if "repeat" in raw:
+            kind, head = "repeat", "repeat"
+            self._check_keys(raw, REPEAT_KEYS, path, frame, "a repeat layer")
+        elif "residual" in raw:
+            kind, head = "residual", "residual"
+            self._check_keys(raw, RESIDUAL_KEYS, path, frame, "a residual layer")
+        else:
+            known = [k for k in heads if self._is_block_name(k, frame)]
+            if len(known) > 1:
+                self._error(
+                    f"a layer holds one block, found {', '.join(repr(k) for k in known)}",
+                    (*path, known[1]),
+                    frame,
+                    key=True,
+                    hint="put each block in its own list item",
+                )
+                raise Broken
+            unknown = [k for k in heads if k not in known]
+            if known:
+                for key in unknown:
+                    hint = did_you_mean(key, COMMON_LAYER_KEYS)
+                    self._error(f"unknown key '{key}' in a layer", (*path, key), frame, key=True, hint=hint)
+                if unknown:
+                    raise Broken
+                head = known[0]
+            elif unknown:
+                head = unknown[0]
+                for key in unknown[1:]:
+                    self._error(
+                        f"unknown key '{key}' in a layer",
+                        (*path, key),
+                        frame,
+                        key=True,
+                        hint=did_you_mean(key, COMMON_LAYER_KEYS),
+                    )
+            else:
+                self._error("a layer needs a block, e.g. `- linear: {out: 10}`", path, frame)
+                raise Broken
+            kind = self._classify(head, (*path, head), frame, key=True)
+        entry_id = self._read_id(raw, path, frame)
+        refs = self._read_refs(raw, path, frame)
+        return Entry(
+            index,
+            raw,
+            path,
+            kind,
+            head,
+            entry_id or "",
+            refs,
+            entry_id is not None,
+            self._takes_input(kind, head),
+        )
+
+    def _check_keys(
+        self, raw: dict[str, Any], allowed: Sequence[str], path: YamlPath, frame: Frame, what: str
+    ) -> None:
+        bad = [k for k in raw if k not in allowed]
+        for key in bad:
+            self._error(
+                f"unknown key '{key}' in {what}",
+                (*path, key),
+                frame,
+                key=True,
+                hint=did_you_mean(key, allowed) or f"allowed keys: {', '.join(allowed)}",
+            )
+        if bad:
+            raise Broken
+
+    def _is_block_name(self, name: str, frame: Frame) -> bool:
+        return (
+            name in self.spec.templates
+            or name in self._plugin_templates
+            or bool(self.registry.block_providers(name))
+        )
+
+    def _classify(self, head: str, path: YamlPath, frame: Frame, key: bool) -> str:
+        if head in ("repeat", "residual"):
+            self._error(f"`{head}` needs a mapping with its options", path, frame)
+            raise Broken
+        if head in self.spec.templates:
+            return "template"
+        if head in self._plugin_templates:
+            return "template"
+        if self.registry.block_providers(head):
+            return "block"
+        self._unknown_block(head, path, frame, key)
+        raise Broken
+
+    def _unknown_block(self, head: str, path: YamlPath, frame: Frame, key: bool) -> None:
+        failed = self.registry.plugin_for_failed_block(head)
+        if failed is not None:
+            self._error(
+                f"block '{head}' comes from plugin '{failed.name}', which failed to load",
+                path,
+                frame,
+                key=key,
+                notes=[f"plugin '{failed.name}': {failed.error}"],
+            )
+            return
+        suggestions = closest(
+            head, [*self.registry.block_names, *self.spec.templates, *self._plugin_templates]
+        )
+        hint = None
+        if suggestions:
+            described = []
+            for name in suggestions:
+                if name in self.spec.templates:
+                    described.append(f"'{name}' (template in this spec)")
+                elif name in self._plugin_templates:
+                    described.append(
+                        f"'{name}' (template from plugin '{self._plugin_templates[name][0].plugin}')"
+                    )
+                else:
+                    providers = ", ".join(b.plugin for b in self.registry.block_providers(name))
+                    described.append(f"'{name}' (plugin {providers})")
+            hint = "did you mean " + " or ".join(described) + "?"
+        notes = [
+            f"plugin '{p.name}' failed to load and might provide it: {p.error}" for p in self.registry.failed
+        ]
+        self._error(
+            f"unknown block '{head}'",
+            path,
+            frame,
+            key=key,
+            hint=hint or "run `dlc blocks` to list blocks",
+            notes=notes,
+        )
+
+    def _takes_input(self, kind: str, head: str) -> bool:
+        if kind == "block":
+            providers = self.registry.block_providers(head)
+            return not providers or providers[0].inputs[1] != 0
+        return True
+
+    def _read_id(self, raw: dict[str, Any], path: YamlPath, frame: Frame) -> str | None:
+        if "id" not in raw:
+            return None
+        value = self._expand(raw["id"], (*path, "id"), frame)
+        if not isinstance(value, str) or not _is_identifier(value):
+            self._error(f"`id` must be a name (letters, digits, _), got {value!r}", (*path, "id"), frame)
+            raise Broken
+        return value
+
+    def _read_refs(
+        self, raw: dict[str, Any], path: YamlPath, frame: Frame
+    ) -> list[tuple[str, str | None, YamlPath]] | None:
+        if "in" not in raw:
+            return None
+        value = raw["in"]
+        items = value if isinstance(value, list) else [value]
+        refs = []
+        for index, item in enumerate(items):
+            item_path = (*path, "in", index) if isinstance(value, list) else (*path, "in")
+            text = self._expand(item, item_path, frame)
+            if not isinstance(text, str) or not text:
+                self._error(f"`in` takes layer names, got {text!r}", item_path, frame)
+                raise Broken
+            name, _, port = text.partition(".")
+            refs.append((name, port or None, item_path))
+        if not refs:
+            self._error("`in` is empty", (*path, "in"), frame)
+            raise Broken
+        return refs
+
+    def _name_entries(self, entries: list[Entry | None], frame: Frame) -> None:
+        explicit = {e.name for e in entries if e is not None and e.explicit_id}
+        seen: dict[str, YamlPath] = {}
+        for entry in entries:
+            if entry is None:
+                continue
+            if entry.explicit_id:
+                if entry.name in seen or entry.name in frame.taken:
+                    self._error(
+                        f"duplicate id '{entry.name}'",
+                        (*entry.path, "id"),
+                        frame,
+                        notes=[f"first used at {self._locate(seen[entry.name], frame)}"]
+                        if entry.name in seen
+                        else [],
+                    )
+                seen.setdefault(entry.name, (*entry.path, "id"))
+                continue
+            while True:
+                count = frame.counters.get(entry.head, 0)
+                frame.counters[entry.head] = count + 1
+                candidate = f"{entry.head}_{count}"
+                if candidate not in explicit and candidate not in frame.taken:
+                    break
+            entry.name = candidate
+        for entry in entries:
+            if entry is not None:
+                frame.taken.add(entry.name)
+
+    def _order(self, entries: list[Entry | None], frame: Frame) -> list[int]:
+        """Dependency order of the entries (forward references allowed); cycles are errors."""
+        by_name = {e.name: e.index for e in entries if e is not None}
+        dag = nx.DiGraph()
+        for entry in entries:
+            if entry is None:
+                continue
+            dag.add_node(entry.index)
+            if entry.refs is None:
+                if entry.takes_input and entry.index > 0 and entries[entry.index - 1] is not None:
+                    dag.add_edge(entry.index - 1, entry.index)
+            else:
+                for name, _, _ in entry.refs:
+                    if name in by_name and by_name[name] != entry.index:
+                        dag.add_edge(by_name[name], entry.index)
+                    elif name in by_name:
+                        self._error(f"layer '{name}' takes its own output as input", entry.path, frame)
+                        dag.remove_node(entry.index)
+                        break
+        while not nx.is_directed_acyclic_graph(dag):
+            cycle = [u for u, _ in nx.find_cycle(dag)]
+            names = [entries[i].name for i in cycle]  # type: ignore[union-attr]
+            first = entries[cycle[0]]
+            assert first is not None
+            self._error(
+                "layers form a cycle: " + " -> ".join([*names, names[0]]),
+                (*first.path, "in") if first.refs is not None else first.path,
+                frame,
+            )
+            dag.remove_nodes_from(cycle)
+        return list(nx.lexicographical_topological_sort(dag))
+
+    def _entry_inputs(
+        self,
+        entry: Entry,
+        frame: Frame,
+        results: dict[int, LayerResult],
+        broken: set[int],
+        first_input: LayerResult | None,
+        several_inputs: Sequence[str],
+    ) -> list[Value]:
+        if not entry.takes_input:
+            if entry.refs is not None:
+                self._error(f"block '{entry.head}' takes no input", (*entry.path, "in"), frame)
+                raise Broken
+            return []
+        if entry.refs is None:
+            if entry.index == 0:
+                if first_input is None:
+                    names = ", ".join(several_inputs)
+                    self._error(
+                        f"the first layer needs `in:` because the spec has several inputs ({names})",
+                        entry.path,
+                        frame,
+                    )
+                    raise Broken
+                return [first_input.value]
+            if entry.index - 1 in broken or entry.index - 1 not in results:
+                raise Broken
+            return [results[entry.index - 1].value]
+        values = []
+        for name, port, ref_path in entry.refs:
+            value = self._resolve_ref(name, port, ref_path, frame, "`in`")
+            if value is None:
+                raise Broken
+            values.append(value)
+        return values
+
+    def _resolve(self, text: Any, frame: Frame, path: YamlPath) -> Value | None:
+        text = self._expand(text, path, frame)
+        if not isinstance(text, str):
+            self._error(f"expected a layer name, got {text!r}", path, frame)
+            raise Broken
+        name, _, port = text.partition(".")
+        return self._resolve_ref(name, port or None, path, frame, f"`{path[0]}`")
+
+    def _resolve_ref(
+        self, name: str, port: str | None, path: YamlPath, frame: Frame, where: str = "`in`"
+    ) -> Value | None:
+        result = frame.lookup(name)
+        if result is None:
+            if name in self._defined_anywhere(frame):
+                return None  # defined but broken: its own error is reported
+            hint = did_you_mean(name, frame.visible())
+            hidden = self._inner_names.get(name)
+            notes = [f"'{name}' is defined inside '{hidden}'; refer to '{hidden}' instead"] if hidden else []
+            self._error(f"unknown layer '{name}' in {where}", path, frame, hint=hint, notes=notes)
+            raise Broken
+        if port is None:
+            return result.value
+        if port not in result.ports:
+            ports = ", ".join(result.ports)
+            self._error(
+                f"layer '{name}' has no output '{port}' (it has: {ports})",
+                path,
+                frame,
+                hint=did_you_mean(port, result.ports),
+            )
+            raise Broken
+        return result.ports[port]
+
+    def _defined_anywhere(self, frame: Frame) -> set[str]:
+        names: set[str] = set()
+        current: Frame | None = frame
+        while current is not None:
+            names |= current.taken
+            current = current.parent
+        return names
+
+
+def _is_identifier(text: str) -> bool:
+    import re
+
+    return re.match(IDENTIFIER, text) is not None and set(text) <= _IDENTIFIER_CHARS

@@ -1,0 +1,100 @@
+"""Pydantic models of the spec language (format version 1), top level and templates.
+
+Layers are validated one by one during lowering, against the config model of the block
+they name (the block union is whatever the loaded plugins register); here they are kept
+as raw YAML data.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from dlc.ir.types import DType
+
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
+TemplateParamType = Literal["int", "float", "bool", "str", "list", "any"]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_dim(dim: int | str) -> int | str:
+    if isinstance(dim, bool) or (isinstance(dim, int) and dim < 1):
+        raise ValueError(f"dims must be positive ints or symbol names such as N, got {dim!r}")
+    if isinstance(dim, str) and not dim.isidentifier():
+        raise ValueError(f"symbolic dims must be names such as N or T, got {dim!r}")
+    return dim
+
+
+SpecDim = Annotated[int | str, AfterValidator(_check_dim)]
+
+
+class InputDecl(StrictModel):
+    """A model input: its shape (ints and symbolic dims such as `N`) and dtype."""
+
+    shape: list[SpecDim]
+    dtype: DType = DType.float32
+    range: tuple[float, float] | None = Field(
+        default=None,
+        description="Values random inputs are drawn from: [low, high) (token ids: [0, vocab)).",
+    )
+    doc: str | None = None
+
+
+class TemplateParam(StrictModel):
+    type: TemplateParamType = "any"
+    default: Any = None
+    required: bool | None = Field(default=None, description="Defaults to true when no default is given.")
+    doc: str | None = None
+
+
+class ResidualOptions(StrictModel):
+    """`shortcut`: `auto` (identity when shapes match, else a projection), `identity`, or
+    a list of layers. `projection`: the layers `auto` uses when shapes differ."""
+
+    shortcut: Literal["auto", "identity"] | list[Any] = "auto"
+    projection: list[Any] | None = None
+
+
+class ResidualLayer(StrictModel):
+    """The long form of a `residual` layer; the short form is just the body list."""
+
+    body: list[Any] = Field(min_length=1)
+    shortcut: Literal["auto", "identity"] | list[Any] = "auto"
+    projection: list[Any] | None = None
+    post: list[Any] = Field(default_factory=list)
+
+
+class TemplateDef(StrictModel):
+    """A user block: typed parameters, a body of layers, an optional residual connection
+    around the body and `post` layers after it."""
+
+    doc: str | None = None
+    params: dict[Identifier, TemplateParamType | TemplateParam] = Field(default_factory=dict)
+    inputs: list[Identifier] = Field(default_factory=lambda: ["input"], min_length=1)
+    body: list[Any] = Field(min_length=1)
+    residual: ResidualOptions | None = None
+    post: list[Any] = Field(default_factory=list)
+    outputs: list[str] | dict[Identifier, str] | None = None
+
+
+class SpecModel(StrictModel):
+    """The top level of a spec file."""
+
+    dlc: Literal[1] = Field(description="Spec format version; this dlc reads version 1.")
+    name: str = Field(min_length=1)
+    doc: str | None = None
+    inputs: dict[Identifier, InputDecl] = Field(min_length=1)
+    params: dict[Identifier, Any] = Field(default_factory=dict)
+    blocks: dict[Identifier, TemplateDef] = Field(default_factory=dict)
+    layers: list[Any] = Field(min_length=1)
+    outputs: list[str] | dict[Identifier, str] | None = None
+
+
+COMMON_LAYER_KEYS = ("id", "in")
+REPEAT_KEYS = ("repeat", "as", "body", *COMMON_LAYER_KEYS)
+RESIDUAL_KEYS = ("residual", *COMMON_LAYER_KEYS)

@@ -1,0 +1,359 @@
+"""Structural layers: template instances, `repeat` and `residual`.
+
+A mixin of `Lowering`. Templates open a closed scope (only their inputs and params are
+visible); repeats open one scope per iteration (``stage.0``, ``stage.1``); a residual
+sums its body with a shortcut that is the identity, a projection, or explicit layers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from dlc.errors import DlcError, ShapeError, SpecError
+from dlc.ir.node import Value
+from dlc.ir.ops import InferenceError
+from dlc.ir.types import TensorType
+from dlc.spec.expressions import ExpressionError, substitute
+from dlc.spec.model import ResidualLayer
+from dlc.spec.scope import Broken, Entry, Frame, LayerInfo, LayerResult
+from dlc.spec.templates import Template
+from dlc.spec.validation import diagnostics_from_validation
+from dlc.spec.yaml_source import YamlPath
+
+if TYPE_CHECKING:
+    from dlc.errors import ErrorCollector
+    from dlc.ir.builder import GraphBuilder
+    from dlc.ir.graph import Graph
+    from dlc.registry import Registry
+    from dlc.spec.loader import Spec
+
+_MAX_TEMPLATE_DEPTH = 32
+
+
+class StructureLowering:
+    """Templates, repeats and residual connections."""
+
+    # Provided by `Lowering`, which mixes this class in.
+    spec: Spec
+    registry: Registry
+    graph: Graph
+    builder: GraphBuilder
+    errors: ErrorCollector
+    layers: list[LayerInfo]
+
+    def _template(self, name: str, path: YamlPath, frame: Frame) -> Template:
+        if name in self.spec.templates:
+            return self.spec.templates[name]
+        providers = self._plugin_templates[name]
+        if len(providers) > 1:
+            plugins = ", ".join(f"'{t.plugin}'" for t in providers)
+            self._error(f"template '{name}' is provided by several plugins: {plugins}", path, frame)
+            raise Broken
+        return providers[0]
+
+    def _instantiate(
+        self,
+        template: Template,
+        args: dict[str, Any],
+        entry_path: YamlPath,
+        frame: Frame,
+        inputs: list[Value],
+        full: str,
+    ) -> LayerResult:
+        location = self._locate(entry_path, frame)
+        if template.name in frame.templates_active or len(frame.templates_active) >= _MAX_TEMPLATE_DEPTH:
+            chain = " -> ".join([*frame.templates_active, template.name])
+            self._error(f"template '{template.name}' uses itself ({chain})", entry_path, frame)
+            raise Broken
+        definition = template.definition
+        self._check_arity(
+            template.name,
+            (len(definition.inputs), len(definition.inputs)),
+            len(inputs),
+            entry_path,
+            frame,
+        )
+        where = f"{location}" + (f" ({location.yaml_path})" if location.path else "")
+        body_frame = Frame(
+            scope=full,
+            names={n: LayerResult.single(v) for n, v in zip(definition.inputs, inputs, strict=True)},
+            parent=None,
+            env={**self.spec.params, **args},
+            source=template.source,
+            notes=(*frame.notes, f"in template '{template.name}' used at {where}"),
+            templates_active=(*frame.templates_active, template.name),
+            depth=frame.depth + 1,
+            taken=set(definition.inputs),
+        )
+        first = body_frame.names[definition.inputs[0]]
+        body = self.lower_sequence(template.raw["body"], (*template.path, "body"), body_frame, first)
+        if body is None:
+            raise Broken
+        result = body
+        if definition.residual is not None:
+            result = self._residual_merge(
+                body,
+                first,
+                definition.residual.shortcut,
+                definition.residual.projection,
+                (*template.path, "residual"),
+                body_frame,
+                full,
+            )
+        if definition.post:
+            post = self.lower_sequence(template.raw["post"], (*template.path, "post"), body_frame, result)
+            if post is None:
+                raise Broken
+            result = post
+        if definition.outputs is not None:
+            result = self._template_outputs(template, body_frame, result)
+        self.layers.append(
+            LayerInfo(full, template.name, "template", location, dict(result.ports), frame.depth)
+        )
+        return result
+
+    def _template_args(self, template: Template, raw: Any, path: YamlPath, frame: Frame) -> dict[str, Any]:
+        expanded = self._expand_all(raw, path, frame)
+        if expanded is None:
+            given: dict[str, Any] = {}
+        elif isinstance(expanded, dict):
+            given = expanded
+        elif template.shorthand is not None:
+            given = {template.shorthand: expanded}
+        else:
+            self._error(f"template '{template.name}' takes a mapping of parameters", path, frame)
+            raise Broken
+        values = dict(given)
+        for name, default in template.defaults().items():
+            if name not in values:
+                try:
+                    values[name] = _substitute_default(default, {**self.spec.params, **values})
+                except ExpressionError as error:
+                    self._error(f"default of '{name}': {error.message}", path, frame, hint=error.hint)
+                    raise Broken from None
+        try:
+            parsed = template.args_model.model_validate(values)
+        except ValidationError as error:
+            source_data = given if isinstance(raw, dict) or raw is None else {template.shorthand: raw}
+            diagnostics = diagnostics_from_validation(
+                error,
+                source_data,
+                frame.source,
+                path,
+                template.args_model,
+                f"template '{template.name}'",
+            )
+            self.errors.add(SpecError(diagnostics=[self._with_notes(d, frame) for d in diagnostics]))
+            raise Broken from None
+        return parsed.model_dump()
+
+    def _template_outputs(self, template: Template, frame: Frame, last: LayerResult) -> LayerResult:
+        declared = template.definition.outputs
+        assert declared is not None
+        items = (
+            list(declared.items())
+            if isinstance(declared, dict)
+            else [(r.partition(".")[0], r) for r in declared]
+        )
+        ports: dict[str, Value] = {}
+        for index, (port, ref) in enumerate(items):
+            key: str | int = port if isinstance(declared, dict) else index
+            value = self._resolve(ref, frame, (*template.path, "outputs", key))
+            if value is None:
+                raise Broken
+            ports[port] = value
+        return LayerResult(ports, items[0][0])
+
+    def _lower_repeat(self, entry: Entry, frame: Frame, inputs: list[Value], full: str) -> LayerResult:
+        raw = entry.raw
+        count = self._expand(raw["repeat"], (*entry.path, "repeat"), frame)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            self._error(f"`repeat` takes a count >= 1, got {count!r}", (*entry.path, "repeat"), frame)
+            raise Broken
+        variable = raw.get("as")
+        if variable is not None and (not isinstance(variable, str) or not variable.isidentifier()):
+            self._error(f"`as` takes a loop variable name, got {variable!r}", (*entry.path, "as"), frame)
+            raise Broken
+        body = raw.get("body")
+        if not isinstance(body, list) or not body:
+            self._error("`repeat` needs a `body:` list of layers", entry.path, frame, key=False)
+            raise Broken
+        current = LayerResult.single(inputs[0])
+        single = len(body) == 1 and not (isinstance(body[0], dict) and "id" in body[0])
+        errors_before = len(self.errors.diagnostics)
+        for iteration in range(count):
+            env = {**frame.env, variable: iteration} if variable else frame.env
+            child = frame.child(f"{full}.{iteration}", env)
+            child.scope = f"{full}.{iteration}"
+            if single:
+                child.scope = full
+                child.taken = set()
+                result = self._lower_single(body[0], (*entry.path, "body", 0), child, current, str(iteration))
+            else:
+                result = self.lower_sequence(body, (*entry.path, "body"), child, current)
+            if result is None or len(self.errors.diagnostics) > errors_before:
+                raise Broken  # one iteration's errors are enough; the others would repeat them
+            current = result
+            for inner in child.names:
+                self._inner_names.setdefault(inner, entry.name)
+        self.layers.append(
+            LayerInfo(
+                full,
+                "repeat",
+                "repeat",
+                self._locate(entry.path, frame),
+                dict(current.ports),
+                frame.depth,
+            )
+        )
+        return current
+
+    def _lower_single(
+        self, raw: Any, path: YamlPath, frame: Frame, input_: LayerResult, name: str
+    ) -> LayerResult | None:
+        """Lower one entry named exactly `name` in `frame` (a repeat iteration or shortcut)."""
+
+        def inputs() -> list[Value]:
+            if entry.refs is None:
+                return [input_.value] if entry.takes_input else []
+            refs = [self._resolve_ref(n, p, rp, frame) for n, p, rp in entry.refs]
+            if any(r is None for r in refs):
+                raise Broken
+            return [r for r in refs if r is not None]
+
+        try:
+            entry = self._read_entry(raw, path, frame, 0)
+            result = self._lower_entry(entry, frame, name, inputs)
+        except Broken:
+            return None
+        frame.names[name] = result
+        return result
+
+    def _lower_residual_layer(
+        self, entry: Entry, frame: Frame, inputs: list[Value], full: str
+    ) -> LayerResult:
+        raw = entry.raw["residual"]
+        path = (*entry.path, "residual")
+        data = {"body": raw} if isinstance(raw, list) else raw  # the short form is just the body
+        try:
+            options = ResidualLayer.model_validate(data)
+        except ValidationError as error:
+            diagnostics = diagnostics_from_validation(
+                error, data, frame.source, path, ResidualLayer, "residual"
+            )
+            self.errors.add(SpecError(diagnostics=[self._with_notes(d, frame) for d in diagnostics]))
+            raise Broken from None
+        body_raw, body_path = (raw, path) if isinstance(raw, list) else (raw["body"], (*path, "body"))
+        child = frame.child(full)
+        first = LayerResult.single(inputs[0])
+        body = self.lower_sequence(body_raw, body_path, child, first)
+        if body is None:
+            raise Broken
+        result = self._residual_merge(body, first, options.shortcut, options.projection, path, child, full)
+        if options.post:
+            post = self.lower_sequence(raw["post"], (*path, "post"), child, result)
+            if post is None:
+                raise Broken
+            result = post
+        self.layers.append(
+            LayerInfo(
+                full,
+                "residual",
+                "residual",
+                self._locate(entry.path, frame),
+                dict(result.ports),
+                frame.depth,
+            )
+        )
+        return result
+
+    def _residual_merge(
+        self,
+        body: LayerResult,
+        input_: LayerResult,
+        shortcut: Any,
+        projection: list[Any] | None,
+        path: YamlPath,
+        frame: Frame,
+        full: str,
+    ) -> LayerResult:
+        """``body + shortcut(input)``: identity, a projection when shapes differ, or layers."""
+        body_type, input_type = body.value.type, input_.value.type
+        shortcut_layers: list[Any] | None = None
+        layers_path: YamlPath = path
+        if isinstance(shortcut, list):
+            shortcut_layers, layers_path = shortcut, (*path, "shortcut")
+        elif body_type != input_type:
+            if shortcut == "identity":
+                self._error(
+                    f"residual: the body's output {body_type} does not match its input {input_type}, "
+                    "so an identity shortcut cannot be added",
+                    (*path, "shortcut"),
+                    frame,
+                    hint="use `shortcut: auto` (a projection) or change the body",
+                    error_type=ShapeError,
+                )
+                raise Broken
+            if projection is not None:
+                shortcut_layers, layers_path = projection, (*path, "projection")
+            else:
+                shortcut_layers = self._default_projection(input_type, body_type, path, frame)
+        shortcut_value = input_.value
+        if shortcut_layers is not None:
+            projection_frame = frame.child(full)
+            if len(shortcut_layers) == 1:
+                result = self._lower_single(
+                    shortcut_layers[0], (*layers_path, 0), projection_frame, input_, "shortcut"
+                )
+            else:
+                projection_frame.scope = f"{full}.shortcut"
+                result = self.lower_sequence(shortcut_layers, layers_path, projection_frame, input_)
+            if result is None:
+                raise Broken
+            shortcut_value = result.value
+        if shortcut_value.type != body_type:
+            self._error(
+                f"residual: the body's output {body_type} and the shortcut {shortcut_value.type} "
+                "have different shapes",
+                path,
+                frame,
+                error_type=ShapeError,
+            )
+            raise Broken
+        try:
+            node = self.builder.add_op(
+                "add",
+                [body.value, shortcut_value],
+                {},
+                name=f"{full}/add",
+                module=full,
+                layer=f"{full}.add",  # inside the residual's scope, like its body
+                location=self._locate(path, frame),
+            )
+        except (InferenceError, DlcError) as error:
+            self._error(f"residual: {error}", path, frame, error_type=ShapeError)
+            raise Broken from None
+        return LayerResult.single(node.output)
+
+    def _default_projection(
+        self, source: TensorType, target: TensorType, path: YamlPath, frame: Frame
+    ) -> list[Any]:
+        for projection in self.registry.projections:
+            made = projection.make(source, target)
+            if made is not None:
+                block, config = made
+                return [{block: config}]
+        self._error(
+            f"residual: no projection turns the input {source} into the body's output {target}",
+            path,
+            frame,
+            hint="give the shortcut layers explicitly with `projection: [...]`",
+            error_type=ShapeError,
+        )
+        raise Broken
+
+
+def _substitute_default(default: Any, env: dict[str, Any]) -> Any:
+    return substitute(default, env)
