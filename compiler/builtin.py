@@ -1,0 +1,51 @@
+"""dlc's own plugin: the generic passes and the ONNX and PyTorch emit targets.
+
+They register through the same hooks as every block family, under the plugin name `dlc`.
+"""
+
+from __future__ import annotations
+
+from dlc.emit.targets import EmitTarget
+from dlc.hookspecs import hookimpl
+from dlc.passes.constant_folding import ConstantFolding
+from dlc.passes.dead_code import DeadCodeElimination
+from dlc.passes.identity_removal import IdentityRemoval
+from dlc.passes.manager import PHASE_CLEANUP, PHASE_FINAL, PassInfo
+
+
+@hookimpl
+def dlc_passes() -> list[PassInfo]:
+    return [
+        # Drop identities and inference dropout first: fusion patterns then see real producers.
+        PassInfo(
+            "identity-removal",
+            IdentityRemoval,
+            "Remove identity and inference-mode dropout.",
+            1,
+            PHASE_CLEANUP,
+        ),
+        # Evaluate constant-only subgraphs once, at compile time.
+        PassInfo(
+            "constant-folding",
+            ConstantFolding,
+            "Evaluate ops whose inputs are all constants.",
+            1,
+            PHASE_CLEANUP,
+        ),
+        # Last: sweep away whatever the rewrites above left unused.
+        PassInfo(
+            "dead-code-elimination",
+            DeadCodeElimination,
+            "Remove unused nodes and parameters.",
+            1,
+            PHASE_FINAL,
+        ),
+    ]
+
+
+@hookimpl
+def dlc_emit_targets() -> list[EmitTarget]:
+    from dlc.emit.onnx.target import ONNX_TARGET
+    from dlc.emit.torch.target import TORCH_TARGET
+
+    return [ONNX_TARGET, TORCH_TARGET]

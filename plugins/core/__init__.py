@@ -1,0 +1,31 @@
+"""The core family: MLP layers, activations, normalization, shape and merge blocks."""
+
+from __future__ import annotations
+
+from dlc.plugin_api import BlockType, OpDef, ShortcutProjection, TensorType, hookimpl
+
+from . import activations, layers, tensors
+
+
+@hookimpl
+def dlc_ops() -> list[OpDef]:
+    return [*activations.OPS, *layers.OPS, *tensors.OPS]
+
+
+@hookimpl
+def dlc_block_types() -> list[BlockType]:
+    return [*activations.BLOCKS, *layers.BLOCKS, *tensors.BLOCKS]
+
+
+def _linear_projection(source: TensorType, target: TensorType) -> tuple[str, dict] | None:
+    """A bias-free linear map when only the feature (last) dim differs."""
+    if source.rank != target.rank or source.rank < 2 or source.shape[:-1] != target.shape[:-1]:
+        return None
+    if not isinstance(target.shape[-1], int):
+        return None
+    return "linear", {"out": target.shape[-1], "bias": False}
+
+
+@hookimpl
+def dlc_shortcut_projections() -> list[ShortcutProjection]:
+    return [ShortcutProjection("linear", _linear_projection)]
