@@ -1,0 +1,125 @@
+"""The pass contract and the `PassManager` that runs a named pipeline.
+
+A pass has a kebab-case `name` and ``run(graph) -> PassResult(graph, modified)``. Plugins
+register passes as `PassInfo` records with the -O level that enables them and a pipeline
+phase; `build_pipeline` orders them. `-O0` runs nothing, `-O1` the exact cleanups, `-O2`
+(the default) everything, algorithm selection included.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dlc.errors import DlcError, PassError
+from dlc.ir.graph import Graph, IRError
+from dlc.spec.suggest import did_you_mean
+
+if TYPE_CHECKING:
+    from dlc.registry import Registry
+
+log = logging.getLogger(__name__)
+
+# Pipeline phases: passes run in phase order, then in registration order.
+PHASE_CLEANUP = 100  # exact simplifications that expose more work to later passes
+PHASE_FUSION = 200  # rewrites that merge ops (conv + batch norm, ...)
+PHASE_SELECTION = 300  # per-node algorithm choices (direct vs FFT convolution, ...)
+PHASE_FINAL = 900  # last tidy-up after the rewrites above
+
+
+@dataclass(frozen=True)
+class PassResult:
+    graph: Graph
+    modified: bool
+
+
+class Pass(Protocol):
+    name: str
+
+    def run(self, graph: Graph) -> PassResult: ...
+
+
+@dataclass(frozen=True)
+class PassContext:
+    """What a pass may need beyond the graph: the op registry, the seed that materializes
+    initial weights, and free-form options (``conv_algo``, ...)."""
+
+    registry: Registry
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PassInfo:
+    """A registered pass: `factory(context)` builds it; `level` is the lowest -O that runs it."""
+
+    name: str
+    factory: Callable[[PassContext], Pass]
+    description: str
+    level: int = 1
+    phase: int = PHASE_CLEANUP
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class PassRecord:
+    name: str
+    modified: bool
+    seconds: float
+
+
+def build_pipeline(registry: Registry, level: int, names: Sequence[str] | None = None) -> list[PassInfo]:
+    """The passes for `-O{level}`, or exactly `names` in the given order."""
+    available = registry.passes
+    if names is not None:
+        by_name = {p.name: p for p in available}
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            hint = did_you_mean(unknown[0], by_name)
+            raise DlcError(
+                f"unknown pass '{unknown[0]}'",
+                hint=hint or f"available passes: {', '.join(sorted(by_name))}",
+            )
+        return [by_name[n] for n in names]
+    if level not in (0, 1, 2):
+        raise DlcError(f"optimization level must be 0, 1 or 2, not {level}")
+    chosen = [p for p in available if p.level <= level]
+    return sorted(chosen, key=lambda p: p.phase)  # stable: registration order within a phase
+
+
+class PassManager:
+    """Runs passes in order; with `verify`, checks the graph after each one."""
+
+    def __init__(self, passes: Sequence[Pass], registry: Registry, *, verify: bool | None = None) -> None:
+        self.passes = list(passes)
+        self.registry = registry
+        self.verify = verify if verify is not None else os.environ.get("DLC_VERIFY") == "1"
+        self.records: list[PassRecord] = []
+
+    def run(self, graph: Graph) -> Graph:
+        from dlc.ir.verify import verify_graph
+
+        for compiler_pass in self.passes:
+            start = time.perf_counter()
+            try:
+                result = compiler_pass.run(graph)
+            except DlcError:
+                raise
+            except Exception as error:
+                raise PassError(
+                    f"pass '{compiler_pass.name}' failed: {type(error).__name__}: {error}"
+                ) from error
+            graph = result.graph
+            elapsed = time.perf_counter() - start
+            self.records.append(PassRecord(compiler_pass.name, result.modified, elapsed))
+            log.debug("pass %s: modified=%s (%.1f ms)", compiler_pass.name, result.modified, elapsed * 1e3)
+            if self.verify:
+                try:
+                    verify_graph(graph, self.registry)
+                except IRError as error:
+                    raise PassError(f"pass '{compiler_pass.name}' left an invalid graph: {error}") from error
+        return graph
