@@ -1,0 +1,138 @@
+"""`OnnxBuilder`: what an op's ONNX lowering uses to add ONNX nodes and constants.
+
+A lowering reads ``b.inputs(node)`` / ``b.outputs(node)`` (ONNX value names) and calls
+``b.op(...)``; helper values get names under the IR node's name (``fc1/transpose``) so
+the ONNX graph reads like the IR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from dlc.errors import EmitError
+from dlc.ir.node import Node, Value
+from dlc.ir.symbolic import Dim
+from dlc.ir.types import DType, format_shape
+
+
+class OnnxBuilder:
+    def __init__(self, names: dict[str, str]) -> None:
+        self._names = names
+        self._used: set[str] = set(names.values())
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.domains: dict[str, int] = {}
+        self.current: Node | None = None
+
+    # -- names ---------------------------------------------------------------------------
+
+    def name(self, value: Value | None) -> str:
+        """The ONNX name of an IR value ('' for an omitted optional input)."""
+        if value is None:
+            return ""
+        return self._names[value.name]
+
+    def inputs(self, node: Node) -> list[str]:
+        return [self.name(v) for v in node.inputs]
+
+    def outputs(self, node: Node) -> list[str]:
+        return [self.name(v) for v in node.outputs]
+
+    def fresh(self, hint: str) -> str:
+        base = f"{self.current.name}/{hint}" if self.current is not None else hint
+        name, index = base, 1
+        while name in self._used:
+            name = f"{base}_{index}"
+            index += 1
+        self._used.add(name)
+        return name
+
+    # -- building ------------------------------------------------------------------------
+
+    def op(
+        self,
+        op_type: str,
+        inputs: Sequence[str],
+        outputs: Sequence[str] | int | None = None,
+        *,
+        domain: str = "",
+        **attrs: Any,
+    ) -> list[str]:
+        """Add one ONNX node; returns its output names (fresh ones unless given)."""
+        if outputs is None:
+            outputs = [self.fresh(op_type.lower())]
+        elif isinstance(outputs, int):
+            outputs = [self.fresh(f"{op_type.lower()}_{i}") for i in range(outputs)]
+        if domain:
+            self.domains.setdefault(domain, 1)
+        node_name = self.fresh(op_type)
+        inputs = list(inputs)
+        while inputs and inputs[-1] == "":  # trailing omitted optional inputs
+            inputs.pop()
+        self.nodes.append(
+            helper.make_node(op_type, inputs, list(outputs), name=node_name, domain=domain, **attrs)
+        )
+        return list(outputs)
+
+    def require_domain(self, domain: str, version: int) -> None:
+        self.domains[domain] = max(version, self.domains.get(domain, 0))
+
+    def constant(self, array: np.ndarray, hint: str = "const") -> str:
+        """An initializer holding `array` (shape tensors, scalars, ...)."""
+        name = self.fresh(hint)
+        self.initializers.append(tensor_proto(name, np.asarray(array)))
+        return name
+
+    def int64s(self, values: Sequence[int], hint: str = "shape") -> str:
+        return self.constant(np.array(list(values), dtype=np.int64), hint)
+
+    def target_shape(self, source: Value, dims: Sequence[Dim]) -> str:
+        """A 1-D int64 shape tensor for Reshape/Expand from `dims`, which may be symbolic.
+
+        Static dims are literal; a symbolic dim in the same position as in `source` becomes
+        0 (Reshape copies it); one remaining symbolic dim becomes -1. Only when more are left
+        is the shape computed at run time from ``Shape(source)``."""
+        source_shape = source.type.shape
+        entries: list[int | None] = []
+        for index, dim in enumerate(dims):
+            if isinstance(dim, int):
+                entries.append(dim)
+            elif index < len(source_shape) and source_shape[index] == dim:
+                entries.append(0)
+            else:
+                entries.append(None)
+        unresolved = [i for i, e in enumerate(entries) if e is None]
+        if len(unresolved) == 1:
+            entries[unresolved[0]] = -1
+            unresolved = []
+        if not unresolved:
+            return self.int64s([e for e in entries if e is not None])
+        pieces = []
+        for index, dim in enumerate(dims):
+            if entries[index] is not None:
+                pieces.append(self.int64s([entries[index]], "dim"))
+                continue
+            try:
+                position = list(source_shape).index(dim)
+            except ValueError:
+                raise EmitError(
+                    f"cannot compute dim {dim} of {format_shape(dims)} from {format_shape(source_shape)}"
+                ) from None
+            pieces.append(self.op("Shape", [self.name(source)], start=position, end=position + 1)[0])
+        return self.op("Concat", pieces, axis=0)[0]
+
+
+def tensor_proto(name: str, array: np.ndarray, dtype: DType | None = None) -> onnx.TensorProto:
+    """A TensorProto holding the raw bytes of `array` (fast: one memory copy)."""
+    dtype = dtype or DType.from_numpy(array.dtype)
+    tensor = onnx.TensorProto()
+    tensor.name = name
+    tensor.data_type = dtype.onnx
+    tensor.dims.extend(int(d) for d in array.shape)
+    tensor.raw_data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    return tensor

@@ -1,0 +1,24 @@
+"""The `onnx` emit target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dlc.emit.onnx.writer import save_onnx
+from dlc.emit.targets import EmitTarget
+
+if TYPE_CHECKING:
+    from dlc.api import CompiledModel
+
+
+def _write(model: CompiledModel, path: Path) -> list[Path]:
+    return save_onnx(model.onnx_model(), path)
+
+
+ONNX_TARGET = EmitTarget(
+    name="onnx",
+    description="An ONNX model (opset 21) for ONNX Runtime and other runtimes.",
+    write=_write,
+    default_output=lambda stem: f"{stem}.onnx",
+)

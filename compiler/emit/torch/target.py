@@ -1,0 +1,24 @@
+"""The `torch` emit target: a directory with model.py and weights.safetensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dlc.emit.targets import EmitTarget
+from dlc.emit.torch.eject import write_package
+
+if TYPE_CHECKING:
+    from dlc.api import CompiledModel
+
+
+def _write(model: CompiledModel, path: Path) -> list[Path]:
+    return write_package(model.torch_package(), path)
+
+
+TORCH_TARGET = EmitTarget(
+    name="torch",
+    description="A directory with model.py (a readable nn.Module with load_model()) and weights.safetensors.",
+    write=_write,
+    default_output=lambda stem: f"{stem}_torch",
+)

@@ -1,0 +1,421 @@
+"""`TorchWriter`: turns an IR graph into the source of a readable `nn.Module`.
+
+Each op's torch lowering returns a Python expression. Where an op's parameters belong to
+it alone and sit at its module path, it asks for a real submodule (``self.fc1 =
+nn.Linear(784, 256)``); otherwise (tied weights, raw parameters) it uses the functional
+form with ``self.<path>`` references. Either way the `state_dict` keys are the IR's
+parameter names, which are also the ONNX initializer names.
+
+The forward pass reads like hand-written code: sequential chains reuse one variable
+(``x = self.fc1(x)``), branches get the layer's name, and each line carries its output
+shape as a comment.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dlc.errors import DlcError, EmitError
+from dlc.ir.graph import Graph
+from dlc.ir.init import Init
+from dlc.ir.node import Node, Value
+from dlc.ir.symbolic import Dim
+from dlc.ir.types import format_shape
+from dlc.registry import Registry
+
+
+@dataclass(frozen=True)
+class TorchExpr:
+    """An expression for a multi-output op; `unpack` is a target pattern such as
+    ``"{0}, ({1}, {2})"`` for ``y, (h, c) = self.lstm(x)``."""
+
+    code: str
+    unpack: str | None = None
+
+
+@dataclass
+class _Leaf:
+    kind: str  # module | parameter | buffer
+    code: str  # constructor expression (module) or tensor expression (parameter, buffer)
+    values: dict[str, str] = field(default_factory=dict)  # state key -> IR value name
+
+
+_SHADOWED_BUILTINS = {
+    "input",
+    "id",
+    "type",
+    "len",
+    "sum",
+    "min",
+    "max",
+    "abs",
+    "iter",
+    "list",
+    "dict",
+    "set",
+}
+
+
+def _identifier(text: str) -> str:
+    name = re.sub(r"\W+", "_", text).strip("_") or "x"
+    if name[0].isdigit():
+        name = f"v{name}"
+    if keyword.iskeyword(name) or name in _SHADOWED_BUILTINS or name in ("self", "torch", "nn", "F"):
+        name += "_"
+    return name
+
+
+def _group(node: Node) -> str | None:
+    """The scope a node's layer sits in, as a variable name: ``stage.1.fc`` -> ``stage_1``;
+    None for a layer at the top level."""
+    segments = node.layer.split(".") if node.layer else []
+    if len(segments) < 2:
+        return None
+    group = [segments[0]]
+    for segment in segments[1:-1]:
+        if not segment.isdigit():
+            break
+        group.append(segment)
+    return "_".join(group)
+
+
+def _output_names(graph: Graph) -> dict[str, str]:
+    """IR value name -> the spec's output name, for values the model returns."""
+    names: dict[str, str] = {}
+    for name, value in graph.outputs.items():
+        names.setdefault(value.name, name)
+    return names
+
+
+def class_name(spec_name: str) -> str:
+    parts = re.split(r"[^0-9A-Za-z]+", spec_name)
+    name = "".join(p[:1].upper() + p[1:] for p in parts if p)
+    return name if name and name[0].isalpha() else f"Model{name}"
+
+
+def attribute_access(path: str) -> str:
+    """``stage.0.fc`` -> ``self.stage[0].fc``."""
+    access = "self"
+    for segment in path.split("."):
+        access += f"[{segment}]" if segment.isdigit() else f".{segment}"
+    return access
+
+
+def _init_code(init: Init, shape: tuple[int, ...], dtype: str) -> str:
+    dims = ", ".join(str(d) for d in shape) if shape else ""
+    empty = (
+        f"torch.empty({dims}{', ' if dims else ''}dtype={dtype})"
+        if shape
+        else f"torch.empty((), dtype={dtype})"
+    )
+    if init.kind == "constant":
+        if init.first == 0.0:
+            return f"torch.zeros({dims or '()'}, dtype={dtype})"
+        if init.first == 1.0:
+            return f"torch.ones({dims or '()'}, dtype={dtype})"
+        return f"torch.full(({dims}{',' if len(shape) == 1 else ''}), {init.first!r}, dtype={dtype})"
+    if init.kind == "uniform":
+        return f"{empty}.uniform_({init.first!r}, {init.second!r})"
+    if init.kind == "normal":
+        return f"{empty}.normal_({init.first!r}, {init.second!r})"
+    if init.kind == "truncated_normal":
+        bound = 2 * init.second
+        return f"nn.init.trunc_normal_({empty}, {init.first!r}, {init.second!r}, {-bound!r}, {bound!r})"
+    return empty  # literal data: loaded from the weights file
+
+
+class TorchWriter:
+    """Collects submodules, parameters and forward statements for one graph."""
+
+    def __init__(self, graph: Graph, registry: Registry) -> None:
+        self.graph = graph
+        self.registry = registry
+        self._leaves: dict[str, _Leaf] = {}
+        self._claimed: set[str] = set()
+        self._vars: dict[str, str] = {}
+        self._var_values: dict[str, list[str]] = {}
+        self._used_names: set[str] = set()
+        self._helpers: dict[str, str] = {}
+        self._lines: list[str] = []
+        self._last_use: dict[str, int] = {}
+        self._returned = _output_names(graph)
+        self._position = 0
+        self.current: Node | None = None
+
+    # -- the API op lowerings use --------------------------------------------------------
+
+    def var(self, value: Value | None) -> str:
+        """A Python expression for an input value: a local, or a `self.` parameter reference."""
+        if value is None:
+            return "None"
+        if value.name in self._vars:
+            return self._vars[value.name]
+        producer = self.graph.producer(value)
+        if producer.op == "parameter":
+            return self._tensor_leaf(producer, producer.attrs.name)
+        if producer.op == "constant":
+            return self._tensor_leaf(producer, "constants." + _identifier(producer.name))
+        raise EmitError(f"torch emission: value '{value.name}' used before it is defined")
+
+    def module(self, node: Node, ctor: str, params: Mapping[str, Value | None] | None = None) -> str | None:
+        """Declare ``self.<node.module> = <ctor>`` owning `params` (attribute -> value), if
+        the op may own them; returns the access expression, or None (use functional form)."""
+        path = node.module
+        if not path or not self._path_free(path):
+            return None
+        owned: dict[str, str] = {}
+        for attribute, value in (params or {}).items():
+            if value is None:
+                continue
+            producer = self.graph.producer(value)
+            if (
+                producer.op != "parameter"
+                or producer.attrs.name != f"{path}.{attribute}"
+                or value.name in self._claimed
+                or len(self.graph.users(value)) != 1
+                or self.graph.is_output(value)
+            ):
+                return None
+            owned[f"{path}.{attribute}"] = value.name
+        self._leaves[path] = _Leaf("module", ctor, owned)
+        self._claimed.update(owned.values())
+        return attribute_access(path)
+
+    def shape_args(self, source: Value, dims: Sequence[Dim]) -> str:
+        """Comma-separated ints and ``x.size(i)`` calls for a target shape."""
+        source_shape = list(source.type.shape)
+        variable = self.var(source)
+        parts: list[str] = []
+        unresolved = 0
+        for dim in dims:
+            if isinstance(dim, int):
+                parts.append(str(dim))
+            elif dim in source_shape:
+                parts.append(f"{variable}.size({source_shape.index(dim)})")
+            else:
+                parts.append("-1")
+                unresolved += 1
+        if unresolved > 1:
+            raise EmitError(f"cannot express shape {format_shape(dims)} from {format_shape(source_shape)}")
+        return ", ".join(parts)
+
+    def helper(self, name: str, source: str) -> str:
+        """A module-level helper (function or class) emitted once before the model class."""
+        self._helpers.setdefault(name, source.strip("\n"))
+        return name
+
+    # -- generation ----------------------------------------------------------------------
+
+    def generate(self, *, title: str, doc_lines: Sequence[str] = ()) -> str:
+        order = [n for n in self.graph.toposort() if n.op not in ("input", "parameter", "constant")]
+        self._compute_last_use(order)
+        inputs = self.graph.inputs()
+        for node in inputs:
+            name = _identifier(node.attrs.name)
+            self._bind(node.output, name)
+        for position, node in enumerate(order):
+            self._position = position
+            self.current = node
+            try:
+                expression = self.registry.op(node.op).to_torch(self, node)
+            except DlcError:
+                raise
+            except Exception as error:
+                raise EmitError(
+                    f"torch lowering of '{node.name}' ({node.op}) failed: {type(error).__name__}: {error}",
+                    location=node.location,
+                ) from error
+            self._assign(node, expression)
+        self.current = None
+        return self._render(title, doc_lines, inputs)
+
+    def state_values(self) -> dict[str, str]:
+        """state_dict key -> IR value name, for every tensor the module holds."""
+        keys: dict[str, str] = {}
+        for path, leaf in self._leaves.items():
+            if leaf.kind == "module":
+                keys.update(leaf.values)
+            else:
+                keys[path] = leaf.values[path]
+        return keys
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _path_free(self, path: str) -> bool:
+        for existing in self._leaves:
+            if existing == path or existing.startswith(path + ".") or path.startswith(existing + "."):
+                return False
+        return True
+
+    def _tensor_leaf(self, producer: Node, path: str) -> str:
+        if path not in self._leaves:
+            if not self._path_free(path):
+                raise EmitError(f"torch emission: '{path}' clashes with a submodule of the same name")
+            value = producer.output
+            dtype = value.type.dtype.torch_name
+            shape = tuple(int(d) for d in value.type.shape)
+            if producer.op == "parameter" and producer.attrs.trainable:
+                code = f"nn.Parameter({_init_code(producer.attrs.init, shape, dtype)})"
+                kind = "parameter"
+            elif producer.op == "parameter":
+                code, kind = _init_code(producer.attrs.init, shape, dtype), "buffer"
+            else:
+                code, kind = (
+                    f"torch.empty({', '.join(map(str, shape)) or '()'}, dtype={dtype})",
+                    "buffer",
+                )
+            self._leaves[path] = _Leaf(kind, code, {path: value.name})
+        return attribute_access(path)
+
+    def _compute_last_use(self, order: list[Node]) -> None:
+        for position, node in enumerate(order):
+            for value in node.input_values:
+                self._last_use[value.name] = position
+        for value in self.graph.outputs.values():
+            self._last_use[value.name] = len(order)
+
+    def _bind(self, value: Value, name: str) -> None:
+        self._vars[value.name] = name
+        self._var_values.setdefault(name, []).append(value.name)
+        self._used_names.add(name)
+
+    def _reusable(self, name: str, node: Node) -> bool:
+        """A variable may be overwritten when nothing reads its values later and it stays
+        within one scope (a repeat iteration, a template instance, or the top level)."""
+        values = self._var_values.get(name, [])
+        if any(self._last_use.get(v, -1) > self._position for v in values):
+            return False
+        producer = self.graph.producer(self.graph.value(values[-1])) if values else None
+        return producer is None or producer.op == "input" or _group(producer) == _group(node)
+
+    def _new_name(self, node: Node, suffix: str = "") -> str:
+        base = _identifier((_group(node) or re.split(r"[./]", node.name)[-1]) + suffix)
+        name, index = base, 1
+        while name in self._used_names:
+            name = f"{base}_{index}"
+            index += 1
+        return name
+
+    def _assign(self, node: Node, expression: str | TorchExpr) -> None:
+        code = expression.code if isinstance(expression, TorchExpr) else expression
+        unpack = expression.unpack if isinstance(expression, TorchExpr) else None
+        shapes = ", ".join(format_shape(v.type.shape) for v in node.outputs)
+        if len(node.outputs) == 1 and code in self._var_values:  # an alias, e.g. identity
+            self._bind(node.output, code)
+            return
+        first = next((v for v in node.input_values if v.name in self._vars), None)
+        returned = self._returned.get(node.outputs[0].name) if len(node.outputs) == 1 else None
+        if returned is not None and returned.isidentifier() and returned not in self._used_names:
+            names = [_identifier(returned)]
+        elif len(node.outputs) == 1 and first is not None and self._reusable(self._vars[first.name], node):
+            names = [self._vars[first.name]]
+        elif len(node.outputs) == 1:
+            names = [self._new_name(node)]
+        else:
+            names = [self._new_name(node, f"_{port.name.rsplit(':', 1)[-1]}") for port in node.outputs]
+        for value, name in zip(node.outputs, names, strict=True):
+            self._bind(value, name)
+        target = unpack.format(*names) if unpack else ", ".join(names)
+        self._lines.append(f"{target} = {code}  # {shapes}")
+
+    def _render(self, title: str, doc_lines: Sequence[str], inputs: list[Node]) -> str:
+        name = class_name(self.graph.name)
+        args = ", ".join(f"{self._vars[n.output.name]}: torch.Tensor" for n in inputs)
+        outputs = list(self.graph.outputs.values())
+        returned = ", ".join(self.var(v) for v in outputs)
+        return_type = (
+            "torch.Tensor" if len(outputs) == 1 else f"tuple[{', '.join(['torch.Tensor'] * len(outputs))}]"
+        )
+        lines = [f'"""{title}', ""]
+        lines += [
+            *doc_lines,
+            '"""',
+            "",
+            "from __future__ import annotations",
+            "",
+            "from pathlib import Path",
+            "",
+        ]
+        lines += [
+            "import torch",
+            "import torch.nn.functional as F  # noqa: N812",
+            "from torch import nn",
+            "",
+            "",
+        ]
+        for helper in self._helpers.values():
+            lines += [helper, "", ""]
+        lines += [
+            f"class {name}(nn.Module):",
+            "    def __init__(self) -> None:",
+            "        super().__init__()",
+        ]
+        lines += [f"        {line}" for line in self._init_lines()]
+        lines += ["", f"    def forward(self, {args}) -> {return_type}:"]
+        lines += [
+            f"        # {self._vars[n.output.name]}: {format_shape(n.output.type.shape)}" for n in inputs
+        ]
+        lines += [f"        {line}" for line in self._lines]
+        lines += [f"        return {returned}", "", ""]
+        lines += [
+            f"def load_model(weights: str | Path | None = None) -> {name}:",
+            '    """The model with its weights (default: weights.safetensors beside this file),',
+            '    in eval mode."""',
+            "    from safetensors.torch import load_file",
+            "",
+            '    default = Path(__file__).with_name("weights.safetensors")',
+            "    path = Path(weights) if weights is not None else default",
+            '    with torch.device("meta"):  # skip random init: every tensor comes from the file',
+            f"        model = {name}()",
+            "    model.load_state_dict(load_file(str(path)), assign=True)",
+            "    return model.eval()",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def _init_lines(self) -> list[str]:
+        """Containers first (``nn.Module()`` / ``nn.ModuleList``), then leaves, in creation order."""
+        tree: dict[str, dict] = {}
+        for path in self._leaves:
+            node = tree
+            for segment in path.split("."):
+                node = node.setdefault(segment, {})
+        lines: list[str] = []
+        self._emit_containers(tree, "", lines)
+        for path, leaf in self._leaves.items():
+            parent, _, attribute = path.rpartition(".")
+            if leaf.kind == "buffer":
+                owner = attribute_access(parent) if parent else "self"
+                lines.append(f'{owner}.register_buffer("{attribute}", {leaf.code})')
+            else:
+                lines.append(f"{attribute_access(path)} = {leaf.code}")
+        return lines or ["pass"]
+
+    def _emit_containers(
+        self, tree: dict[str, dict], prefix: str, lines: list[str], listed: bool = False
+    ) -> None:
+        """`listed`: the containers at this level were made by their ModuleList already."""
+        for segment, children in tree.items():
+            path = f"{prefix}.{segment}" if prefix else segment
+            if path in self._leaves or not children:
+                continue
+            keys = list(children)
+            as_list = all(k.isdigit() for k in keys)
+            if as_list:
+                count = max(int(k) for k in keys) + 1
+                lines.append(
+                    f"{attribute_access(path)} = nn.ModuleList([nn.Module() for _ in range({count})])"
+                )
+            elif not listed:
+                lines.append(f"{attribute_access(path)} = nn.Module()")
+            self._emit_containers(children, path, lines, listed=as_list)
+
+
+def state_arrays(writer: TorchWriter, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The tensors of the module's state_dict, by key, from IR value data."""
+    return {key: arrays[value] for key, value in writer.state_values().items()}
