@@ -1,0 +1,161 @@
+"""The Python API: ``dlc.load_spec``, ``dlc.compile`` and the `CompiledModel` it returns.
+
+model = dlc.compile("specs/mlp.yaml", seed=0)
+model.save("mlp.onnx")                  # or model.save("out/", target="torch")
+outputs = model.run({"x": batch})       # ONNX Runtime
+module = model.torch_module()           # eager nn.Module (the ejected model.py, loaded)
+print(model.summary().params)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dlc.errors import DlcError
+from dlc.ir.graph import Graph
+from dlc.ir.node import Node
+from dlc.passes.manager import PassContext, PassManager, PassRecord, build_pipeline
+from dlc.registry import Registry, default_registry
+from dlc.spec.loader import Spec, load_spec
+from dlc.spec.lower import LoweredSpec, lower_spec
+from dlc.summary import Summary, summarize
+from dlc.weights import apply_weights, parameter_data, read_weights_file
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+    from dlc.emit.torch.eject import TorchPackage
+    from dlc.runtime import Session
+
+
+@dataclass
+class CompiledModel:
+    """A lowered and optimized spec, ready to emit, run or summarize."""
+
+    spec: Spec
+    lowered: LoweredSpec
+    graph: Graph
+    registry: Registry
+    seed: int = 0
+    opt_level: int = 2
+    pass_records: list[PassRecord] = field(default_factory=list)
+    _tensors: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+    def tensor(self, node: Node) -> np.ndarray:
+        return self.tensors()[node.output.name]
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """Every parameter's and constant's data, by IR value name (drawn once, then cached)."""
+        if self._tensors is None:
+            tensors: dict[str, np.ndarray] = {}
+            for node in self.graph:
+                if node.op == "parameter":
+                    tensors[node.output.name] = parameter_data(node, self.seed)
+                elif node.op == "constant":
+                    tensors[node.output.name] = node.attrs.value
+            self._tensors = tensors
+        return self._tensors
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers by name (the torch state_dict keys and ONNX initializer names)."""
+        return {n.attrs.name: self.tensor(n) for n in self.graph.parameters()}
+
+    def onnx_model(self) -> onnx.ModelProto:
+        from dlc.emit.onnx.emitter import build_onnx_model
+
+        metadata = {
+            "dlc.spec": self.spec.name,
+            "dlc.seed": str(self.seed),
+            "dlc.opt_level": str(self.opt_level),
+        }
+        return build_onnx_model(
+            self.graph, self.tensor, self.registry, metadata=metadata, doc=self.spec.model.doc or ""
+        )
+
+    def save(self, path: str | Path, target: str = "onnx") -> list[Path]:
+        """Write the model with an emit target (`onnx`, `torch`, or a plugin's)."""
+        try:
+            emit_target = self.registry.target(target)
+        except KeyError:
+            raise DlcError(
+                f"unknown target '{target}'",
+                hint=f"available targets: {', '.join(self.registry.target_names)}",
+            ) from None
+        return emit_target.write(self, Path(path))
+
+    def torch_package(self) -> TorchPackage:
+        from dlc.emit.torch.eject import torch_package
+
+        origin = str(self.spec.path) if self.spec.path else self.spec.source.file
+        return torch_package(self.graph, self.registry, self.tensors(), origin)
+
+    def torch_source(self) -> str:
+        return self.torch_package().source
+
+    def torch_module(self) -> torch.nn.Module:
+        """The eager module that the ejected model.py defines, with these weights, in eval mode."""
+        from dlc.emit.torch.eject import build_module
+
+        return build_module(self.torch_package())
+
+    def graph_module(self) -> torch.fx.GraphModule:
+        """The same module as a `torch.fx.GraphModule`."""
+        from dlc.emit.torch.eject import build_graph_module
+
+        return build_graph_module(self.torch_package())
+
+    def summary(self, dims: Mapping[str, int] | None = None) -> Summary:
+        """Per-layer shapes, parameters and MACs of the spec as written (before passes)."""
+        return summarize(self.lowered.graph, self.lowered.layers, self.registry, dims)
+
+    def session(self, provider: str = "auto") -> Session:
+        from dlc.runtime import Session
+
+        return Session(self.onnx_model(), provider)
+
+    def run(self, inputs: Mapping[str, np.ndarray], provider: str = "auto") -> dict[str, np.ndarray]:
+        return self.session(provider).run(inputs)
+
+
+def compile(
+    spec: Spec | str | Path,
+    *,
+    opt_level: int = 2,
+    passes: Sequence[str] | None = None,
+    seed: int = 0,
+    weights: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    pass_options: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
+    strict_plugins: bool = False,
+    verify: bool | None = None,
+) -> CompiledModel:
+    """Load (if given a path), lower, and optimize a spec.
+
+    `opt_level` 0 runs no passes, 1 the exact cleanups, 2 everything; `passes` picks
+    passes by name instead. `weights` is a safetensors file whose tensors replace the
+    seeded initialization. `overrides` replace spec params (``--set``)."""
+    registry = registry or default_registry(strict=strict_plugins)
+    if not isinstance(spec, Spec):
+        spec = load_spec(spec, overrides)
+    elif overrides:
+        raise DlcError("overrides apply when loading a spec; pass a path, or use load_spec(path, overrides)")
+    lowered = lower_spec(spec, registry)
+    graph = lowered.graph.copy()
+    if weights is not None:
+        apply_weights(graph, read_weights_file(weights), str(weights))
+    pipeline = build_pipeline(registry, opt_level, passes)
+    context = PassContext(registry, seed, dict(pass_options or {}))
+    manager = PassManager([info.factory(context) for info in pipeline], registry, verify=verify)
+    graph = manager.run(graph)
+    return CompiledModel(spec, lowered, graph, registry, seed, opt_level, manager.records)

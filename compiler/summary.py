@@ -1,0 +1,138 @@
+"""`dlc summary`: per-layer output shapes, parameter and MAC counts, with totals.
+
+Counts follow the reference conventions: parameters are trainable tensors (batch-norm
+running statistics are buffers, counted separately), tied tensors count once, and MACs
+count contractions only (linear, conv, matmul; attention products included) at the
+given dims (every symbolic dim is 1 unless set, so batch 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dlc.ir.graph import Graph
+from dlc.ir.symbolic import evaluate_dim, product
+from dlc.ir.types import format_shape
+from dlc.registry import Registry
+from dlc.spec.lower import LayerInfo
+
+
+@dataclass
+class LayerSummary:
+    name: str
+    block: str
+    output_shape: str
+    params: int
+    macs: int
+    depth: int
+
+
+@dataclass
+class Summary:
+    name: str
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+    params: int
+    buffers: int
+    macs: int
+    dims: dict[str, int]
+    layers: list[LayerSummary] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "params": self.params,
+            "buffers": self.buffers,
+            "macs": self.macs,
+            "dims": self.dims,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "layers": [vars(layer) for layer in self.layers],
+        }
+
+    def render(self) -> Any:
+        """A rich renderable: the per-layer table with totals."""
+        from rich.table import Table
+
+        dims = ", ".join(f"{k}={v}" for k, v in self.dims.items())
+        title = f"{self.name}" + (f" ({dims})" if dims else "")
+        table = Table(title=title, title_justify="left", show_footer=True)
+        table.add_column("layer", footer="total")
+        table.add_column("block")
+        table.add_column("output shape")
+        table.add_column("params", justify="right", footer=f"{self.params:,}")
+        table.add_column("MACs", justify="right", footer=f"{self.macs:,}")
+        for layer in self.layers:
+            table.add_row(
+                "  " * layer.depth + layer.name,
+                layer.block,
+                layer.output_shape,
+                f"{layer.params:,}",
+                f"{layer.macs:,}",
+            )
+        return table
+
+
+def summarize(
+    graph: Graph, layers: list[LayerInfo], registry: Registry, dims: Mapping[str, int] | None = None
+) -> Summary:
+    symbols: set[str] = set()
+    for node in graph.inputs():
+        symbols |= node.output.type.symbols
+    bindings = {s: 1 for s in sorted(symbols)}
+    bindings.update(dims or {})
+
+    def macs_of(node_names: list[str]) -> int:
+        total = 0
+        for name in node_names:
+            node = graph.node(name)
+            op = registry.op(node.op)
+            if op.macs is not None:
+                total += evaluate_dim(op.macs(node), bindings)
+        return total
+
+    def elements(node_names: list[str], trainable: bool) -> int:
+        total = 0
+        for name in node_names:
+            node = graph.node(name)
+            if node.op == "parameter" and node.attrs.trainable == trainable:
+                total += int(product(node.output.type.shape))
+        return total
+
+    by_layer: dict[str, list[str]] = {}
+    for node in graph:
+        by_layer.setdefault(node.layer, []).append(node.name)
+    rows = []
+    for info in layers:
+        if info.kind != "block":
+            continue
+        names = [
+            n
+            for layer, ns in by_layer.items()
+            if layer == info.name or layer.startswith(info.name + ".")
+            for n in ns
+        ]
+        output = next(iter(info.outputs.values()))
+        rows.append(
+            LayerSummary(
+                info.name,
+                info.block,
+                format_shape(output.type.shape),
+                elements(names, True),
+                macs_of(names),
+                info.depth,
+            )
+        )
+    every = [n.name for n in graph]
+    return Summary(
+        name=graph.name,
+        inputs={n.attrs.name: f"{n.output.type}" for n in graph.inputs()},
+        outputs={k: f"{v.type}" for k, v in graph.outputs.items()},
+        params=elements(every, True),
+        buffers=elements(every, False),
+        macs=macs_of(every),
+        dims=bindings,
+        layers=rows,
+    )

@@ -1,0 +1,70 @@
+"""Parameter data: drawing initial weights from the seed, and loading weight files.
+
+A weights file (safetensors, as written by torch or by `dlc compile --target torch`) must
+match the model exactly; every missing, unexpected or mis-shaped tensor is reported by
+name, all at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dlc.errors import Location, WeightsError
+from dlc.ir.graph import Graph
+from dlc.ir.init import from_array
+from dlc.ir.node import Node
+from dlc.ir.source_ops import ParameterAttrs
+
+
+def parameter_data(node: Node, seed: int) -> np.ndarray:
+    """The data of one `parameter` node: its initializer drawn with `seed`."""
+    attrs: ParameterAttrs = node.attrs
+    value = node.output
+    shape = tuple(int(d) for d in value.type.shape)
+    return attrs.init.materialize(shape, value.type.dtype.numpy, seed, attrs.name)
+
+
+def read_weights_file(path: str | Path) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}", location=Location(str(path)))
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise WeightsError(
+            f"cannot read weights file {path}: {error}", location=Location(str(path))
+        ) from None
+
+
+def apply_weights(graph: Graph, arrays: dict[str, np.ndarray], origin: str) -> None:
+    """Give each parameter its tensor from `arrays`; report every mismatch by name."""
+    parameters = {n.attrs.name: n for n in graph.parameters()}
+    problems = []
+    missing = sorted(set(parameters) - set(arrays))
+    unexpected = sorted(set(arrays) - set(parameters))
+    if missing:
+        problems.append(f"missing tensors: {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected tensors: {', '.join(unexpected)}")
+    for name in sorted(set(parameters) & set(arrays)):
+        expected = parameters[name].output.type
+        array = arrays[name]
+        want = tuple(int(d) for d in expected.shape)
+        if tuple(array.shape) != want:
+            problems.append(f"'{name}' has shape {list(array.shape)}, the model needs {list(want)}")
+        elif np.dtype(array.dtype) != expected.dtype.numpy:
+            problems.append(f"'{name}' has dtype {array.dtype}, the model needs {expected.dtype.value}")
+    if problems:
+        raise WeightsError(
+            f"weights file {origin} does not fit the model",
+            location=Location(origin),
+            notes=problems,
+        )
+    for name, node in parameters.items():
+        attrs = ParameterAttrs(name=name, init=from_array(arrays[name]), trainable=node.attrs.trainable)
+        graph.replace_node(node, node.replace(attrs=attrs))

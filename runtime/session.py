@@ -1,0 +1,177 @@
+"""`Session`: a thin layer over an ONNX Runtime InferenceSession.
+
+Providers: ``auto`` (CUDA when it works, else CPU), ``cpu``, ``cuda``, ``tensorrt``.
+onnxruntime-gpu lists CUDA as available even where the CUDA libraries are missing and then
+silently falls back to the CPU, so `Session.providers` reports what the session really
+got, and asking explicitly for ``cuda`` or ``tensorrt`` fails loudly when it did not.
+Inputs are checked (names, dtypes, ranks, static dims) before they reach ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlc.errors import RuntimeSessionError
+from dlc.spec.suggest import did_you_mean
+
+PROVIDER_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+PROVIDER_CHOICES = ("auto", *PROVIDER_NAMES)
+
+_NUMPY_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A model input or output: its name, shape (ints and dim names) and numpy dtype."""
+
+    name: str
+    shape: tuple[int | str | None, ...]
+    dtype: np.dtype
+
+    def describe(self) -> str:
+        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name}: {self.dtype}[{dims}]"
+
+
+def _requested_providers(provider: str, available: list[str]) -> list[str]:
+    if provider not in PROVIDER_CHOICES:
+        raise RuntimeSessionError(
+            f"unknown provider '{provider}'",
+            hint=did_you_mean(provider, PROVIDER_CHOICES) or f"choose one of {', '.join(PROVIDER_CHOICES)}",
+        )
+    if provider == "auto":
+        chosen = ["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []
+        return [*chosen, "CPUExecutionProvider"]
+    wanted = PROVIDER_NAMES[provider]
+    if wanted not in available:
+        raise RuntimeSessionError(
+            f"provider '{provider}' is not available in this onnxruntime build",
+            notes=[f"available: {', '.join(available)}"],
+            hint="install onnxruntime-gpu (Linux or Windows, x86-64) for cuda and tensorrt",
+        )
+    if provider == "tensorrt":
+        return [wanted, "CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [wanted, "CPUExecutionProvider"] if provider != "cpu" else [wanted]
+
+
+class Session:
+    """Run an ONNX model (a path, serialized bytes, or a ModelProto) in ONNX Runtime."""
+
+    def __init__(self, model: Any, provider: str = "auto", *, threads: int | None = None) -> None:
+        import onnxruntime
+
+        onnxruntime.set_default_logger_severity(4)  # our own errors say what went wrong
+        self.requested = provider
+        requested = _requested_providers(provider, onnxruntime.get_available_providers())
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 4
+        if threads:
+            options.intra_op_num_threads = threads
+        source = model
+        if hasattr(model, "SerializeToString"):
+            source = model.SerializeToString()
+        elif isinstance(model, (str, Path)):
+            path = Path(model)
+            if not path.is_file():
+                raise RuntimeSessionError(f"model file not found: {path}")
+            source = str(path)
+        try:
+            self._session = onnxruntime.InferenceSession(source, options, providers=requested)
+        except Exception as error:  # onnxruntime raises several unrelated exception types
+            raise RuntimeSessionError(f"ONNX Runtime cannot load the model: {error}") from None
+        self.providers: list[str] = self._session.get_providers()
+        if provider in ("cuda", "tensorrt") and PROVIDER_NAMES[provider] not in self.providers:
+            raise RuntimeSessionError(
+                f"asked for the {provider} provider, but ONNX Runtime fell back to "
+                f"{', '.join(self.providers)}",
+                hint="check that the CUDA and cuDNN libraries onnxruntime-gpu needs are installed",
+            )
+        self.inputs = [_info(i) for i in self._session.get_inputs()]
+        self.outputs = [_info(o) for o in self._session.get_outputs()]
+        metadata = self._session.get_modelmeta().custom_metadata_map
+        self.input_ranges: dict[str, list[float]] = json.loads(metadata.get("dlc.input_ranges", "{}"))
+
+    @property
+    def provider(self) -> str:
+        """The main provider the session runs on."""
+        return self.providers[0]
+
+    def dim_names(self) -> list[str]:
+        return sorted({d for i in self.inputs for d in i.shape if isinstance(d, str)})
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model; returns outputs by name."""
+        feed = self._check_inputs(inputs)
+        try:
+            results = self._session.run(None, feed)
+        except Exception as error:
+            raise RuntimeSessionError(f"ONNX Runtime failed while running the model: {error}") from None
+        return {o.name: r for o, r in zip(self.outputs, results, strict=True)}
+
+    def _check_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        expected = {i.name: i for i in self.inputs}
+        problems = []
+        missing = [name for name in expected if name not in inputs]
+        if missing:
+            problems.append(f"missing input(s): {', '.join(missing)}")
+        for name in inputs:
+            if name not in expected:
+                hint = did_you_mean(name, expected)
+                problems.append(f"unexpected input '{name}'" + (f" ({hint})" if hint else ""))
+        feed = {}
+        bound: dict[str, int] = {}
+        for name, info in expected.items():
+            if name not in inputs:
+                continue
+            array = np.asarray(inputs[name])
+            if array.dtype != info.dtype:
+                if (
+                    np.can_cast(array.dtype, info.dtype, casting="same_kind")
+                    and array.dtype.kind == np.dtype(info.dtype).kind
+                ):
+                    array = array.astype(info.dtype)
+                else:
+                    problems.append(
+                        f"input '{name}' has dtype {array.dtype}, the model takes {np.dtype(info.dtype)}"
+                    )
+                    continue
+            if array.ndim != len(info.shape):
+                problems.append(
+                    f"input '{name}' has shape {list(array.shape)}, the model takes {info.describe()}"
+                )
+                continue
+            for axis, (size, dim) in enumerate(zip(array.shape, info.shape, strict=True)):
+                if isinstance(dim, int) and size != dim:
+                    problems.append(
+                        f"input '{name}' dim {axis} is {size}, the model takes {dim} ({info.describe()})"
+                    )
+                elif isinstance(dim, str) and bound.setdefault(dim, size) != size:
+                    problems.append(f"dim {dim} is {bound[dim]} in one input and {size} in '{name}'")
+            feed[name] = array
+        if problems:
+            raise RuntimeSessionError("the inputs do not fit the model", notes=problems)
+        return feed
+
+
+def _info(arg: Any) -> TensorInfo:
+    shape = tuple(d if isinstance(d, (int, str)) else None for d in arg.shape)
+    return TensorInfo(arg.name, shape, np.dtype(_NUMPY_TYPES.get(arg.type, np.float32)))
