@@ -1,0 +1,93 @@
+"""ONNX emission: versions, names, dynamic axes, determinism, checker, atomic writes,
+external data."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+import dlc
+from dlc.emit.onnx import ONNX_IR_VERSION, ONNX_OPSET
+from dlc.emit.onnx import writer as onnx_writer
+from dlc.errors import EmitError
+from dlc.runtime import Session
+from tests.conftest import SPECS
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return dlc.compile(SPECS / "mlp.yaml")
+
+
+def test_opset_ir_version_and_names(mlp) -> None:
+    model = mlp.onnx_model()
+    assert model.ir_version == ONNX_IR_VERSION == 10
+    assert {o.domain: o.version for o in model.opset_import}[""] == ONNX_OPSET >= 20
+    assert [i.name for i in model.graph.input] == ["x"]
+    assert [o.name for o in model.graph.output] == ["logits"]
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "N" and dims[1].dim_value == 784
+
+
+def test_initializer_names_are_the_parameter_names(mlp) -> None:
+    names = {t.name for t in mlp.onnx_model().graph.initializer}
+    assert names == set(mlp.weights())
+    assert "logits.weight" in names
+
+
+def test_same_spec_and_seed_give_identical_bytes(tmp_path) -> None:
+    first = dlc.compile(SPECS / "residual_mlp.yaml", seed=7).save(tmp_path / "a.onnx")[0]
+    second = dlc.compile(SPECS / "residual_mlp.yaml", seed=7).save(tmp_path / "b.onnx")[0]
+    other = dlc.compile(SPECS / "residual_mlp.yaml", seed=8).save(tmp_path / "c.onnx")[0]
+    assert first.read_bytes() == second.read_bytes()
+    assert first.read_bytes() != other.read_bytes()
+
+
+def test_one_file_serves_every_batch_size(mlp, tmp_path) -> None:
+    path = mlp.save(tmp_path / "mlp.onnx")[0]
+    session = Session(path, "cpu")
+    for batch in (1, 3, 17):
+        out = session.run({"x": np.zeros((batch, 784), np.float32)})["logits"]
+        assert out.shape == (batch, 10)
+
+
+def test_a_failed_check_leaves_no_file(mlp, tmp_path, monkeypatch) -> None:
+    def failing_check(path: str) -> None:
+        raise EmitError("simulated checker failure")
+
+    monkeypatch.setattr(onnx_writer, "check_onnx_file", failing_check)
+    target = tmp_path / "out.onnx"
+    with pytest.raises(EmitError):
+        mlp.save(target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_file_survives_a_failed_write(mlp, tmp_path, monkeypatch) -> None:
+    target = tmp_path / "out.onnx"
+    target.write_bytes(b"previous")
+    monkeypatch.setattr(onnx_writer, "check_onnx_file", lambda path: (_ for _ in ()).throw(EmitError("boom")))
+    with pytest.raises(EmitError):
+        mlp.save(target)
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.onnx"]
+
+
+def test_external_data_layout_loads_and_runs(mlp, tmp_path, monkeypatch) -> None:
+    # Models over 2 GB use external data; force the same path on a small model.
+    monkeypatch.setattr(onnx_writer, "EXTERNAL_DATA_THRESHOLD", 1024)
+    written = mlp.save(tmp_path / "big.onnx")
+    assert [p.name for p in written] == ["big.onnx", "big.onnx.data"]
+    assert written[0].stat().st_size < 100_000 < written[1].stat().st_size
+    onnx.checker.check_model(str(written[0]), full_check=True)
+    x = np.ones((2, 784), np.float32)
+    np.testing.assert_allclose(
+        Session(written[0], "cpu").run({"x": x})["logits"], mlp.run({"x": x})["logits"], atol=1e-6
+    )
+
+
+def test_unwritable_destination_is_a_clean_error(mlp, tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(EmitError, match="cannot write"):
+        mlp.save(blocker / "model.onnx")

@@ -1,0 +1,105 @@
+"""The IR graph: construction, rewiring, erasure, order, verification and printing."""
+
+from __future__ import annotations
+
+import pytest
+
+from dlc.ir.builder import GraphBuilder
+from dlc.ir.graph import Graph, IRError
+from dlc.ir.init import ones
+from dlc.ir.node import Node, OpAttrs, Value
+from dlc.ir.symbolic import Sym
+from dlc.ir.types import DType, TensorType
+from dlc.ir.verify import verify_graph
+from dlc.registry import default_registry
+
+FLOAT = DType.float32
+
+
+def small_graph() -> tuple[Graph, GraphBuilder]:
+    graph = Graph("g")
+    builder = GraphBuilder(graph, default_registry())
+    x = builder.add_input("x", TensorType(FLOAT, (Sym.symbol("N"), 4))).output
+    relu = builder.add_op("relu", [x], {}, name="relu").output
+    identity = builder.add_op("identity", [relu], {}, name="identity").output
+    tanh = builder.add_op("tanh", [identity], {}, name="tanh").output
+    graph.outputs["y"] = tanh
+    return graph, builder
+
+
+def test_users_and_producers_follow_the_edges() -> None:
+    graph, _ = small_graph()
+    relu = graph.node("relu")
+    assert [n.name for n in graph.users(relu.output)] == ["identity"]
+    assert graph.producer(graph.value("tanh")).op == "tanh"
+    assert [n.name for n in graph.toposort()] == ["x", "relu", "identity", "tanh"]
+
+
+def test_replace_all_uses_then_erase() -> None:
+    graph, _ = small_graph()
+    identity = graph.node("identity")
+    graph.replace_all_uses(identity.output, graph.node("relu").output)
+    assert graph.users(identity.output) == []
+    graph.erase(identity)
+    assert "identity" not in graph
+    assert graph.node("tanh").inputs[0].name == "relu"
+    verify_graph(graph)
+
+
+def test_erasing_a_used_node_is_refused() -> None:
+    graph, _ = small_graph()
+    with pytest.raises(IRError, match="still used"):
+        graph.erase(graph.node("relu"))
+
+
+def test_rename_rewires_users_and_outputs() -> None:
+    graph, _ = small_graph()
+    graph.rename_node(graph.node("tanh"), "final")
+    assert graph.outputs["y"].name == "final"
+    graph.rename_node(graph.node("relu"), "act")
+    assert graph.node("identity").inputs[0].name == "act"
+    verify_graph(graph)
+
+
+def test_replace_node_keeps_position_and_users() -> None:
+    graph, _ = small_graph()
+    relu = graph.node("relu")
+    sigmoid = relu.replace(op="sigmoid")
+    graph.replace_node(relu, sigmoid)
+    assert [n.op for n in graph.toposort()] == ["input", "sigmoid", "identity", "tanh"]
+    assert graph.users(sigmoid.output)[0].name == "identity"
+    verify_graph(graph)
+
+
+def test_verify_catches_a_type_that_inference_disagrees_with() -> None:
+    graph, _ = small_graph()
+    relu = graph.node("relu")
+    wrong = relu.replace(outputs=(Value("relu", TensorType(FLOAT, (Sym.symbol("N"), 5))),))
+    graph._nodes["relu"] = wrong  # corrupt it behind the API's back
+    with pytest.raises(IRError):
+        verify_graph(graph)
+
+
+def test_adding_a_node_with_an_undefined_input_fails() -> None:
+    graph, _ = small_graph()
+    ghost = Value("ghost", TensorType(FLOAT, (4,)))
+    with pytest.raises(IRError, match="not defined"):
+        graph.add(Node("bad", "relu", (ghost,), (Value("bad", ghost.type),), OpAttrs()))
+
+
+def test_printer_is_deterministic_and_shows_types() -> None:
+    first, builder = small_graph()
+    builder.add_parameter("scale", (4,), ones())
+    second, builder2 = small_graph()
+    builder2.add_parameter("scale", (4,), ones())
+    assert str(first) == str(second)
+    assert "%relu = relu(%x) : float32[N, 4]" in str(first)
+    assert "init='constant(1)'" in str(first)
+
+
+def test_copy_is_independent() -> None:
+    graph, _ = small_graph()
+    clone = graph.copy()
+    clone.replace_all_uses(clone.node("identity").output, clone.node("relu").output)
+    clone.erase(clone.node("identity"))
+    assert "identity" in graph and "identity" not in clone
