@@ -222,8 +222,14 @@ class Lowering(EntryReading, StructureLowering):
             renamed = self.graph.rename_node(producer, full)
             mapping = {v.name: w for v, w in zip(producer.outputs, renamed.outputs, strict=True)}
             layer = LayerResult({p: mapping.get(v.name, v) for p, v in layer.ports.items()}, layer.default)
-        self.layers.append(LayerInfo(full, block.name, "block", location, dict(layer.ports), frame.depth))
-        return layer
+        return self._record(full, block.name, "block", location, layer, frame)
+
+    def _record(
+        self, name: str, block: str, kind: str, location: Location, result: LayerResult, frame: Frame
+    ) -> LayerResult:
+        """Remember a lowered layer for summaries; returns its result."""
+        self.layers.append(LayerInfo(name, block, kind, location, dict(result.ports), frame.depth))
+        return result
 
     def _call_lower(self, block: BlockType, ctx: BlockContext, config: BaseModel, inputs: list[Value]) -> Any:
         try:

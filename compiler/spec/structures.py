@@ -109,10 +109,7 @@ class StructureLowering:
             result = post
         if definition.outputs is not None:
             result = self._template_outputs(template, body_frame, result)
-        self.layers.append(
-            LayerInfo(full, template.name, "template", location, dict(result.ports), frame.depth)
-        )
-        return result
+        return self._record(full, template.name, "template", location, result, frame)
 
     def _template_args(self, template: Template, raw: Any, path: YamlPath, frame: Frame) -> dict[str, Any]:
         expanded = self._expand_all(raw, path, frame)
@@ -198,17 +195,7 @@ class StructureLowering:
             current = result
             for inner in child.names:
                 self._inner_names.setdefault(inner, entry.name)
-        self.layers.append(
-            LayerInfo(
-                full,
-                "repeat",
-                "repeat",
-                self._locate(entry.path, frame),
-                dict(current.ports),
-                frame.depth,
-            )
-        )
-        return current
+        return self._record(full, "repeat", "repeat", self._locate(entry.path, frame), current, frame)
 
     def _lower_single(
         self, raw: Any, path: YamlPath, frame: Frame, input_: LayerResult, name: str
@@ -257,17 +244,7 @@ class StructureLowering:
             if post is None:
                 raise Broken
             result = post
-        self.layers.append(
-            LayerInfo(
-                full,
-                "residual",
-                "residual",
-                self._locate(entry.path, frame),
-                dict(result.ports),
-                frame.depth,
-            )
-        )
-        return result
+        return self._record(full, "residual", "residual", self._locate(entry.path, frame), result, frame)
 
     def _residual_merge(
         self,

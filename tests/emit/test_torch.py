@@ -119,3 +119,17 @@ def test_tied_parameters_fall_back_to_functional_form() -> None:
     assert list(module.state_dict()) == ["shared.weight"]
     with torch.no_grad():
         np.testing.assert_allclose(module(torch.ones(2, 4)).numpy(), np.full((2, 4), 4.0))
+
+
+def test_ids_that_would_shadow_nn_module_attributes_are_refused(tmp_path) -> None:
+    from tests.conftest import run_cli
+
+    spec = tmp_path / "reserved.yaml"
+    spec.write_text(
+        "dlc: 1\nname: r\ninputs: {x: {shape: [N, 4]}}\nlayers:\n  - linear: 4\n    id: training\n"
+    )
+    assert run_cli("compile", str(spec), "-o", str(tmp_path / "r.onnx")).code == 0  # fine for ONNX
+    result = run_cli("compile", str(spec), "--target", "torch", "-o", str(tmp_path / "pkg"))
+    assert result.code == 1
+    assert "the name 'training'" in result.stderr and f"{spec}:5:5" in result.stderr
+    assert not (tmp_path / "pkg" / "model.py").exists()

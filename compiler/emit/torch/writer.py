@@ -45,6 +45,24 @@ class _Leaf:
     values: dict[str, str] = field(default_factory=dict)  # state key -> IR value name
 
 
+# Public attributes of torch.nn.Module (torch 2.13): a submodule or parameter of that name
+# would shadow them. Names starting with "_" are nn.Module internals and refused as well.
+# fmt: off
+NN_MODULE_ATTRIBUTES = frozenset((
+    "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children",
+    "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward",
+    "get_buffer", "get_extra_state", "get_parameter", "get_submodule", "half", "ipu",
+    "load_state_dict", "modules", "mtia", "named_buffers", "named_children", "named_modules",
+    "named_parameters", "parameters", "register_backward_hook", "register_buffer",
+    "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+    "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+    "register_load_state_dict_pre_hook", "register_module", "register_parameter",
+    "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_",
+    "set_extra_state", "set_submodule", "share_memory", "state_dict", "to", "to_empty", "train",
+    "training", "type", "xpu", "zero_grad",
+))
+# fmt: on
+
 _SHADOWED_BUILTINS = {
     "input",
     "id",
@@ -166,7 +184,10 @@ class TorchWriter:
         """Declare ``self.<node.module> = <ctor>`` owning `params` (attribute -> value), if
         the op may own them; returns the access expression, or None (use functional form)."""
         path = node.module
-        if not path or not self._path_free(path):
+        if not path:
+            return None
+        self._check_names(path, node)
+        if not self._path_free(path):
             return None
         owned: dict[str, str] = {}
         for attribute, value in (params or {}).items():
@@ -246,6 +267,16 @@ class TorchWriter:
 
     # -- internals -----------------------------------------------------------------------
 
+    def _check_names(self, path: str, node: Node) -> None:
+        for segment in path.split("."):
+            if segment in NN_MODULE_ATTRIBUTES or segment.startswith("_") or keyword.iskeyword(segment):
+                raise EmitError(
+                    f"the name '{segment}' (in '{path}') cannot be a torch module attribute: "
+                    "it would shadow torch.nn.Module's own",
+                    location=node.location,
+                    hint="rename that layer's `id` (ONNX output is unaffected)",
+                )
+
     def _path_free(self, path: str) -> bool:
         for existing in self._leaves:
             if existing == path or existing.startswith(path + ".") or path.startswith(existing + "."):
@@ -254,6 +285,7 @@ class TorchWriter:
 
     def _tensor_leaf(self, producer: Node, path: str) -> str:
         if path not in self._leaves:
+            self._check_names(path, producer)
             if not self._path_free(path):
                 raise EmitError(f"torch emission: '{path}' clashes with a submodule of the same name")
             value = producer.output

@@ -1,0 +1,78 @@
+"""Initialization: deterministic per (seed, name), and distributed as torch's defaults."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import dlc
+from dlc.ir import init
+from dlc.spec.loader import load_spec
+
+SPEC = """
+dlc: 1
+name: inits
+inputs: {ids: {shape: [N], dtype: int64}}
+layers:
+  - embedding: {vocab: 4000, dim: 64}
+  - linear: 300
+  - layer_norm
+  - batch_norm
+"""
+
+
+def weights(seed: int = 0) -> dict[str, np.ndarray]:
+    return dlc.compile(load_spec("inits.yaml", text=SPEC), opt_level=0, seed=seed).weights()
+
+
+def test_values_depend_only_on_seed_and_name() -> None:
+    first, again, other = weights(0), weights(0), weights(1)
+    for name in first:
+        np.testing.assert_array_equal(first[name], again[name])
+    assert not np.array_equal(first["linear_0.weight"], other["linear_0.weight"])
+    a = init.uniform(1.0).materialize((3,), np.dtype(np.float32), 0, "x")
+    b = init.uniform(1.0).materialize((3,), np.dtype(np.float32), 0, "y")
+    assert not np.array_equal(a, b)
+
+
+def test_distributions_match_torch_defaults() -> None:
+    torch.manual_seed(0)
+    reference = {
+        "linear": torch.nn.Linear(64, 300),
+        "embedding": torch.nn.Embedding(4000, 64),
+        "layer_norm": torch.nn.LayerNorm(300),
+        "batch_norm": torch.nn.BatchNorm1d(300),
+    }
+    ours = weights()
+    # Uniform U(-1/sqrt(64), 1/sqrt(64)): same bound (max within 1%), same spread (std within 5%).
+    for name, ref in (
+        ("linear_0.weight", reference["linear"].weight),
+        ("linear_0.bias", reference["linear"].bias),
+    ):
+        ref = ref.detach().numpy()
+        assert abs(np.abs(ours[name]).max() / 0.125 - 1) < 0.01
+        assert abs(ours[name].std() / ref.std() - 1) < 0.05
+    embedding = ours["embedding_0.weight"]
+    assert abs(embedding.std() - 1.0) < 0.01 and abs(embedding.mean()) < 0.01  # N(0, 1)
+    np.testing.assert_array_equal(
+        ours["layer_norm_0.weight"], reference["layer_norm"].weight.detach().numpy()
+    )
+    np.testing.assert_array_equal(ours["layer_norm_0.bias"], reference["layer_norm"].bias.detach().numpy())
+    for key in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+        np.testing.assert_array_equal(
+            ours[f"batch_norm_0.{key}"], reference["batch_norm"].state_dict()[key].numpy()
+        )
+    assert ours["batch_norm_0.num_batches_tracked"].dtype == np.int64
+
+
+def test_padding_row_starts_at_zero() -> None:
+    spec = "dlc: 1\nname: p\ninputs: {ids: {shape: [N], dtype: int64}}\nlayers: [{embedding: {vocab: 10, dim: 4, padding_idx: 3}}]\n"
+    table = dlc.compile(load_spec("p.yaml", text=spec)).weights()["embedding_0.weight"]
+    assert not table[3].any() and table[2].any()
+
+
+def test_truncated_normal_stays_within_two_standard_deviations() -> None:
+    values = init.truncated_normal(0.02).materialize((100_000,), np.dtype(np.float32), 0, "t")
+    assert (
+        np.abs(values).max() <= 0.04 and abs(values.std() / 0.02 - 0.88) < 0.02
+    )  # std of N truncated at 2 sigma
