@@ -2,7 +2,7 @@
 
 Hooks take no arguments and return lists of typed records. A plugin implements any of
 them with ``@dlc.plugin_api.hookimpl`` and is found through the ``dlc.plugins`` entry-point
-group (built-in families are listed in `dlc.registry.BUILTIN_PLUGINS`).
+group (built-in families are the packages under `dlc.plugins`).
 """
 
 from __future__ import annotations

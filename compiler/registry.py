@@ -32,10 +32,20 @@ from dlc.spec.blocks import BlockType, ShortcutProjection, TemplateLibrary
 
 log = logging.getLogger("dlc.plugins")
 
-BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
-    ("dlc", "dlc.builtin"),
-    ("core", "dlc.plugins.core"),
-)
+
+def builtin_plugins() -> list[tuple[str, str]]:
+    """dlc's own passes and targets, then every family package under `dlc.plugins` (core
+    first): adding a family is adding a folder, no core file changes."""
+    import pkgutil
+
+    import dlc.plugins
+
+    families = sorted(
+        (m.name for m in pkgutil.iter_modules(dlc.plugins.__path__) if m.ispkg),
+        key=lambda name: (name != "core", name),
+    )
+    return [("dlc", "dlc.builtin"), *((name, f"dlc.plugins.{name}") for name in families)]
+
 
 _RECORD_TYPES: dict[str, type] = {
     "dlc_block_types": BlockType,
@@ -246,9 +256,10 @@ def _provides(records: dict[str, list[Any]]) -> dict[str, list[str]]:
 
 def _candidates(disabled: set[str]) -> Iterable[tuple[str, str, str | None, Any]]:
     """(name, source, version, loader) for built-ins, then entry points."""
-    for name, module in BUILTIN_PLUGINS:
+    builtins = builtin_plugins()
+    for name, module in builtins:
         yield name, f"builtin {module}", None, lambda module=module: importlib.import_module(module)
-    seen = {name for name, _ in BUILTIN_PLUGINS}
+    seen = {name for name, _ in builtins}
     for entry_point in sorted(metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP), key=lambda e: e.name):
         if entry_point.name in seen:
             continue

@@ -45,7 +45,10 @@ def sample_graph(op: OpDef, sample: OpSample, registry: Registry) -> tuple[Graph
             )
         else:
             shape: list = list(array.shape)
-            if sample.symbolic_batch and _is_batched(array, sample):
+            if sample.symbols is not None:
+                for axis, symbol in sample.symbols.get(index, {}).items():
+                    shape[axis] = Sym.symbol(symbol)
+            elif sample.symbolic_batch and _is_batched(array, sample):
                 shape[0] = Sym.symbol("N")
             name = f"in{index}"
             node = builder.add_input(name, TensorType(DType.from_numpy(array.dtype), tuple(shape)))

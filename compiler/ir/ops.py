@@ -48,13 +48,15 @@ class OpSample:
     """One sample for the registry-wide parity test: attributes and input arrays.
 
     Inputs listed in `params` become parameters (so torch lowerings that build modules
-    are exercised); with `symbolic_batch`, dim 0 of the other inputs is the symbol `N`.
+    are exercised); with `symbolic_batch`, dim 0 of the batched data inputs is the symbol
+    `N`; `symbols` names symbolic dims explicitly instead.
     """
 
     inputs: tuple[np.ndarray | None, ...]
     attrs: Mapping[str, Any] = field(default_factory=dict)
     params: frozenset[int] = frozenset()
     symbolic_batch: bool = True
+    symbols: Mapping[int, Mapping[int, str]] | None = None  # explicit {input: {axis: symbol}}
     tolerance: float = 1e-5
     name: str = ""
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from dlc.plugin_api import BlockType, OpDef, ShortcutProjection, TensorType, hookimpl
 
-from . import activations, layers, tensors
+from . import activations, layers, tensor_math, tensors
 
 
 @hookimpl
 def dlc_ops() -> list[OpDef]:
-    return [*activations.OPS, *layers.OPS, *tensors.OPS]
+    return [*activations.OPS, *layers.OPS, *tensors.OPS, *tensor_math.OPS]
 
 
 @hookimpl
 def dlc_block_types() -> list[BlockType]:
-    return [*activations.BLOCKS, *layers.BLOCKS, *tensors.BLOCKS]
+    return [*activations.BLOCKS, *layers.BLOCKS, *tensors.BLOCKS, *tensor_math.BLOCKS]
 
 
 def _linear_projection(source: TensorType, target: TensorType) -> tuple[str, dict] | None:

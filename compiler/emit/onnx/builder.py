@@ -91,39 +91,54 @@ class OnnxBuilder:
     def int64s(self, values: Sequence[int], hint: str = "shape") -> str:
         return self.constant(np.array(list(values), dtype=np.int64), hint)
 
-    def target_shape(self, source: Value, dims: Sequence[Dim]) -> str:
-        """A 1-D int64 shape tensor for Reshape/Expand from `dims`, which may be symbolic.
+    def target_shape(self, source: Value, dims: Sequence[Dim], donors: Sequence[Value] = ()) -> str:
+        """A 1-D int64 shape tensor for Reshape of `source` to `dims` (which may be symbolic).
 
         Static dims are literal; a symbolic dim in the same position as in `source` becomes
         0 (Reshape copies it); one remaining symbolic dim becomes -1. Only when more are left
-        is the shape computed at run time from ``Shape(source)``."""
-        source_shape = source.type.shape
+        is the shape computed at run time, from ``Shape`` of `source` or of a `donor`."""
         entries: list[int | None] = []
         for index, dim in enumerate(dims):
             if isinstance(dim, int):
                 entries.append(dim)
-            elif index < len(source_shape) and source_shape[index] == dim:
+            elif index < source.type.rank and source.type.shape[index] == dim:
                 entries.append(0)
             else:
                 entries.append(None)
         unresolved = [i for i, e in enumerate(entries) if e is None]
         if len(unresolved) == 1:
             entries[unresolved[0]] = -1
-            unresolved = []
-        if not unresolved:
+        return self._shape_tensor(dims, entries, [source, *donors])
+
+    def expand_shape(self, source: Value, dims: Sequence[Dim], donors: Sequence[Value] = ()) -> str:
+        """A 1-D int64 shape tensor for Expand of `source` to `dims`: a symbolic dim that
+        `source` already has in the same (right-aligned) position becomes 1, since
+        broadcasting keeps it; others come from ``Shape`` of `source` or of a `donor`."""
+        offset = len(dims) - source.type.rank
+        entries: list[int | None] = []
+        for index, dim in enumerate(dims):
+            if isinstance(dim, int):
+                entries.append(dim)
+            elif index - offset >= 0 and source.type.shape[index - offset] == dim:
+                entries.append(1)
+            else:
+                entries.append(None)
+        return self._shape_tensor(dims, entries, [source, *donors])
+
+    def _shape_tensor(self, dims: Sequence[Dim], entries: list[int | None], donors: Sequence[Value]) -> str:
+        if all(e is not None for e in entries):
             return self.int64s([e for e in entries if e is not None])
         pieces = []
-        for index, dim in enumerate(dims):
-            if entries[index] is not None:
-                pieces.append(self.int64s([entries[index]], "dim"))
+        for dim, entry in zip(dims, entries, strict=True):
+            if entry is not None:
+                pieces.append(self.int64s([entry], "dim"))
                 continue
-            try:
-                position = list(source_shape).index(dim)
-            except ValueError:
-                raise EmitError(
-                    f"cannot compute dim {dim} of {format_shape(dims)} from {format_shape(source_shape)}"
-                ) from None
-            pieces.append(self.op("Shape", [self.name(source)], start=position, end=position + 1)[0])
+            donor = next((v for v in donors if dim in v.type.shape), None)
+            if donor is None:
+                shapes = ", ".join(format_shape(v.type.shape) for v in donors)
+                raise EmitError(f"cannot compute dim {dim} of {format_shape(dims)} from the shapes {shapes}")
+            position = list(donor.type.shape).index(dim)
+            pieces.append(self.op("Shape", [self.name(donor)], start=position, end=position + 1)[0])
         return self.op("Concat", pieces, axis=0)[0]
 
 

@@ -207,22 +207,24 @@ class TorchWriter:
         self._claimed.update(owned.values())
         return attribute_access(path)
 
-    def shape_args(self, source: Value, dims: Sequence[Dim]) -> str:
-        """Comma-separated ints and ``x.size(i)`` calls for a target shape."""
-        source_shape = list(source.type.shape)
-        variable = self.var(source)
+    def shape_args(self, source: Value, dims: Sequence[Dim], donors: Sequence[Value] = ()) -> str:
+        """Comma-separated ints and ``x.size(i)`` calls for a target shape; symbolic dims are
+        read from `source` or a `donor`, and at most one unknown dim becomes -1."""
         parts: list[str] = []
         unresolved = 0
         for dim in dims:
+            donor = next((v for v in (source, *donors) if dim in v.type.shape), None)
             if isinstance(dim, int):
                 parts.append(str(dim))
-            elif dim in source_shape:
-                parts.append(f"{variable}.size({source_shape.index(dim)})")
+            elif donor is not None:
+                parts.append(f"{self.var(donor)}.size({list(donor.type.shape).index(dim)})")
             else:
                 parts.append("-1")
                 unresolved += 1
         if unresolved > 1:
-            raise EmitError(f"cannot express shape {format_shape(dims)} from {format_shape(source_shape)}")
+            raise EmitError(
+                f"cannot express shape {format_shape(dims)} from {format_shape(source.type.shape)}"
+            )
         return ", ".join(parts)
 
     def helper(self, name: str, source: str) -> str:
