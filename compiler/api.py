@@ -45,6 +45,7 @@ class CompiledModel:
     seed: int = 0
     opt_level: int = 2
     pass_records: list[PassRecord] = field(default_factory=list)
+    portable: bool = False
     _tensors: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -77,6 +78,7 @@ class CompiledModel:
             "dlc.spec": self.spec.name,
             "dlc.seed": str(self.seed),
             "dlc.opt_level": str(self.opt_level),
+            "dlc.portable": str(self.portable).lower(),
         }
         return build_onnx_model(
             self.graph, self.tensor, self.registry, metadata=metadata, doc=self.spec.model.doc or ""
@@ -139,12 +141,14 @@ def compile(
     registry: Registry | None = None,
     strict_plugins: bool = False,
     verify: bool | None = None,
+    portable: bool = False,
 ) -> CompiledModel:
     """Load (if given a path), lower, and optimize a spec.
 
     `opt_level` 0 runs no passes, 1 the exact cleanups, 2 everything; `passes` picks
     passes by name instead. `weights` is a safetensors file whose tensors replace the
-    seeded initialization. `overrides` replace spec params (``--set``)."""
+    seeded initialization. `overrides` replace spec params (``--set``). `portable` keeps
+    the ONNX output to standard ops; by default passes may use ONNX Runtime's fused ops."""
     registry = registry or default_registry(strict=strict_plugins)
     if not isinstance(spec, Spec):
         spec = load_spec(spec, overrides)
@@ -155,7 +159,7 @@ def compile(
     if weights is not None:
         apply_weights(graph, read_weights_file(weights), str(weights))
     pipeline = build_pipeline(registry, opt_level, passes)
-    context = PassContext(registry, seed, dict(pass_options or {}))
+    context = PassContext(registry, seed, dict(pass_options or {}), portable)
     manager = PassManager([info.factory(context) for info in pipeline], registry, verify=verify)
     graph = manager.run(graph)
-    return CompiledModel(spec, lowered, graph, registry, seed, opt_level, manager.records)
+    return CompiledModel(spec, lowered, graph, registry, seed, opt_level, manager.records, portable)

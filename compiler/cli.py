@@ -87,6 +87,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         weights=args.weights,
         overrides=_overrides(args.set),
         registry=registry,
+        portable=args.portable,
     )
     if args.print_ir:
         print(model.graph)
@@ -365,6 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--print-ir",
         action="store_true",
         help="print the optimized IR (and write output only with -o)",
+    )
+    compile_.add_argument(
+        "--portable",
+        action="store_true",
+        help="standard ONNX ops only (by default -O2 may use ONNX Runtime's fused com.microsoft ops)",
     )
     compile_.set_defaults(handler=cmd_compile)
 

@@ -206,3 +206,11 @@ def test_help_is_available_for_every_command() -> None:
         result = run_cli(command, "--help")
         assert result.code == 0 and "usage: dlc" in result.stdout
     assert REPO.exists()
+
+
+def test_portable_is_recorded_in_the_model(tmp_path) -> None:
+    for flag, expected in (((), "false"), (("--portable",), "true")):
+        path = tmp_path / f"m{len(flag)}.onnx"
+        assert run_cli("compile", "specs/mlp.yaml", "-o", str(path), *flag).code == 0
+        metadata = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        assert metadata["dlc.portable"] == expected

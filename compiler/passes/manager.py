@@ -46,11 +46,17 @@ class Pass(Protocol):
 @dataclass(frozen=True)
 class PassContext:
     """What a pass may need beyond the graph: the op registry, the seed that materializes
-    initial weights, and free-form options (``conv_algo``, ...)."""
+    initial weights, whether the output must be portable ONNX, and free-form options
+    (``conv_algo``, ...).
+
+    `portable` False (the default) means the model is for ONNX Runtime: passes may use its
+    fused contrib ops (``com.microsoft``) where they measure faster. True means standard
+    ONNX ops only, for any runtime."""
 
     registry: Registry
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    portable: bool = False
 
 
 @dataclass(frozen=True)
