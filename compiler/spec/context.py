@@ -2,8 +2,10 @@
 
 A block names its parameters locally (``weight``) and the context scopes them
 hierarchically from the spec (``stage.1.fc.weight``); those names become torch
-`state_dict` keys and ONNX initializer names. Shape inference failures inside an op
-become `ShapeError`s that point at the spec layer and name the shapes involved.
+`state_dict` keys and ONNX initializer names. A block may instead *tie* a parameter to one
+that an earlier layer created (``ctx.param("weight", ..., tie="wte")``): the two layers
+then share one tensor, in the IR, in ONNX and in torch. Shape inference failures inside
+an op become `ShapeError`s that point at the spec layer and name the shapes involved.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dlc.ir.init import Init
 from dlc.ir.node import Value
 from dlc.ir.ops import InferenceError
 from dlc.ir.types import DType, TensorType, format_shape
+from dlc.spec.suggest import did_you_mean
 
 if TYPE_CHECKING:
     from dlc.spec.blocks import BlockType
@@ -90,8 +93,14 @@ class BlockContext:
         *,
         dtype: DType = DType.float32,
         trainable: bool = True,
+        tie: str | None = None,
     ) -> Value:
-        """A parameter named ``<scope>.<name>``; `trainable=False` makes it a buffer."""
+        """A parameter named ``<scope>.<name>``; `trainable=False` makes it a buffer.
+
+        With `tie`, no parameter is created: the existing parameter that `tie` names is
+        returned instead (weight tying), after checking its shape and dtype."""
+        if tie is not None:
+            return self._tied_param(tie, name, tuple(shape), dtype)
         full = f"{self.scope}.{name}"
         node = self._lowering.builder.add_parameter(
             full,
@@ -104,6 +113,30 @@ class BlockContext:
         )
         self.created.append(node.name)
         return node.output
+
+    def _tied_param(self, reference: str, local: str, shape: tuple[int, ...], dtype: DType) -> Value:
+        """Resolve `reference` (a layer such as ``wte``, or a parameter such as
+        ``wte.weight``) from the innermost enclosing scope outwards."""
+        graph = self._lowering.graph
+        parts = self.name.split(".")[:-1]
+        prefixes = [".".join(parts[:i]) for i in range(len(parts), -1, -1)]
+        for prefix in prefixes:
+            base = f"{prefix}.{reference}" if prefix else reference
+            for candidate in (base, f"{base}.{local}"):
+                if candidate in graph and graph.node(candidate).op == "parameter":
+                    value = graph.node(candidate).output
+                    if value.type.shape != shape or value.type.dtype != dtype:
+                        raise self.error(
+                            f"tie: '{candidate}' is {value.type}, but this layer's {local} must be "
+                            f"{TensorType(dtype, shape)}"
+                        )
+                    return value
+        known = [n.attrs.name for n in graph.parameters()]
+        hint = did_you_mean(reference, known + [name.rsplit(".", 1)[0] for name in known])
+        raise self.error(
+            f"tie: no parameter '{reference}' is defined before this layer",
+            hint=hint or "tie to a layer (or parameter) that comes earlier in the spec",
+        )
 
     def constant(self, value: np.ndarray, name: str = "const") -> Value:
         node = self._lowering.builder.add_constant(

@@ -333,9 +333,16 @@ OPS = [
 # -- blocks ------------------------------------------------------------------------------
 
 
+TIE_DESCRIPTION = (
+    "Use the weight of an earlier layer instead of a new one (weight tying): a layer id such "
+    "as `wte`, or a parameter name such as `wte.weight`. One tensor, shared."
+)
+
+
 class LinearConfig(BlockConfig):
     out: int = Field(ge=1, description="Output features; input features are inferred.")
     bias: bool = True
+    tie: str | None = Field(None, description=TIE_DESCRIPTION)
 
 
 def _linear_block(ctx: BlockContext, config: LinearConfig, inputs: list[Value]) -> Value:
@@ -345,7 +352,7 @@ def _linear_block(ctx: BlockContext, config: LinearConfig, inputs: list[Value]) 
     features = x.type.shape[-1]
     if not isinstance(features, int):
         raise ctx.error(f"the input's feature dim must be static, got {x.type}")
-    weight = ctx.param("weight", (config.out, features), init.fan_in_uniform(features))
+    weight = ctx.param("weight", (config.out, features), init.fan_in_uniform(features), tie=config.tie)
     bias = ctx.param("bias", (config.out,), init.fan_in_uniform(features)) if config.bias else None
     return ctx.op("linear", x, weight, *([bias] if bias is not None else []))
 
@@ -354,6 +361,7 @@ class EmbeddingConfig(BlockConfig):
     vocab: int = Field(ge=1, description="Number of rows (distinct ids).")
     dim: int = Field(ge=1, description="Size of each embedding vector.")
     padding_idx: int | None = Field(None, description="An id whose row starts at zero.")
+    tie: str | None = Field(None, description=TIE_DESCRIPTION)
 
 
 def _embedding_block(ctx: BlockContext, config: EmbeddingConfig, inputs: list[Value]) -> Value:
@@ -363,7 +371,7 @@ def _embedding_block(ctx: BlockContext, config: EmbeddingConfig, inputs: list[Va
     if config.padding_idx is not None and not 0 <= config.padding_idx < config.vocab:
         raise ctx.error(f"padding_idx {config.padding_idx} is outside [0, {config.vocab})")
     weight_init = init.normal(1.0, zero_row=config.padding_idx)  # torch zeroes the padding row
-    weight = ctx.param("weight", (config.vocab, config.dim), weight_init)
+    weight = ctx.param("weight", (config.vocab, config.dim), weight_init, tie=config.tie)
     ctx.note_input_range(ids, 0, config.vocab)
     return ctx.op("embedding", ids, weight, padding_idx=config.padding_idx)
 
