@@ -100,7 +100,7 @@ def run_torch(graph: Graph, feeds: Mapping[str, np.ndarray], registry: Registry)
     with torch.no_grad():
         result = module(*(torch.from_numpy(np.array(feeds[n.attrs.name])) for n in graph.inputs()))
     results = result if isinstance(result, tuple) else (result,)
-    return [r.numpy() for r in results]
+    return [r.detach().numpy() for r in results]  # a view of a parameter keeps requires_grad
 
 
 def op_parity(
