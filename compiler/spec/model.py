@@ -96,5 +96,5 @@ class SpecModel(StrictModel):
 
 
 COMMON_LAYER_KEYS = ("id", "in")
-REPEAT_KEYS = ("repeat", "as", "body", *COMMON_LAYER_KEYS)
+REPEAT_KEYS = ("repeat", "as", "input", "body", *COMMON_LAYER_KEYS)
 RESIDUAL_KEYS = ("residual", *COMMON_LAYER_KEYS)

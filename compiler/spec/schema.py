@@ -77,6 +77,11 @@ def spec_schema(registry: Registry) -> dict[str, Any]:
             "properties": {
                 "repeat": {"anyOf": [{"type": "integer", "minimum": 1}, EXPRESSION]},
                 "as": {"type": "string", "pattern": IDENTIFIER},
+                "input": {
+                    "type": "string",
+                    "pattern": IDENTIFIER,
+                    "description": "The name of each iteration's input inside the body.",
+                },
                 "body": LAYER_LIST,
                 **_common_properties(),
             },

@@ -173,6 +173,11 @@ class StructureLowering:
         if variable is not None and (not isinstance(variable, str) or not variable.isidentifier()):
             self._error(f"`as` takes a loop variable name, got {variable!r}", (*entry.path, "as"), frame)
             raise Broken
+        carried = raw.get("input")  # a name for each iteration's input, e.g. to pair it with a memory
+        if carried is not None and (not isinstance(carried, str) or not carried.isidentifier()):
+            message = f"`input` takes a name for each iteration's input, got {carried!r}"
+            self._error(message, (*entry.path, "input"), frame)
+            raise Broken
         body = raw.get("body")
         if not isinstance(body, list) or not body:
             self._error("`repeat` needs a `body:` list of layers", entry.path, frame, key=False)
@@ -184,6 +189,9 @@ class StructureLowering:
             env = {**frame.env, variable: iteration} if variable else frame.env
             child = frame.child(f"{full}.{iteration}", env)
             child.scope = f"{full}.{iteration}"
+            if carried is not None:
+                child.names[carried] = current
+                child.taken.add(carried)
             if single:
                 child.scope = full
                 child.taken = set()

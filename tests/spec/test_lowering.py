@@ -74,6 +74,55 @@ def test_repeat_names_are_stable_and_single_layer_bodies_take_the_iteration_name
     assert model.graph.outputs["pairs"].type.shape[1] == 8  # loop variable reached the expression
 
 
+def test_repeat_input_names_each_iterations_input_so_the_body_can_pair_it_with_other_layers() -> None:
+    model = compile_text(
+        """
+        dlc: 1
+        name: t
+        inputs: {x: {shape: [N, 4]}, memory: {shape: [N, 4]}}
+        layers:
+          - repeat: 3
+            input: h
+            id: stack
+            in: x
+            body:
+              - add:
+                in: [h, memory]
+          - repeat: 2
+            input: h
+            id: pairs
+            body:
+              - linear: 4
+                id: fc
+              - add:
+                in: [fc, h, memory]
+        """
+    )
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    memory = np.ones((2, 4), np.float32)
+    outputs = model.run({"x": x, "memory": memory}, provider="cpu")
+    assert param_names(model) == [f"pairs.{i}.fc.{p}" for i in range(2) for p in ("weight", "bias")]
+    adds = [n for n in model.lowered.graph if n.op == "add"]
+    assert [n.layer for n in adds] == ["stack.0", "stack.1", "stack.2", "pairs.0.add_0", "pairs.1.add_0"]
+    assert adds[1].inputs[0] == adds[0].outputs[0]  # iteration 1 reads iteration 0's output as `h`
+    assert outputs["pairs"].shape == (2, 4)
+
+
+def test_repeat_input_must_be_a_name() -> None:
+    with pytest.raises(dlc.DlcError, match="`input` takes a name for each iteration's input, got 3"):
+        compile_text(
+            """
+            dlc: 1
+            name: t
+            inputs: {x: {shape: [N, 4]}}
+            layers:
+              - repeat: 2
+                input: 3
+                body: [relu]
+            """
+        )
+
+
 def test_dag_with_forward_reference_and_ports() -> None:
     model = compile_text(
         """
