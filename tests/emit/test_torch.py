@@ -133,3 +133,18 @@ def test_ids_that_would_shadow_nn_module_attributes_are_refused(tmp_path) -> Non
     assert result.code == 1
     assert "the name 'training'" in result.stderr and f"{spec}:5:5" in result.stderr
     assert not (tmp_path / "pkg" / "model.py").exists()
+
+
+def test_helpers_are_never_shadowed_by_variables() -> None:
+    from dlc.emit.torch.writer import TorchWriter
+    from dlc.ir.graph import Graph
+    from dlc.registry import default_registry
+
+    writer = TorchWriter(Graph("g"), default_registry())
+    writer._used_names.add("double")  # a variable named like the helper, taken first
+    source = 'def double(x):\n    """double(x) = 2x."""\n    return 2 * x\n'
+    assert writer.helper("double", source) == "double_"
+    assert writer.helper("double", source) == "double_"  # emitted once
+    assert writer._helpers == {"double_": 'def double_(x):\n    """double_(x) = 2x."""\n    return 2 * x'}
+    assert writer.helper("triple", "def triple(x):\n    return 3 * x") == "triple"
+    assert "triple" in writer._used_names  # later variables keep off the name

@@ -158,7 +158,8 @@ class TorchWriter:
         self._vars: dict[str, str] = {}
         self._var_values: dict[str, list[str]] = {}
         self._used_names: set[str] = set()
-        self._helpers: dict[str, str] = {}
+        self._helpers: dict[str, str] = {}  # emitted name -> source
+        self._helper_names: dict[str, str] = {}  # requested name -> emitted name
         self._lines: list[str] = []
         self._last_use: dict[str, int] = {}
         self._returned = _output_names(graph)
@@ -228,9 +229,18 @@ class TorchWriter:
         return ", ".join(parts)
 
     def helper(self, name: str, source: str) -> str:
-        """A module-level helper (function or class) emitted once before the model class."""
-        self._helpers.setdefault(name, source.strip("\n"))
-        return name
+        """A module-level helper (function or class) emitted once before the model class;
+        returns the name to call it by. The name is reserved so no variable shadows it; if
+        a variable took it already, the helper is renamed (every whole word `name` in
+        `source`)."""
+        if name not in self._helper_names:
+            unique = name
+            while unique in self._used_names:
+                unique += "_"
+            self._helper_names[name] = unique
+            self._used_names.add(unique)
+            self._helpers[unique] = re.sub(rf"\b{re.escape(name)}\b", unique, source.strip("\n"))
+        return self._helper_names[name]
 
     # -- generation ----------------------------------------------------------------------
 
