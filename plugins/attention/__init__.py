@@ -1,9 +1,12 @@
 """The attention family: multi-head attention, Transformer encoder and decoder layers,
-positional encodings and embeddings."""
+positional encodings and embeddings, BERT/GPT-2/ViT templates, and ONNX Runtime fused-op
+emission."""
 
 from __future__ import annotations
 
-from dlc.plugin_api import BlockType, OpDef, hookimpl
+from pathlib import Path
+
+from dlc.plugin_api import BlockType, OpDef, TemplateLibrary, hookimpl
 
 from . import attention, embeddings, layers
 
@@ -16,3 +19,8 @@ def dlc_ops() -> list[OpDef]:
 @hookimpl
 def dlc_block_types() -> list[BlockType]:
     return [*attention.BLOCKS, *layers.BLOCKS, *embeddings.BLOCKS]
+
+
+@hookimpl
+def dlc_templates() -> list[TemplateLibrary]:
+    return [TemplateLibrary(Path(__file__).with_name("templates.yaml"))]
