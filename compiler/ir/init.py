@@ -2,21 +2,27 @@
 
 Each parameter draws from its own generator seeded with ``(seed, crc32(name))``, so a
 parameter's values depend only on the seed and its name, never on the order in which
-parameters are created or emitted. Values are drawn directly in float32, which is fast
-enough to initialize 100M+ parameters in well under a second.
+parameters are created or emitted. Values are drawn directly in float32, in pieces of
+`CHUNK` elements (the same stream as one draw), so a writer can stream a large tensor
+through a small reused buffer instead of holding it whole (`Init.chunks`).
 """
 
 from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 InitKind = Literal["uniform", "normal", "truncated_normal", "constant", "data"]
+
+# Elements drawn per generator call. Uniform and normal streams do not depend on it; a
+# truncated normal redraws its out-of-range values piece by piece, so it is part of that
+# distribution's definition and must not change.
+CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,31 +54,82 @@ class Init:
             return np.ascontiguousarray(self.data, dtype=dtype).reshape(shape)
         if self.kind == "constant":
             return np.full(shape, self.first, dtype=dtype)
-        values = self._draw(shape, dtype, seed, name)
-        if self.zero_row is not None:
-            values[self.zero_row] = 0
-        return values
+        values = np.empty(shape, dtype=self._draw_type(dtype))
+        flat = values.reshape(-1)
+        rng = self._generator(seed, name)
+        for start in range(0, flat.size, CHUNK):
+            self._draw_into(rng, flat[start : start + CHUNK], start, shape)
+        return values.astype(dtype, copy=False)
 
-    def _draw(self, shape: tuple[int, ...], dtype: np.dtype, seed: int, name: str) -> np.ndarray:
-        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-        float_type = np.float32 if np.dtype(dtype) == np.float32 else np.float64
+    def chunks(
+        self,
+        shape: Sequence[int],
+        dtype: np.dtype,
+        seed: int,
+        name: str,
+        buffers: Callable[[], np.ndarray] | None = None,
+    ) -> Iterator[np.ndarray]:
+        """The values in C order, as consecutive pieces of at most `CHUNK` elements: the
+        same values as `materialize`. Each drawn piece goes into a buffer from `buffers()`
+        (at least `CHUNK` elements of `dtype`; else one is allocated), so a large tensor
+        needs no memory of its size."""
+        shape = tuple(shape)
+        total = int(np.prod(shape, dtype=np.int64))
+
+        def buffer(size: int) -> np.ndarray:
+            given = buffers() if buffers is not None else None
+            usable = given is not None and given.dtype == np.dtype(dtype) and given.size >= size
+            return given[:size] if usable else np.empty(size, dtype=dtype)
+
+        if self.kind in ("data", "constant") or self._draw_type(dtype) != np.dtype(dtype):
+            if self.kind == "constant":  # one buffer's worth, repeated
+                flat = buffer(min(CHUNK, total))
+                flat[:] = self.first
+                yield from (flat[: min(CHUNK, total - start)] for start in range(0, total, CHUNK))
+                return
+            flat = self.materialize(shape, dtype, seed, name).reshape(-1)
+            yield from (flat[start : start + CHUNK] for start in range(0, total, CHUNK))
+            return
+        rng = self._generator(seed, name)
+        for start in range(0, total, CHUNK):
+            piece = buffer(min(CHUNK, total - start))
+            self._draw_into(rng, piece, start, shape)
+            yield piece
+
+    @staticmethod
+    def _generator(seed: int, name: str) -> np.random.Generator:
+        return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+    @staticmethod
+    def _draw_type(dtype: np.dtype) -> np.dtype:
+        return np.dtype(np.float32 if np.dtype(dtype) == np.float32 else np.float64)
+
+    def _draw_into(
+        self, rng: np.random.Generator, values: np.ndarray, start: int, shape: tuple[int, ...]
+    ) -> None:
+        """Fill `values`, the flat elements [start, start + len) of the tensor, in place."""
         if self.kind == "uniform":
-            values = rng.random(shape, dtype=float_type)
+            rng.random(out=values, dtype=values.dtype)
             values *= self.second - self.first
             values += self.first
         elif self.kind == "normal":
-            values = rng.standard_normal(shape, dtype=float_type)
+            rng.standard_normal(out=values, dtype=values.dtype)
             values *= self.second
             values += self.first
         else:  # truncated_normal on [mean - 2 std, mean + 2 std], as torch's trunc_normal_
-            values = rng.standard_normal(shape, dtype=float_type)
+            rng.standard_normal(out=values, dtype=values.dtype)
             outside = np.abs(values) > 2.0
             while outside.any():
-                values[outside] = rng.standard_normal(int(outside.sum()), dtype=float_type)
+                values[outside] = rng.standard_normal(int(outside.sum()), dtype=values.dtype)
                 outside = np.abs(values) > 2.0
             values *= self.second
             values += self.first
-        return values.astype(dtype, copy=False)
+        if self.zero_row is not None:  # the part of that row inside this piece
+            row = int(np.prod(shape[1:], dtype=np.int64))
+            low = max(self.zero_row * row, start) - start
+            high = min((self.zero_row + 1) * row, start + values.size) - start
+            if low < high:
+                values[low:high] = 0
 
 
 def uniform(bound: float) -> Init:

@@ -76,3 +76,26 @@ def test_truncated_normal_stays_within_two_standard_deviations() -> None:
     assert (
         np.abs(values).max() <= 0.04 and abs(values.std() / 0.02 - 0.88) < 0.02
     )  # std of N truncated at 2 sigma
+
+
+def test_chunks_give_the_values_of_materialize_piece_by_piece() -> None:
+    f32 = np.dtype(np.float32)
+    buffers = [np.empty(init.CHUNK, np.float32) for _ in range(2)]
+    rotation = iter(buffers * 100)
+    cases = {
+        "uniform": (init.uniform(0.3), (3, init.CHUNK // 2 + 5)),
+        "normal with a zeroed row across a piece boundary": (
+            init.normal(1.0, zero_row=2),
+            (5, init.CHUNK // 2 + 1),
+        ),
+        "truncated normal": (init.truncated_normal(0.02), (4, 1000)),
+        "constant": (init.constant(0.5), (3, init.CHUNK // 2)),
+        "data": (init.from_array(np.arange(12, dtype=np.float32)), (3, 4)),
+    }
+    for label, (initializer, shape) in cases.items():
+        whole = initializer.materialize(shape, f32, 5, "w").reshape(-1)
+        pieces = [p.copy() for p in initializer.chunks(shape, f32, 5, "w", lambda: next(rotation))]
+        assert all(p.size <= init.CHUNK for p in pieces), label
+        np.testing.assert_array_equal(np.concatenate(pieces), whole, err_msg=label)
+    zeroed = init.normal(1.0, zero_row=2).materialize((5, init.CHUNK // 2 + 1), f32, 5, "w")
+    assert not zeroed[2].any() and zeroed[1].all() and zeroed[3].all()
