@@ -9,8 +9,9 @@ print(model.summary().params)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     import onnx
     import torch
 
+    from dlc.emit.onnx.writer import StreamedTensor
     from dlc.emit.torch.eject import TorchPackage
     from dlc.runtime import Session
 
@@ -71,7 +73,9 @@ class CompiledModel:
         """Parameters and buffers by name (the torch state_dict keys and ONNX initializer names)."""
         return {n.attrs.name: self.tensor(n) for n in self.graph.parameters()}
 
-    def onnx_model(self) -> onnx.ModelProto:
+    def onnx_model(self, *, streamed: bool = False) -> onnx.ModelProto:
+        """The ONNX model. With `streamed`, parameters are data-free placeholders whose data
+        `streamed_weights()` produces (how `save` writes large models fast)."""
         from dlc.emit.onnx.emitter import build_onnx_model
 
         metadata = {
@@ -80,9 +84,27 @@ class CompiledModel:
             "dlc.opt_level": str(self.opt_level),
             "dlc.portable": str(self.portable).lower(),
         }
+        weights = None if streamed else self.tensor
         return build_onnx_model(
-            self.graph, self.tensor, self.registry, metadata=metadata, doc=self.spec.model.doc or ""
+            self.graph, weights, self.registry, metadata=metadata, doc=self.spec.model.doc or ""
         )
+
+    def streamed_weights(self) -> dict[str, StreamedTensor]:
+        """Each parameter's data in pieces, by name, drawn when written through small reused
+        buffers (or taken from the tensors already drawn): the values of `weights()`."""
+        from dlc.emit.onnx.writer import StreamedTensor
+
+        streamed = {}
+        for node in self.graph.parameters():
+            value = node.output
+            shape = tuple(int(d) for d in value.type.shape)
+            dtype = value.type.dtype.numpy
+            if self._tensors is not None:
+                pieces = partial(_whole, self._tensors[value.name])
+            else:
+                pieces = partial(node.attrs.init.chunks, shape, dtype, self.seed, node.attrs.name)
+            streamed[node.attrs.name] = StreamedTensor(int(np.prod(shape)) * dtype.itemsize, pieces)
+        return streamed
 
     def save(self, path: str | Path, target: str = "onnx") -> list[Path]:
         """Write the model with an emit target (`onnx`, `torch`, or a plugin's)."""
@@ -127,6 +149,10 @@ class CompiledModel:
 
     def run(self, inputs: Mapping[str, np.ndarray], provider: str = "auto") -> dict[str, np.ndarray]:
         return self.session(provider).run(inputs)
+
+
+def _whole(array: np.ndarray, buffers: object) -> Iterator[np.ndarray]:
+    yield array.reshape(-1)
 
 
 def compile(

@@ -91,3 +91,41 @@ def test_unwritable_destination_is_a_clean_error(mlp, tmp_path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(EmitError, match="cannot write"):
         mlp.save(blocker / "model.onnx")
+
+
+def test_streamed_weights_give_the_canonical_bytes_of_the_whole_model(tmp_path) -> None:
+    # The file is written in pieces, weights streamed; it must be exactly what protobuf
+    # serializes for the same model with every weight inline.
+    model = dlc.compile(SPECS / "residual_mlp.yaml", seed=3)
+    path = model.save(tmp_path / "streamed.onnx")[0]
+    assert path.read_bytes() == model.onnx_model().SerializeToString()
+    drawn = dlc.compile(SPECS / "residual_mlp.yaml", seed=3)
+    drawn.weights()  # tensors drawn up front are streamed from memory instead: same bytes
+    assert drawn.save(tmp_path / "drawn.onnx")[0].read_bytes() == path.read_bytes()
+
+
+def test_the_checker_sees_the_streamed_model_with_placeholder_weights(mlp, tmp_path, monkeypatch) -> None:
+    checked = []
+
+    def check(path: str) -> None:
+        checked.append(onnx.load(path, load_external_data=False))
+
+    monkeypatch.setattr(onnx_writer, "check_onnx_file", check)
+    mlp.save(tmp_path / "out.onnx")
+    (model,) = checked
+    assert {t.name for t in model.graph.initializer} == set(mlp.weights())
+    assert all(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    assert len(model.SerializeToString()) < 10_000  # no weights parsed to check the graph
+
+
+def test_a_failure_while_streaming_leaves_no_file(mlp, tmp_path, monkeypatch) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure while drawing weights")
+        yield
+
+    streamed = mlp.streamed_weights()
+    name = next(iter(streamed))
+    streamed[name] = onnx_writer.StreamedTensor(streamed[name].nbytes, broken)
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        onnx_writer.save_onnx(mlp.onnx_model(streamed=True), tmp_path / "out.onnx", streamed=streamed)
+    assert list(tmp_path.iterdir()) == []

@@ -142,6 +142,22 @@ class OnnxBuilder:
         return self.op("Concat", pieces, axis=0)[0]
 
 
+PLACEHOLDER_FILE = "weights.placeholder"  # where data-free initializers point until written
+
+
+def placeholder(name: str, dims: Sequence[int], dtype: DType) -> onnx.TensorProto:
+    """A data-free initializer: its data is streamed when the model is written
+    (`dlc.emit.onnx.writer.save_onnx`)."""
+    tensor = onnx.TensorProto()
+    tensor.name = name
+    tensor.data_type = dtype.onnx
+    tensor.dims.extend(int(d) for d in dims)
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", PLACEHOLDER_FILE
+    return tensor
+
+
 def tensor_proto(name: str, array: np.ndarray, dtype: DType | None = None) -> onnx.TensorProto:
     """A TensorProto holding the raw bytes of `array` (fast: one memory copy)."""
     dtype = dtype or DType.from_numpy(array.dtype)

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from dlc.emit.onnx.builder import OnnxBuilder, tensor_proto
+from dlc.emit.onnx.builder import OnnxBuilder, placeholder, tensor_proto
 from dlc.errors import DlcError, EmitError
 from dlc.ir.graph import Graph
 from dlc.ir.node import Node, Value
@@ -65,13 +65,14 @@ def _onnx_names(graph: Graph) -> tuple[dict[str, str], list[tuple[Value, str]]]:
 
 def build_onnx_model(
     graph: Graph,
-    weights: Callable[[Node], np.ndarray],
+    weights: Callable[[Node], np.ndarray] | None,
     registry: Registry,
     *,
     metadata: Mapping[str, str] | None = None,
     doc: str = "",
 ) -> onnx.ModelProto:
-    """Build the ModelProto; `weights(node)` gives each parameter's data."""
+    """Build the ModelProto; `weights(node)` gives each parameter's data. Without
+    `weights`, parameters are data-free placeholders, for `save_onnx` to stream."""
     from dlc import __version__
 
     names, identities = _onnx_names(graph)
@@ -84,6 +85,9 @@ def build_onnx_model(
             inputs.append(value_info(node.attrs.name, node.output.type))
             if node.attrs.value_range is not None:
                 input_ranges[node.attrs.name] = list(node.attrs.value_range)
+        elif node.op == "parameter" and weights is None:
+            shape = [int(d) for d in node.output.type.shape]
+            builder.initializers.append(placeholder(names[node.output.name], shape, node.output.type.dtype))
         elif node.op == "parameter":
             builder.initializers.append(
                 tensor_proto(names[node.output.name], weights(node), node.output.type.dtype)
@@ -104,17 +108,18 @@ def build_onnx_model(
     for value, out_name in identities:
         builder.op("Identity", [names[value.name]], [out_name])
     outputs = [value_info(name, value.type) for name, value in graph.outputs.items()]
-    onnx_graph = helper.make_graph(builder.nodes, graph.name, inputs, outputs, builder.initializers)
-    opsets = [helper.make_opsetid("", ONNX_OPSET)]
-    opsets += [helper.make_opsetid(domain, version) for domain, version in sorted(builder.domains.items())]
-    model = helper.make_model(
-        onnx_graph,
-        opset_imports=opsets,
-        ir_version=ONNX_IR_VERSION,
-        producer_name="dlc",
-        producer_version=__version__,
-        doc_string=doc,
+    # Filled in place (helper.make_graph and make_model would copy every weight twice).
+    model = onnx.ModelProto(
+        ir_version=ONNX_IR_VERSION, producer_name="dlc", producer_version=__version__, doc_string=doc
     )
+    model.graph.name = graph.name
+    model.graph.node.extend(builder.nodes)
+    model.graph.input.extend(inputs)
+    model.graph.output.extend(outputs)
+    model.graph.initializer.extend(builder.initializers)
+    model.opset_import.append(helper.make_opsetid("", ONNX_OPSET))
+    for domain, version in sorted(builder.domains.items()):
+        model.opset_import.append(helper.make_opsetid(domain, version))
     props = dict(metadata or {})
     if input_ranges:
         props["dlc.input_ranges"] = json.dumps(input_ranges, sort_keys=True)

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 
 def _write(model: CompiledModel, path: Path) -> list[Path]:
-    return save_onnx(model.onnx_model(), path)
+    # Weights stream from their initializers to the file: never one message in memory.
+    return save_onnx(model.onnx_model(streamed=True), path, streamed=model.streamed_weights())
 
 
 ONNX_TARGET = EmitTarget(

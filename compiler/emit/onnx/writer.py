@@ -1,46 +1,243 @@
 """Write an ONNX model to disk atomically, as external data when it would exceed 2 GB.
 
+Weights can be *streamed*: the model holds data-free placeholders for them, and their bytes
+come in pieces (`StreamedTensor`) that go straight from a small reused buffer to the file.
+A 110M-parameter model then never exists as one 440 MB protobuf message (serializing one
+costs several copies of the weights, and fresh memory is slow to map). The file is still
+the canonical protobuf encoding, byte for byte what ``model.SerializeToString()`` gives
+with the weights inline: fields go in field-number order, and a TensorProto's
+``raw_data`` (field 9) comes after its name, dims and type.
+
 Protocol buffers cannot hold more than 2 GB, so above that the weights go to
-``<name>.onnx.data`` beside the model. Either way the file is checked with onnx.checker
-(full check) under a temporary name first, and only then moved into place.
+``<name>.onnx.data`` beside the model. Either way the model is checked with onnx.checker
+(full check, shape inference included) before it is moved into place: the model file
+itself when the weights are external, else the same model with placeholders pointing to an
+empty file, so checking never parses the weights.
 """
 
 from __future__ import annotations
 
+import itertools
+import queue
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
+import numpy as np
 import onnx
-from onnx.external_data_helper import convert_model_to_external_data
 
 from dlc.emit.files import publish, staging_directory
+from dlc.emit.onnx.builder import PLACEHOLDER_FILE
 from dlc.emit.onnx.emitter import check_onnx_file
+from dlc.ir.init import CHUNK
 
 # Protobuf's hard limit is 2 GiB; leave room for the graph itself.
 EXTERNAL_DATA_THRESHOLD = 2**31 - 2**27
 
+_GRAPH_FIELD = onnx.ModelProto.DESCRIPTOR.fields_by_name["graph"].number  # 7
+_INITIALIZER_FIELD = onnx.GraphProto.DESCRIPTOR.fields_by_name["initializer"].number  # 5
+_RAW_DATA_FIELD = onnx.TensorProto.DESCRIPTOR.fields_by_name["raw_data"].number  # 9
 
-def initializer_bytes(model: onnx.ModelProto) -> int:
-    return sum(len(t.raw_data) for t in model.graph.initializer)
+
+Buffers = Callable[[], np.ndarray]
 
 
-def save_onnx(model: onnx.ModelProto, destination: str | Path, *, external: bool | None = None) -> list[Path]:
-    """Write `model` to `destination`; returns the files written (model, then any data file)."""
+@dataclass(frozen=True)
+class StreamedTensor:
+    """An initializer's data, produced when the file is written: `pieces(buffers)` yields
+    flat arrays that together hold `nbytes` bytes, in C order. It may draw each piece into
+    a float32 buffer of `CHUNK` elements from `buffers()`."""
+
+    nbytes: int
+    pieces: Callable[[Buffers | None], Iterator[np.ndarray]]
+
+
+def initializer_bytes(model: onnx.ModelProto, streamed: Mapping[str, StreamedTensor] | None = None) -> int:
+    inline = sum(len(t.raw_data) for t in model.graph.initializer)
+    return inline + sum(s.nbytes for s in (streamed or {}).values())
+
+
+def save_onnx(
+    model: onnx.ModelProto,
+    destination: str | Path,
+    *,
+    streamed: Mapping[str, StreamedTensor] | None = None,
+    external: bool | None = None,
+) -> list[Path]:
+    """Write `model` to `destination`; initializers named in `streamed` are placeholders
+    whose data comes from there. Returns the files written (model, then any data file)."""
     destination = Path(destination)
+    streamed = dict(streamed or {})
+    placeholders = {t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL}
+    if not set(streamed) <= placeholders:
+        unknown = sorted(set(streamed) - placeholders)
+        raise AssertionError(f"streamed tensors without a placeholder: {unknown}")
     if external is None:
-        external = initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD
+        external = initializer_bytes(model, streamed) > EXTERNAL_DATA_THRESHOLD
     data_name = destination.name + ".data"
     with staging_directory(destination) as staging:
         staged = staging / destination.name
         if external:
-            convert_model_to_external_data(
-                model, all_tensors_to_one_file=True, location=data_name, size_threshold=1024
-            )
-            onnx.save_model(model, str(staged))
+            _write_external(model, streamed, staged, staging / data_name)
+            check_onnx_file(str(staged))
         else:
-            staged.write_bytes(model.SerializeToString())
-        check_onnx_file(str(staged))
+            (staging / PLACEHOLDER_FILE).touch()
+            checked = staging / f"check.{destination.name}"
+            checked.write_bytes(model.SerializeToString())  # the same model, weights as placeholders
+            check_onnx_file(str(checked))
+            with staged.open("wb") as file:
+                _write_inline(model, streamed, file)
         written = []
         if external:
             written.append(publish(staging / data_name, destination.with_name(data_name)))
         written.insert(0, publish(staged, destination))
         return written
+
+
+# -- the inline layout: one protobuf message, written in pieces ---------------------------------
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _length_delimited(field: int) -> bytes:
+    return _varint(field << 3 | 2)
+
+
+def _split(message, field: int) -> tuple[bytes, bytes]:
+    """The fields numbered below `field` and those above it, serialized apart: they
+    concatenate around `field` into the canonical encoding."""
+    before, after = type(message)(), type(message)()
+    before.CopyFrom(message)
+    after.CopyFrom(message)
+    for descriptor in message.DESCRIPTOR.fields:
+        if descriptor.number >= field:
+            before.ClearField(descriptor.name)
+        if descriptor.number <= field:
+            after.ClearField(descriptor.name)
+    return before.SerializeToString(), after.SerializeToString()
+
+
+class _Prefetch:
+    """Draws the pieces of the streamed tensors, in file order, in a background thread while
+    the caller writes the previous ones (drawing and writing each take about half the time).
+    Pieces rotate through three buffers and the hand-over queue holds one piece, so a buffer
+    is refilled only after the piece in it was written."""
+
+    _END = object()
+
+    def __init__(self, sources: list[StreamedTensor]) -> None:
+        self._pool = itertools.cycle([np.empty(CHUNK, np.float32) for _ in range(3)])
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._draw, args=(sources,), daemon=True)
+        self._thread.start()
+
+    def _draw(self, sources: list[StreamedTensor]) -> None:
+        try:
+            for source in sources:
+                for piece in source.pieces(lambda: next(self._pool)):
+                    self._hand_over(piece)
+                self._hand_over(self._END)
+        except BaseException as error:  # re-raised in the writing thread
+            self._hand_over(error)
+
+    def _hand_over(self, item: object) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def pieces(self) -> Iterator[np.ndarray]:
+        """The next streamed tensor's pieces."""
+        while (item := self._queue.get()) is not self._END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+
+def _write_inline(model: onnx.ModelProto, streamed: Mapping[str, StreamedTensor], file: BinaryIO) -> None:
+    model_head, model_tail = _split(model, _GRAPH_FIELD)
+    graph_head, graph_tail = _split(model.graph, _INITIALIZER_FIELD)
+    entries: list[tuple[bytes, StreamedTensor | None]] = []
+    for tensor in model.graph.initializer:
+        source = streamed.get(tensor.name)
+        if source is None:
+            entries.append((tensor.SerializeToString(), None))
+            continue
+        bare = onnx.TensorProto()
+        bare.name, bare.data_type = tensor.name, tensor.data_type
+        bare.dims.extend(tensor.dims)
+        header = bare.SerializeToString() + _length_delimited(_RAW_DATA_FIELD) + _varint(source.nbytes)
+        entries.append((header, source))
+    sized = [(header, source, len(header) + (source.nbytes if source else 0)) for header, source in entries]
+    initializer_tag = _length_delimited(_INITIALIZER_FIELD)
+    graph_size = len(graph_head) + len(graph_tail)
+    graph_size += sum(len(initializer_tag) + len(_varint(size)) + size for _, _, size in sized)
+    file.write(model_head + _length_delimited(_GRAPH_FIELD) + _varint(graph_size) + graph_head)
+    prefetch = _Prefetch([source for _, source, _ in sized if source is not None])
+    try:
+        for header, source, size in sized:
+            file.write(initializer_tag + _varint(size) + header)
+            if source is not None:
+                _write_pieces(file, prefetch.pieces(), source.nbytes)
+    finally:
+        prefetch.close()
+    file.write(graph_tail + model_tail)
+
+
+def _write_pieces(file: BinaryIO, pieces: Iterator[np.ndarray], nbytes: int) -> int:
+    written = 0
+    for piece in pieces:
+        data = np.ascontiguousarray(piece, dtype=piece.dtype.newbyteorder("<"))
+        file.write(memoryview(data).cast("B"))
+        written += data.nbytes
+    if written != nbytes:
+        raise AssertionError(f"a streamed tensor gave {written} bytes, not {nbytes}")
+    return written
+
+
+# -- the external layout: a small model and a data file -------------------------------------------
+
+
+def _write_external(
+    model: onnx.ModelProto, streamed: Mapping[str, StreamedTensor], staged: Path, data: Path
+) -> None:
+    """Every streamed tensor, and every inline one of 1 KB or more, goes to `data`."""
+    external = onnx.ModelProto()
+    external.CopyFrom(model)
+    offset = 0
+    with data.open("wb") as file:
+        for tensor in external.graph.initializer:
+            source = streamed.get(tensor.name)
+            if source is not None:
+                length = _write_pieces(file, source.pieces(None), source.nbytes)
+            elif len(tensor.raw_data) >= 1024:
+                length = file.write(tensor.raw_data)
+                tensor.ClearField("raw_data")
+            else:
+                continue
+            del tensor.external_data[:]
+            tensor.data_location = onnx.TensorProto.EXTERNAL
+            for key, value in (("location", data.name), ("offset", str(offset)), ("length", str(length))):
+                entry = tensor.external_data.add()
+                entry.key, entry.value = key, value
+            offset += length
+    staged.write_bytes(external.SerializeToString())
