@@ -1,24 +1,47 @@
 """The attention family: multi-head attention, Transformer encoder and decoder layers,
-positional encodings and embeddings, BERT/GPT-2/ViT templates, and ONNX Runtime fused-op
-emission."""
+positional encodings and embeddings, BERT/GPT-2/ViT templates, and passes that emit ONNX
+Runtime's fused attention kernels."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dlc.plugin_api import BlockType, OpDef, TemplateLibrary, hookimpl
+from dlc.plugin_api import PHASE_FUSION, BlockType, OpDef, PassInfo, TemplateLibrary, hookimpl
 
-from . import attention, embeddings, layers
+from . import attention, embeddings, fused, layers
+from .fusion import FuseSelfAttention, UseMultiHeadAttention
 
 
 @hookimpl
 def dlc_ops() -> list[OpDef]:
-    return [*attention.OPS, *embeddings.OPS]
+    return [*attention.OPS, *embeddings.OPS, *fused.OPS]
 
 
 @hookimpl
 def dlc_block_types() -> list[BlockType]:
     return [*attention.BLOCKS, *layers.BLOCKS, *embeddings.BLOCKS]
+
+
+@hookimpl
+def dlc_passes() -> list[PassInfo]:
+    return [
+        # Self-attention with its q/k/v projections: one ONNX Runtime Attention kernel.
+        PassInfo(
+            FuseSelfAttention.name,
+            FuseSelfAttention,
+            "Self-attention and its projections -> ONNX Runtime Attention (not --portable).",
+            2,
+            PHASE_FUSION,
+        ),
+        # What is left (cross-attention): ONNX Runtime's MultiHeadAttention.
+        PassInfo(
+            UseMultiHeadAttention.name,
+            UseMultiHeadAttention,
+            "Other attention -> ONNX Runtime MultiHeadAttention (not --portable).",
+            2,
+            PHASE_FUSION,
+        ),
+    ]
 
 
 @hookimpl

@@ -1,0 +1,226 @@
+"""ONNX Runtime's fused attention kernels as IR ops (contrib domain ``com.microsoft``), which
+the fusion passes (`fusion.py`) put in place of `scaled_dot_product_attention` when the
+output is for ONNX Runtime (not `portable`). Available in onnxruntime >= 1.17 on the CPU
+and CUDA execution providers; dlc pins and tests 1.31.1.
+
+- `ort.attention` -> ``Attention``: self-attention with its query/key/value projection
+  inside: one [E_in, 3E] matmul, then the heads. Inputs: x [N, S, E_in], the projection
+  weight [3E, E_in] in nn.Linear's layout (rows: queries, keys, values), its bias [3E],
+  an optional key padding mask [N, S].
+- `ort.multi_head_attention` -> ``MultiHeadAttention``: the attention of already projected
+  queries, keys and values (cross-attention too), with an optional key padding mask.
+
+Both set ``mask_filter_value`` to the most negative float, the additive bias dlc uses for
+padding, so fully padded rows attend uniformly, as in the standard lowering. ONNX Runtime
+gives causally masked scores that value too (dlc: -inf), which differs when every earlier
+key is padded, so these ops take a padding mask or `causal`, not both. The torch lowering
+is the same `attention()` helper the standard op uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import Field
+
+from dlc.plugin_api import (
+    Dim,
+    DType,
+    Node,
+    OnnxBuilder,
+    OpAttrs,
+    OpDef,
+    OpGroup,
+    OpSample,
+    TensorType,
+    TorchWriter,
+    require,
+)
+
+from .attention import ATTENTION_HELPER, FLOAT32_MIN, AttentionAttrs
+from .attention import _infer as attention_infer
+from .attention import _samples as attention_samples
+
+MICROSOFT = "com.microsoft"
+
+
+class FusedAttentionAttrs(OpAttrs):
+    heads: int = Field(ge=1)
+    causal: bool = False
+    scale: float | None = None
+
+
+def _mask_index(b: OnnxBuilder, node: Node, index: int) -> str:
+    """The key padding mask as ONNX Runtime's int32 ``mask_index`` (1: attend, 0: padding)."""
+    mask = node.inputs[index] if len(node.inputs) > index else None
+    if mask is None:
+        return ""
+    return b.op("Cast", [b.op("Cast", [b.name(mask)], to=DType.bool.onnx)[0]], to=DType.int32.onnx)[0]
+
+
+def _contrib_attributes(node: Node) -> dict:
+    attributes = {"num_heads": node.attrs.heads, "mask_filter_value": FLOAT32_MIN}
+    if node.attrs.causal:
+        attributes["unidirectional"] = 1
+    if node.attrs.scale is not None:
+        attributes["scale"] = node.attrs.scale
+    return attributes
+
+
+def _helper_call(t: TorchWriter, node: Node, sequences: str, mask_index: int) -> str:
+    helper = t.helper("attention", ATTENTION_HELPER)
+    args = [sequences, f"heads={node.attrs.heads}"]
+    mask = node.inputs[mask_index] if len(node.inputs) > mask_index else None
+    if mask is not None:
+        args.append(f"padding_mask={t.var(mask)}")
+    if node.attrs.causal:
+        args.append("causal=True")
+    if node.attrs.scale is not None:
+        args.append(f"scale={node.attrs.scale!r}")
+    return f"{helper}({', '.join(args)})"
+
+
+# -- ort.attention --------------------------------------------------------------------------
+
+
+def _attention_infer(attrs: FusedAttentionAttrs, inputs: Sequence[TensorType | None]) -> TensorType:
+    x, weight = inputs[0], inputs[1]
+    require(x is not None and weight is not None, "ort.attention needs an input and a projection weight")
+    assert x is not None and weight is not None
+    require(x.rank == 3 and x.dtype is DType.float32, f"ort.attention expects float32 [N, S, E], got {x}")
+    require(
+        weight.rank == 2 and weight.shape[1] == x.shape[2] and int(weight.shape[0]) % 3 == 0,
+        f"ort.attention: the projection weight must be [3 * dim, {x.shape[2]}], got {weight}",
+    )
+    width = int(weight.shape[0]) // 3
+    require(width % attrs.heads == 0, f"ort.attention: width {width} does not split into {attrs.heads} heads")
+    bias = inputs[2] if len(inputs) > 2 else None
+    if bias is not None:
+        require(
+            bias.shape == (weight.shape[0],),
+            f"ort.attention: the bias must be [{weight.shape[0]}], got {bias}",
+        )
+    mask = inputs[3] if len(inputs) > 3 else None
+    if mask is not None:
+        require(mask.shape == x.shape[:2], f"ort.attention: the padding mask must be [N, S], got {mask}")
+        require(not attrs.causal, "ort.attention takes a padding mask or `causal`, not both")
+    return TensorType(x.dtype, (x.shape[0], x.shape[1], width))
+
+
+def _attention_macs(node: Node) -> Dim:
+    x, weight = node.inputs[0].type, node.inputs[1].type
+    width = int(weight.shape[0]) // 3
+    projection = x.shape[0] * x.shape[1] * x.shape[2] * weight.shape[0]
+    return projection + x.shape[0] * x.shape[1] * x.shape[1] * 2 * width
+
+
+def _attention_onnx(b: OnnxBuilder, node: Node) -> None:
+    x, weight = b.inputs(node)[:2]
+    bias = b.name(node.inputs[2]) if len(node.inputs) > 2 else ""
+    if not bias:  # the CPU kernel reads the bias unconditionally (it crashes without one)
+        bias = b.constant(np.zeros(int(node.inputs[1].type.shape[0]), np.float32), "zero_bias")
+    projection = b.op("Transpose", [weight], perm=[1, 0])[0]  # [E_in, 3E], folded at load
+    inputs = [x, projection, bias, _mask_index(b, node, 3)]
+    b.op("Attention", inputs, b.outputs(node), domain=MICROSOFT, **_contrib_attributes(node))
+
+
+def _attention_torch(t: TorchWriter, node: Node) -> str:
+    x, weight = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    projected = f"F.linear({t.var(x)}, {t.var(weight)}, {t.var(bias)})"
+    return _helper_call(t, node, f"*{projected}.chunk(3, dim=-1)", 3)
+
+
+def _attention_samples() -> list[OpSample]:
+    rng = np.random.default_rng(63)
+
+    def arr(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    padding = np.ones((2, 5), np.int64)
+    padding[0, 3:] = 0
+    padding[1, :] = 0  # every key padded: uniform attention, as the standard lowering
+    symbols = {0: {0: "N", 1: "S"}, 3: {0: "N", 1: "S"}}
+    return [
+        OpSample((arr(2, 5, 6), arr(24, 6), arr(24)), {"heads": 2}, params=frozenset({1, 2}), name="bias"),
+        OpSample(
+            (arr(2, 5, 6), arr(12, 6), None, padding),
+            {"heads": 1, "scale": 0.2},
+            symbols=symbols,
+            name="mask",
+        ),
+        OpSample(
+            (arr(2, 7, 8), arr(24, 8), arr(24)),
+            {"heads": 4, "causal": True},
+            symbols={0: {1: "S"}},
+            name="causal",
+        ),
+    ]
+
+
+# -- ort.multi_head_attention -----------------------------------------------------------------
+
+
+def _multi_head_infer(attrs: FusedAttentionAttrs, inputs: Sequence[TensorType | None]) -> TensorType:
+    mask = inputs[3] if len(inputs) > 3 else None
+    require(
+        mask is None or mask.rank == 2,
+        f"ort.multi_head_attention takes a key padding mask [N, L], got {mask}",
+    )
+    require(
+        mask is None or not attrs.causal,
+        "ort.multi_head_attention takes a padding mask or `causal`, not both",
+    )
+    return attention_infer(AttentionAttrs(heads=attrs.heads, causal=attrs.causal, scale=attrs.scale), inputs)
+
+
+def _multi_head_macs(node: Node) -> Dim:
+    query, key, value = (v.type for v in node.inputs[:3])
+    return query.shape[0] * query.shape[1] * key.shape[1] * (query.shape[2] + value.shape[2])
+
+
+def _multi_head_onnx(b: OnnxBuilder, node: Node) -> None:
+    query, key, value = b.inputs(node)[:3]
+    inputs = [query, key, value, "", _mask_index(b, node, 3)]
+    b.op("MultiHeadAttention", inputs, b.outputs(node), domain=MICROSOFT, **_contrib_attributes(node))
+
+
+def _multi_head_torch(t: TorchWriter, node: Node) -> str:
+    return _helper_call(t, node, ", ".join(t.var(v) for v in node.inputs[:3]), 3)
+
+
+def _multi_head_samples() -> list[OpSample]:
+    samples = []
+    for sample in attention_samples():  # the standard op's samples, dropout and 4-D biases aside
+        attrs = {k: v for k, v in sample.attrs.items() if k != "dropout"}
+        mask = sample.inputs[3] if len(sample.inputs) > 3 else None
+        if mask is None or (mask.ndim == 2 and not attrs.get("causal")):
+            samples.append(OpSample(sample.inputs, attrs, symbols=sample.symbols, name=sample.name))
+    return samples
+
+
+OPS = [
+    OpDef(
+        "ort.attention",
+        _attention_infer,
+        _attention_onnx,
+        _attention_torch,
+        _attention_samples,
+        FusedAttentionAttrs,
+        OpGroup.CONTRACTION,
+        macs=_attention_macs,
+        doc="ONNX Runtime's Attention: the q/k/v projection and multi-head attention, fused.",
+    ),
+    OpDef(
+        "ort.multi_head_attention",
+        _multi_head_infer,
+        _multi_head_onnx,
+        _multi_head_torch,
+        _multi_head_samples,
+        FusedAttentionAttrs,
+        OpGroup.CONTRACTION,
+        macs=_multi_head_macs,
+        doc="ONNX Runtime's MultiHeadAttention on projected queries, keys and values.",
+    ),
+]

@@ -1,0 +1,156 @@
+"""Fused attention for ONNX Runtime: rewrite `scaled_dot_product_attention` into its contrib
+kernels (`fused.py`). Skipped for portable output (`--portable`): standard ONNX only.
+
+fuse-self-attention: the projections and the attention of self-attention become one
+``Attention``, whose single [E, 3E] matmul replaces the three query/key/value matmuls::
+
+    q, k, v = x Wq^T + bq, x Wk^T + bk, x Wv^T + bv        (three linears, BERT)
+    q, k, v = split(x W^T + b)                              (one packed linear, GPT-2, ViT)
+    sdpa(q, k, v, mask)  ->  ort.attention(x, [Wq; Wk; Wv], [bq; bk; bv], mask)
+
+The stacked weight is a `concat` of the three parameters (ONNX Runtime folds it when the
+session starts), so initializer names stay the state_dict keys.
+
+use-multi-head-attention: any other attention (cross-attention, ...) becomes
+``MultiHeadAttention`` on the projected queries, keys and values.
+
+Neither applies to a 4-D additive bias, or to a padding mask together with `causal` (ONNX
+Runtime masks future keys with the padding value, not -inf); `check` says which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dlc.ir.builder import GraphBuilder
+from dlc.plugin_api import Graph, Node, PassContext, PassResult, Value
+
+
+def _mask_reason(node: Node) -> str | None:
+    mask = node.inputs[3] if len(node.inputs) > 3 else None
+    if mask is not None and mask.type.rank != 2:
+        return "a 4-D additive bias has no fused form"
+    if mask is not None and node.attrs.causal:
+        return "ONNX Runtime would mask future keys with the padding value, not -inf"
+    return None
+
+
+def _sole_user(graph: Graph, value: Value, user: Node) -> bool:
+    return not graph.is_output(value) and [n.name for n in graph.users(value)] == [user.name]
+
+
+@dataclass(frozen=True)
+class _Projections:
+    """Where q, k and v come from: `x` and, per output, a weight and an optional bias."""
+
+    x: Value
+    weights: list[Value]
+    biases: list[Value | None]
+    replaced: list[Node]  # the linears (and split) the fused op makes unused
+
+
+class FuseSelfAttention:
+    name = "fuse-self-attention"
+
+    def __init__(self, context: PassContext) -> None:
+        self.context = context
+
+    def check(self, graph: Graph, node: Node) -> _Projections | str:
+        """The projections to fuse, or the reason this attention does not fuse."""
+        reason = _mask_reason(node)
+        if reason:
+            return reason
+        q, k, v = node.inputs[:3]
+        producers = [graph.producer(value) for value in (q, k, v)]
+        if all(p.op == "linear" for p in producers) and len({p.name for p in producers}) == 3:
+            inputs = {p.inputs[0].name for p in producers}
+            if len(inputs) != 1:
+                return "queries, keys and values are projected from different inputs (not self-attention)"
+            if not all(_sole_user(graph, value, node) for value in (q, k, v)):
+                return "a projection has other users"
+            biases = [p.inputs[2] if len(p.inputs) > 2 else None for p in producers]
+            if len({b is None for b in biases}) != 1:
+                return "some projections have a bias and some do not"
+            return _Projections(producers[0].inputs[0], [p.inputs[1] for p in producers], biases, producers)
+        split = producers[0]
+        if (
+            split.op != "split"
+            or any(p.name != split.name for p in producers)
+            or list(split.outputs) != [q, k, v]
+        ):
+            return (
+                "queries, keys and values are not three linears of one input, nor one linear split in three"
+            )
+        linear = graph.producer(split.inputs[0])
+        if linear.op != "linear" or not _sole_user(graph, split.inputs[0], split):
+            return "the split input is not a linear used only by the split"
+        if split.attrs.axis not in (-1, 2) or len(set(split.attrs.sizes)) != 1:
+            return "the split is not into three equal parts of the features"
+        if not all(_sole_user(graph, value, node) for value in (q, k, v)):
+            return "a split output has other users"
+        bias = linear.inputs[2] if len(linear.inputs) > 2 else None
+        return _Projections(linear.inputs[0], [linear.inputs[1]], [bias], [split, linear])
+
+    def run(self, graph: Graph) -> PassResult:
+        if self.context.portable:
+            return PassResult(graph, False)
+        builder = GraphBuilder(graph, self.context.registry)
+        modified = False
+        for node in graph.toposort():
+            if node.op != "scaled_dot_product_attention":
+                continue
+            found = self.check(graph, node)
+            if not isinstance(found, str):
+                self.rewrite(graph, builder, node, found)
+                modified = True
+        return PassResult(graph, modified)
+
+    def rewrite(self, graph: Graph, builder: GraphBuilder, node: Node, found: _Projections) -> None:
+        place = {"module": node.module, "layer": node.layer, "location": node.location}
+
+        def stacked(values: list[Value], name: str) -> Value:
+            if len(values) == 1:
+                return values[0]
+            return builder.add_op("concat", values, {"axis": 0}, name=f"{node.name}/{name}", **place).output
+
+        weight = stacked(found.weights, "qkv_weight")
+        bias = stacked(found.biases, "qkv_bias") if found.biases[0] is not None else None
+        mask = node.inputs[3] if len(node.inputs) > 3 else None
+        attrs = {"heads": node.attrs.heads, "causal": node.attrs.causal, "scale": node.attrs.scale}
+        fused = builder.add_op(
+            "ort.attention", [found.x, weight, bias, mask], attrs, name=f"{node.name}/fused", **place
+        )
+        graph.replace_all_uses(node.output, fused.output)
+        graph.erase(node)
+        for replaced in found.replaced:
+            graph.erase(replaced)
+
+
+class UseMultiHeadAttention:
+    name = "use-multi-head-attention"
+
+    def __init__(self, context: PassContext) -> None:
+        self.context = context
+
+    def run(self, graph: Graph) -> PassResult:
+        if self.context.portable:
+            return PassResult(graph, False)
+        builder = GraphBuilder(graph, self.context.registry)
+        modified = False
+        for node in graph.toposort():
+            if node.op != "scaled_dot_product_attention" or _mask_reason(node):
+                continue
+            attrs = {"heads": node.attrs.heads, "causal": node.attrs.causal, "scale": node.attrs.scale}
+            fused = builder.add_op(
+                "ort.multi_head_attention",
+                list(node.inputs),
+                attrs,
+                name=f"{node.name}/fused",
+                module=node.module,
+                layer=node.layer,
+                location=node.location,
+            )
+            graph.replace_all_uses(node.output, fused.output)
+            graph.erase(node)
+            modified = True
+        return PassResult(graph, modified)
