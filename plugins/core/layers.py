@@ -361,6 +361,12 @@ class EmbeddingConfig(BlockConfig):
     vocab: int = Field(ge=1, description="Number of rows (distinct ids).")
     dim: int = Field(ge=1, description="Size of each embedding vector.")
     padding_idx: int | None = Field(None, description="An id whose row starts at zero.")
+    std: float = Field(
+        1.0,
+        gt=0,
+        description="Initial rows are N(0, std): 1 as torch's nn.Embedding; GPT-2 and BERT use 0.02, "
+        "Transformers that scale by sqrt(dim) use dim ** -0.5.",
+    )
     tie: str | None = Field(None, description=TIE_DESCRIPTION)
 
 
@@ -370,7 +376,7 @@ def _embedding_block(ctx: BlockContext, config: EmbeddingConfig, inputs: list[Va
         raise ctx.error(f"expects integer ids (dtype int64), got {ids.type}")
     if config.padding_idx is not None and not 0 <= config.padding_idx < config.vocab:
         raise ctx.error(f"padding_idx {config.padding_idx} is outside [0, {config.vocab})")
-    weight_init = init.normal(1.0, zero_row=config.padding_idx)  # torch zeroes the padding row
+    weight_init = init.normal(config.std, zero_row=config.padding_idx)  # torch zeroes the padding row
     weight = ctx.param("weight", (config.vocab, config.dim), weight_init, tie=config.tie)
     ctx.note_input_range(ids, 0, config.vocab)
     return ctx.op("embedding", ids, weight, padding_idx=config.padding_idx)

@@ -99,3 +99,9 @@ def test_chunks_give_the_values_of_materialize_piece_by_piece() -> None:
         np.testing.assert_array_equal(np.concatenate(pieces), whole, err_msg=label)
     zeroed = init.normal(1.0, zero_row=2).materialize((5, init.CHUNK // 2 + 1), f32, 5, "w")
     assert not zeroed[2].any() and zeroed[1].all() and zeroed[3].all()
+
+
+def test_embedding_std_sets_the_spread_of_the_initial_rows() -> None:
+    text = SPEC.replace("embedding: {vocab: 4000, dim: 64}", "embedding: {vocab: 4000, dim: 64, std: 0.02}")
+    table = dlc.compile(load_spec("inits.yaml", text=text), opt_level=0).weights()["embedding_0.weight"]
+    assert abs(table.std() / 0.02 - 1) < 0.01 and abs(table.mean()) < 1e-3
