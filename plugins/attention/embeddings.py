@@ -278,12 +278,16 @@ def _sinusoidal_block(ctx: BlockContext, config: SinusoidalConfig, inputs: list[
     return ctx.op("add", x, ctx.op("sinusoidal_positions", x, frequencies))
 
 
+STD_DESCRIPTION = "Initial rows are N(0, std): 1 as torch's nn.Embedding; BERT, GPT-2 and ViT use 0.02."
+
+
 class PositionalEmbeddingConfig(BlockConfig):
     max_len: int = Field(ge=1, description="Rows of the table: the longest sequence.")
+    std: float = Field(1.0, gt=0, description=STD_DESCRIPTION)
 
 
-def _learned_positions(ctx: BlockContext, x: Value, max_len: int, dim: int) -> Value:
-    table = ctx.param("weight", (max_len, dim), init.normal(1.0))  # nn.Embedding's default
+def _learned_positions(ctx: BlockContext, x: Value, max_len: int, dim: int, std: float) -> Value:
+    table = ctx.param("weight", (max_len, dim), init.normal(std))
     length = x.type.shape[1]
     if isinstance(length, int) and length > max_len:
         raise ctx.error(f"the input has {length} positions, more than max_len {max_len}")
@@ -292,7 +296,7 @@ def _learned_positions(ctx: BlockContext, x: Value, max_len: int, dim: int) -> V
 
 def _positional_block(ctx: BlockContext, config: PositionalEmbeddingConfig, inputs: list[Value]) -> Value:
     x = inputs[0]
-    return ctx.op("add", x, _learned_positions(ctx, x, config.max_len, _features(ctx, x)))
+    return ctx.op("add", x, _learned_positions(ctx, x, config.max_len, _features(ctx, x), config.std))
 
 
 class BertEmbeddingsConfig(BlockConfig):
@@ -303,6 +307,7 @@ class BertEmbeddingsConfig(BlockConfig):
     padding_idx: int | None = Field(0, description="The padding token, whose row starts at zero.")
     eps: float = Field(1e-12, gt=0, description="LayerNorm epsilon.")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout (training only).")
+    std: float = Field(1.0, gt=0, description=STD_DESCRIPTION)
 
 
 def _bert_embeddings(ctx: BlockContext, config: BertEmbeddingsConfig, inputs: list[Value]) -> Value:
@@ -312,19 +317,19 @@ def _bert_embeddings(ctx: BlockContext, config: BertEmbeddingsConfig, inputs: li
         raise ctx.error(f"expects token ids [N, T], got {ids.type}")
     words = ctx.block_call(
         "embedding",
-        {"vocab": config.vocab, "dim": config.dim, "padding_idx": config.padding_idx},
+        {"vocab": config.vocab, "dim": config.dim, "padding_idx": config.padding_idx, "std": config.std},
         [ids],
         name="word_embeddings",
     )
-    segment = {"vocab": config.segments, "dim": config.dim}
+    segment = {"vocab": config.segments, "dim": config.dim, "std": config.std}
     if len(inputs) > 1:
         types = ctx.block_call("embedding", segment, [inputs[1]], name="token_type_embeddings")
     else:  # no token_type_ids: every token is of type 0, as in HF
         with ctx.sub_scope("token_type_embeddings"):
-            table = ctx.param("weight", (config.segments, config.dim), init.normal(1.0))
+            table = ctx.param("weight", (config.segments, config.dim), init.normal(config.std))
         types = ctx.op("slice", table, axis=0, start=0, end=1)
     with ctx.sub_scope("position_embeddings"):
-        positions = _learned_positions(ctx, ids, config.max_len, config.dim)
+        positions = _learned_positions(ctx, ids, config.max_len, config.dim, config.std)
     total = ctx.op("add", ctx.op("add", words, types), positions)
     normed = ctx.block_call("layer_norm", {"eps": config.eps}, [total], name="LayerNorm")
     return ctx.block_call("dropout", {"p": config.dropout}, [normed], name="dropout")

@@ -1,0 +1,250 @@
+"""Attention benchmark: dlc against torch.onnx.export of HF transformers' models.
+
+Every figure is taken in one run of this script, and the comparisons are ratios from that
+run:
+
+- time to an ONNX file on disk, each as a fresh process: ``dlc compile
+  specs/attention/<spec>.yaml`` against a script that builds HF ``BertModel(BertConfig())``
+  (or ``GPT2LMHeadModel``) and calls ``torch.onnx.export(..., dynamo=True)`` with a dynamic
+  sequence length;
+- ONNX Runtime CPU latency at batch 1, sequence 128: dlc's model (for ONNX Runtime, and
+  --portable) against the exported one and against the HF model in torch eager mode,
+  measured in interleaved rounds (every candidate once per round), so background load
+  hits all of them alike (ONNX Runtime's threads do not spin between runs, so one
+  candidate does not slow the next); plus CPU time per run on one thread, a cross-check
+  that background load hardly moves;
+- achieved GFLOP/s (2 x MACs / latency) against the peak measured here with a large
+  matmul (ONNX Runtime and torch, 2048^3, the better one).
+
+    python benchmarks/attention.py [--repeats 3] [--rounds 100] [--json out.json]
+
+Needs the `bench` extra (transformers, onnxscript).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+SEQUENCE = 128
+
+PEER_EXPORT = """
+import sys, torch, transformers
+kind, path = sys.argv[1], sys.argv[2]
+torch.manual_seed(0)
+if kind == "bert":
+    model = transformers.BertModel(transformers.BertConfig()).eval()
+    ids = torch.randint(0, 30522, (1, 128))
+    example = (ids, torch.ones_like(ids), torch.zeros_like(ids))
+else:  # use_cache=False: with the default cache the exporter fails (DynamicCache output)
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(use_cache=False)).eval()
+    example = (torch.randint(0, 50257, (1, 128)),)
+length = torch.export.Dim("T", min=2, max=512)
+dynamic = tuple({1: length} for _ in example)
+torch.onnx.export(model, example, path, dynamo=True, dynamic_shapes=dynamic, verbose=False)
+"""
+
+MODELS = {
+    "bert": {"spec": "specs/attention/bert_base.yaml", "label": "BERT-base"},
+    "gpt2": {"spec": "specs/attention/gpt2_small.yaml", "label": "GPT-2 small"},
+}
+
+
+def wall(command: list[str], repeats: int, output: Callable[[int], Path]) -> float:
+    """Median wall time of a fresh process writing output(i), in seconds."""
+    times = []
+    for index in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([*command, str(output(index))], check=True, capture_output=True, cwd=REPO)
+        times.append(time.perf_counter() - start)
+        for path in output(index).parent.glob(output(index).name + "*"):
+            path.unlink()
+    return statistics.median(times)
+
+
+def inputs_for(kind: str) -> dict[str, np.ndarray]:
+    ids = np.random.default_rng(0).integers(0, 30000, (1, SEQUENCE)).astype(np.int64)
+    if kind == "gpt2":
+        return {"input_ids": ids}
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+
+
+def ort_session(path: Path, threads: int | None = None):
+    """An ONNX Runtime CPU session whose idle threads sleep instead of spinning, so that in
+    interleaved rounds one candidate does not take CPU from the next."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def interleaved(candidates: dict[str, Callable[[], object]], rounds: int, clock=time.perf_counter) -> dict:
+    """Median and 10th percentile of each candidate's time in ms, every candidate once per round."""
+    for run in candidates.values():
+        for _ in range(5):
+            run()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, run in candidates.items():
+            start = clock()
+            run()
+            times[name].append((clock() - start) * 1e3)
+    return {
+        name: {"median_ms": statistics.median(t), "p10_ms": float(np.percentile(t, 10))}
+        for name, t in times.items()
+    }
+
+
+def peak_gflops() -> dict[str, float]:
+    """FP32 matmul throughput, 2048 x 2048 x 2048, in ONNX Runtime and in torch."""
+    import onnx
+    import onnxruntime
+    import torch
+    from onnx import helper
+
+    n = 2048
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "matmul",
+        [helper.make_tensor_value_info("a", 1, [n, n])],
+        [helper.make_tensor_value_info("c", 1, [n, n])],
+        [onnx.numpy_helper.from_array(a, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    ta = torch.from_numpy(a)
+    with torch.no_grad():
+        timed = interleaved(
+            {"onnxruntime": lambda: session.run(None, {"a": a}), "torch": lambda: ta @ ta}, 20
+        )
+    return {name: 2 * n**3 / (t["p10_ms"] * 1e-3) / 1e9 for name, t in timed.items()}
+
+
+def latency(kind: str, work: Path, rounds: int, peer_path: Path | None) -> dict:
+    import torch
+    import transformers
+
+    import dlc
+
+    spec = REPO / MODELS[kind]["spec"]
+    fused, portable = work / f"{kind}_dlc.onnx", work / f"{kind}_portable.onnx"
+    dlc.compile(spec).save(fused)
+    dlc.compile(spec, portable=True).save(portable)
+    macs = dlc.compile(spec, opt_level=0).summary({"T": SEQUENCE}).macs
+    feeds = inputs_for(kind)
+    paths = {"dlc": fused, "dlc --portable": portable}
+    if peer_path is not None:
+        paths["torch.onnx.export"] = peer_path
+    sessions = {name: ort_session(path) for name, path in paths.items()}
+    runs: dict[str, Callable[[], object]] = {
+        name: (lambda s=s: s.run(None, {i.name: feeds[i.name] for i in s.get_inputs()}))
+        for name, s in sessions.items()
+    }
+    torch.manual_seed(0)
+    if kind == "bert":
+        eager = transformers.BertModel(transformers.BertConfig()).eval()
+    else:
+        eager = transformers.GPT2LMHeadModel(transformers.GPT2Config(use_cache=False)).eval()
+    tensors = {k: torch.from_numpy(v) for k, v in feeds.items()}
+
+    def run_eager() -> None:
+        with torch.no_grad():
+            eager(**tensors)
+
+    runs["torch eager"] = run_eager
+    timed = interleaved(runs, rounds)
+    single = {name: ort_session(path, threads=1) for name, path in paths.items()}
+    cpu = interleaved(
+        {
+            n: (lambda s=s: s.run(None, {i.name: feeds[i.name] for i in s.get_inputs()}))
+            for n, s in single.items()
+        },
+        max(rounds // 3, 10),
+        clock=time.process_time,
+    )
+    for name, figures in timed.items():
+        figures["gflops"] = 2 * macs / (figures["median_ms"] * 1e-3) / 1e9
+        if name in cpu:
+            figures["cpu_ms_1_thread"] = cpu[name]["median_ms"]
+    return {"macs": macs, "candidates": timed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per compile timing")
+    parser.add_argument("--rounds", type=int, default=100, help="interleaved latency rounds")
+    parser.add_argument("--models", default="bert,gpt2")
+    parser.add_argument("--json", help="also write the figures here")
+    args = parser.parse_args()
+    results: dict = {"load_average_before": os.getloadavg()[0], "peak_gflops": peak_gflops()}
+    with tempfile.TemporaryDirectory() as directory:
+        work = Path(directory)
+        for kind in args.models.split(","):
+            dlc_seconds = wall(
+                [sys.executable, "-m", "dlc.cli", "compile", MODELS[kind]["spec"], "-o"],
+                args.repeats,
+                lambda i, kind=kind: work / f"{kind}_compile_{i}.onnx",
+            )
+            peer_seconds = wall(
+                [sys.executable, "-c", PEER_EXPORT, kind],
+                args.repeats,
+                lambda i, kind=kind: work / f"peer_{kind}_{i}.onnx",
+            )
+            peer = work / f"peer_{kind}.onnx"
+            subprocess.run(
+                [sys.executable, "-c", PEER_EXPORT, kind, str(peer)], check=True, capture_output=True
+            )
+            results[kind] = {
+                "dlc_compile_s": dlc_seconds,
+                "torch_onnx_export_s": peer_seconds,
+                "compile_speedup": peer_seconds / dlc_seconds,
+                **latency(kind, work, args.rounds, peer),
+            }
+    results["load_average_after"] = os.getloadavg()[0]
+    peak = max(results["peak_gflops"].values())
+    print(f"peak FP32 matmul: {', '.join(f'{k} {v:.0f}' for k, v in results['peak_gflops'].items())} GFLOP/s")
+    for kind in args.models.split(","):
+        r = results[kind]
+        print(
+            f"\n{MODELS[kind]['label']}: time to ONNX file, dlc {r['dlc_compile_s']:.2f} s, "
+            f"torch.onnx.export {r['torch_onnx_export_s']:.2f} s: {r['compile_speedup']:.1f}x"
+        )
+        print(f"  batch 1, seq {SEQUENCE}, {r['macs'] / 1e9:.2f} GMACs")
+        print(
+            f"  {'':<20} {'median ms':>10} {'p10 ms':>8} {'GFLOP/s':>8} {'% peak':>7} {'1-thread CPU ms':>16}"
+        )
+        for name, f in r["candidates"].items():
+            cpu = f"{f['cpu_ms_1_thread']:.1f}" if "cpu_ms_1_thread" in f else "-"
+            print(
+                f"  {name:<20} {f['median_ms']:>10.1f} {f['p10_ms']:>8.1f} {f['gflops']:>8.0f} "
+                f"{100 * f['gflops'] / peak:>6.0f}% {cpu:>16}"
+            )
+    print(
+        f"\nload average: {results['load_average_before']:.2f} before, {results['load_average_after']:.2f} after"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
