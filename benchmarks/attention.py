@@ -3,18 +3,17 @@
 Every figure is taken in one run of this script, and the comparisons are ratios from that
 run:
 
-- time to an ONNX file on disk, each as a fresh process: ``dlc compile
+- time to an ONNX file on disk, each as a fresh process, alternating: ``dlc compile
   specs/attention/<spec>.yaml`` against a script that builds HF ``BertModel(BertConfig())``
   (or ``GPT2LMHeadModel``) and calls ``torch.onnx.export(..., dynamo=True)`` with a dynamic
   sequence length;
 - ONNX Runtime CPU latency at batch 1, sequence 128: dlc's model (for ONNX Runtime, and
   --portable) against the exported one and against the HF model in torch eager mode,
   measured in interleaved rounds (every candidate once per round), so background load
-  hits all of them alike (ONNX Runtime's threads do not spin between runs, so one
-  candidate does not slow the next); plus CPU time per run on one thread, a cross-check
-  that background load hardly moves;
-- achieved GFLOP/s (2 x MACs / latency) against the peak measured here with a large
-  matmul (ONNX Runtime and torch, 2048^3, the better one).
+  hits all of them alike; plus CPU time per run on one thread that does not spin, a
+  cross-check that background load hardly moves;
+- achieved GFLOP/s (2 x MACs / latency) against the peak measured with a large matmul
+  (ONNX Runtime, 2048^3 FP32) run in the same rounds.
 
     python benchmarks/attention.py [--repeats 3] [--rounds 100] [--json out.json]
 
@@ -26,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -61,16 +61,37 @@ MODELS = {
 }
 
 
-def wall(command: list[str], repeats: int, output: Callable[[int], Path]) -> float:
-    """Median wall time of a fresh process writing output(i), in seconds."""
-    times = []
+def timed_process(command: list[str], output: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of a fresh process that writes `output`; the file is
+    removed afterwards."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run([*command, str(output)], check=True, capture_output=True, cwd=REPO)
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for path in output.parent.glob(output.name + "*"):
+        path.unlink()
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
+
+
+def compile_times(kind: str, repeats: int, work: Path) -> dict[str, float]:
+    """dlc and the torch.onnx.export script, alternating, so background load hits both."""
+    dlc_command = [sys.executable, "-m", "dlc.cli", "compile", MODELS[kind]["spec"], "-o"]
+    peer_command = [sys.executable, "-c", PEER_EXPORT, kind]
+    runs: dict[str, list[tuple[float, float]]] = {"dlc": [], "peer": []}
     for index in range(repeats):
-        start = time.perf_counter()
-        subprocess.run([*command, str(output(index))], check=True, capture_output=True, cwd=REPO)
-        times.append(time.perf_counter() - start)
-        for path in output(index).parent.glob(output(index).name + "*"):
-            path.unlink()
-    return statistics.median(times)
+        runs["dlc"].append(timed_process(dlc_command, work / f"{kind}_compile_{index}.onnx"))
+        runs["peer"].append(timed_process(peer_command, work / f"{kind}_peer_{index}.onnx"))
+    wall = {name: statistics.median(w for w, _ in r) for name, r in runs.items()}
+    cpu = {name: statistics.median(c for _, c in r) for name, r in runs.items()}
+    return {
+        "dlc_compile_s": wall["dlc"],
+        "torch_onnx_export_s": wall["peer"],
+        "compile_speedup": wall["peer"] / wall["dlc"],
+        "dlc_compile_cpu_s": cpu["dlc"],
+        "torch_onnx_export_cpu_s": cpu["peer"],
+    }
 
 
 def inputs_for(kind: str) -> dict[str, np.ndarray]:
@@ -80,17 +101,18 @@ def inputs_for(kind: str) -> dict[str, np.ndarray]:
     return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
 
 
-def ort_session(path: Path, threads: int | None = None):
-    """An ONNX Runtime CPU session whose idle threads sleep instead of spinning, so that in
-    interleaved rounds one candidate does not take CPU from the next."""
+def ort_session(path: Path | bytes, single_thread: bool = False):
+    """An ONNX Runtime CPU session with default settings, or (the CPU-time cross-check) one
+    thread that sleeps instead of spinning between runs."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    if single_thread:
+        options.intra_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    source = path if isinstance(path, bytes) else str(path)
+    return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def interleaved(candidates: dict[str, Callable[[], object]], rounds: int, clock=time.perf_counter) -> dict:
@@ -110,34 +132,25 @@ def interleaved(candidates: dict[str, Callable[[], object]], rounds: int, clock=
     }
 
 
-def peak_gflops() -> dict[str, float]:
-    """FP32 matmul throughput, 2048 x 2048 x 2048, in ONNX Runtime and in torch."""
+PEAK_SIZE = 2048
+
+
+def matmul_model() -> bytes:
+    """A 2048 x 2048 x 2048 FP32 MatMul: the peak probe, run like the models."""
     import onnx
-    import onnxruntime
-    import torch
     from onnx import helper
 
-    n = 2048
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    n = PEAK_SIZE
+    b = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["a", "b"], ["c"])],
         "matmul",
         [helper.make_tensor_value_info("a", 1, [n, n])],
         [helper.make_tensor_value_info("c", 1, [n, n])],
-        [onnx.numpy_helper.from_array(a, "b")],
+        [onnx.numpy_helper.from_array(b, "b")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
-    options = onnxruntime.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-    ta = torch.from_numpy(a)
-    with torch.no_grad():
-        timed = interleaved(
-            {"onnxruntime": lambda: session.run(None, {"a": a}), "torch": lambda: ta @ ta}, 20
-        )
-    return {name: 2 * n**3 / (t["p10_ms"] * 1e-3) / 1e9 for name, t in timed.items()}
+    return model.SerializeToString()
 
 
 def latency(kind: str, work: Path, rounds: int, peer_path: Path | None) -> dict:
@@ -155,11 +168,12 @@ def latency(kind: str, work: Path, rounds: int, peer_path: Path | None) -> dict:
     paths = {"dlc": fused, "dlc --portable": portable}
     if peer_path is not None:
         paths["torch.onnx.export"] = peer_path
-    sessions = {name: ort_session(path) for name, path in paths.items()}
-    runs: dict[str, Callable[[], object]] = {
-        name: (lambda s=s: s.run(None, {i.name: feeds[i.name] for i in s.get_inputs()}))
-        for name, s in sessions.items()
-    }
+
+    def runner(session) -> Callable[[], object]:
+        names = [i.name for i in session.get_inputs()]
+        return lambda: session.run(None, {name: feeds[name] for name in names})
+
+    runs = {name: runner(ort_session(path)) for name, path in paths.items()}
     torch.manual_seed(0)
     if kind == "bert":
         eager = transformers.BertModel(transformers.BertConfig()).eval()
@@ -172,21 +186,19 @@ def latency(kind: str, work: Path, rounds: int, peer_path: Path | None) -> dict:
             eager(**tensors)
 
     runs["torch eager"] = run_eager
+    matmul = ort_session(matmul_model())
+    probe = np.random.default_rng(1).standard_normal((PEAK_SIZE, PEAK_SIZE)).astype(np.float32)
+    runs["peak probe"] = lambda: matmul.run(None, {"a": probe})
     timed = interleaved(runs, rounds)
-    single = {name: ort_session(path, threads=1) for name, path in paths.items()}
-    cpu = interleaved(
-        {
-            n: (lambda s=s: s.run(None, {i.name: feeds[i.name] for i in s.get_inputs()}))
-            for n, s in single.items()
-        },
-        max(rounds // 3, 10),
-        clock=time.process_time,
-    )
+    peak = timed.pop("peak probe")
+    single = {name: runner(ort_session(path, single_thread=True)) for name, path in paths.items()}
+    cpu = interleaved(single, max(rounds // 3, 10), clock=time.process_time)
     for name, figures in timed.items():
         figures["gflops"] = 2 * macs / (figures["median_ms"] * 1e-3) / 1e9
         if name in cpu:
             figures["cpu_ms_1_thread"] = cpu[name]["median_ms"]
-    return {"macs": macs, "candidates": timed}
+    peak_gflops = 2 * PEAK_SIZE**3 / (peak["median_ms"] * 1e-3) / 1e9
+    return {"macs": macs, "peak_gflops": peak_gflops, "candidates": timed}
 
 
 def main() -> None:
@@ -196,48 +208,40 @@ def main() -> None:
     parser.add_argument("--models", default="bert,gpt2")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
-    results: dict = {"load_average_before": os.getloadavg()[0], "peak_gflops": peak_gflops()}
+    results: dict = {"load_average_before": os.getloadavg()[0]}
+    models = args.models.split(",")
     with tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
-        for kind in args.models.split(","):
-            dlc_seconds = wall(
-                [sys.executable, "-m", "dlc.cli", "compile", MODELS[kind]["spec"], "-o"],
-                args.repeats,
-                lambda i, kind=kind: work / f"{kind}_compile_{i}.onnx",
-            )
-            peer_seconds = wall(
-                [sys.executable, "-c", PEER_EXPORT, kind],
-                args.repeats,
-                lambda i, kind=kind: work / f"peer_{kind}_{i}.onnx",
-            )
+        for kind in models:
             peer = work / f"peer_{kind}.onnx"
             subprocess.run(
                 [sys.executable, "-c", PEER_EXPORT, kind, str(peer)], check=True, capture_output=True
             )
             results[kind] = {
-                "dlc_compile_s": dlc_seconds,
-                "torch_onnx_export_s": peer_seconds,
-                "compile_speedup": peer_seconds / dlc_seconds,
+                **compile_times(kind, args.repeats, work),
                 **latency(kind, work, args.rounds, peer),
             }
     results["load_average_after"] = os.getloadavg()[0]
-    peak = max(results["peak_gflops"].values())
-    print(f"peak FP32 matmul: {', '.join(f'{k} {v:.0f}' for k, v in results['peak_gflops'].items())} GFLOP/s")
-    for kind in args.models.split(","):
+    for kind in models:
         r = results[kind]
         print(
-            f"\n{MODELS[kind]['label']}: time to ONNX file, dlc {r['dlc_compile_s']:.2f} s, "
-            f"torch.onnx.export {r['torch_onnx_export_s']:.2f} s: {r['compile_speedup']:.1f}x"
+            f"\n{MODELS[kind]['label']}: time to an ONNX file (fresh process, median of {args.repeats}): "
+            f"dlc {r['dlc_compile_s']:.2f} s, torch.onnx.export {r['torch_onnx_export_s']:.2f} s: "
+            f"{r['compile_speedup']:.1f}x (CPU time {r['dlc_compile_cpu_s']:.2f} s vs "
+            f"{r['torch_onnx_export_cpu_s']:.2f} s)"
         )
-        print(f"  batch 1, seq {SEQUENCE}, {r['macs'] / 1e9:.2f} GMACs")
+        print(
+            f"  ONNX Runtime CPU, batch 1, seq {SEQUENCE}, {r['macs'] / 1e9:.2f} GMACs; "
+            f"peak (FP32 MatMul {PEAK_SIZE}^3, same rounds) {r['peak_gflops']:.0f} GFLOP/s"
+        )
         print(
             f"  {'':<20} {'median ms':>10} {'p10 ms':>8} {'GFLOP/s':>8} {'% peak':>7} {'1-thread CPU ms':>16}"
         )
         for name, f in r["candidates"].items():
             cpu = f"{f['cpu_ms_1_thread']:.1f}" if "cpu_ms_1_thread" in f else "-"
+            share = 100 * f["gflops"] / r["peak_gflops"]
             print(
-                f"  {name:<20} {f['median_ms']:>10.1f} {f['p10_ms']:>8.1f} {f['gflops']:>8.0f} "
-                f"{100 * f['gflops'] / peak:>6.0f}% {cpu:>16}"
+                f"  {name:<20} {f['median_ms']:>10.1f} {f['p10_ms']:>8.1f} {f['gflops']:>8.0f} {share:>6.0f}% {cpu:>16}"
             )
     print(
         f"\nload average: {results['load_average_before']:.2f} before, {results['load_average_after']:.2f} after"

@@ -23,10 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dlc.ir.builder import GraphBuilder
-from dlc.plugin_api import Graph, Node, PassContext, PassResult, Value
+from dlc.plugin_api import DType, Graph, Node, PassContext, PassResult, Value
 
 
-def _mask_reason(node: Node) -> str | None:
+def _unfused_reason(node: Node) -> str | None:
+    """Why no fused kernel can take this attention, if none can."""
+    if node.inputs[0].type.dtype is not DType.float32:
+        return f"the fused kernels are used for float32 only, not {node.inputs[0].type.dtype}"
     mask = node.inputs[3] if len(node.inputs) > 3 else None
     if mask is not None and mask.type.rank != 2:
         return "a 4-D additive bias has no fused form"
@@ -57,10 +60,12 @@ class FuseSelfAttention:
 
     def check(self, graph: Graph, node: Node) -> _Projections | str:
         """The projections to fuse, or the reason this attention does not fuse."""
-        reason = _mask_reason(node)
+        reason = _unfused_reason(node)
         if reason:
             return reason
         q, k, v = node.inputs[:3]
+        if not q.type.shape[-1] == k.type.shape[-1] == v.type.shape[-1]:
+            return "queries, keys and values have different widths"
         producers = [graph.producer(value) for value in (q, k, v)]
         if all(p.op == "linear" for p in producers) and len({p.name for p in producers}) == 3:
             inputs = {p.inputs[0].name for p in producers}
@@ -138,7 +143,7 @@ class UseMultiHeadAttention:
         builder = GraphBuilder(graph, self.context.registry)
         modified = False
         for node in graph.toposort():
-            if node.op != "scaled_dot_product_attention" or _mask_reason(node):
+            if node.op != "scaled_dot_product_attention" or _unfused_reason(node):
                 continue
             attrs = {"heads": node.attrs.heads, "causal": node.attrs.causal, "scale": node.attrs.scale}
             fused = builder.add_op(

@@ -133,8 +133,13 @@ def run_fusion(text: str):
             "- scaled_dot_product_attention: 2\n  in: [x, x, x]\n",
             "not three linears of one input, nor one linear split in three",
         ),
+        (
+            "- linear: 8\n  id: q\n  in: x\n- linear: 8\n  id: k\n  in: x\n- linear: 4\n  id: v\n  in: x\n"
+            "- scaled_dot_product_attention: 2\n  in: [q, k, v]\n",
+            "different widths",
+        ),
     ],
-    ids=["cross", "shared-projection", "causal-and-mask", "no-projections"],
+    ids=["cross", "shared-projection", "causal-and-mask", "no-projections", "narrow-values"],
 )
 def test_check_says_why_attention_does_not_fuse(layers: str, reason: str) -> None:
     header = "dlc: 1\nname: t\ninputs:\n  x: {shape: [N, T, 8]}\n  y: {shape: [N, T, 8]}\n"
