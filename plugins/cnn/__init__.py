@@ -4,11 +4,21 @@ templates of the classic architectures (inception, residual and WaveNet blocks),
 
 from __future__ import annotations
 
-from dlc.plugin_api import OpDef, hookimpl
+from dlc.plugin_api import BlockType, OpDef, ShortcutProjection, hookimpl
 
-from . import conv_ops, layer_ops, pool_ops
+from . import conv_blocks, conv_ops, layer_blocks, layer_ops, locally_connected, pool_blocks, pool_ops
 
 
 @hookimpl
 def dlc_ops() -> list[OpDef]:
-    return [*conv_ops.OPS, *pool_ops.OPS, *layer_ops.OPS]
+    return [*conv_ops.OPS, *pool_ops.OPS, *layer_ops.OPS, *locally_connected.OPS]
+
+
+@hookimpl
+def dlc_block_types() -> list[BlockType]:
+    return [*conv_blocks.BLOCKS, *pool_blocks.BLOCKS, *layer_blocks.BLOCKS, *locally_connected.BLOCKS]
+
+
+@hookimpl
+def dlc_shortcut_projections() -> list[ShortcutProjection]:
+    return [ShortcutProjection("conv", conv_blocks.conv_projection)]

@@ -161,3 +161,9 @@ def expect_spatial_input(shape: Sequence[Dim], rank: int) -> str | None:
     if len(shape) != rank + 2:
         return f"expects an input {spatial_description(rank)}, got {format_shape(shape)}"
     return None
+
+
+def ranked(config: type, rank: int) -> type:
+    """A subclass of a block config for `rank` spatial dims: ``ranked(ConvConfig, 2)`` is
+    ``Conv2dConfig``, whose validators check one value per spatial dim."""
+    return type(f"{config.__name__.removesuffix('Config')}{rank}dConfig", (config,), {"rank": rank})
