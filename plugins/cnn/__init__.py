@@ -4,7 +4,9 @@ templates of the classic architectures (inception, residual and WaveNet blocks),
 
 from __future__ import annotations
 
-from dlc.plugin_api import BlockType, OpDef, ShortcutProjection, hookimpl
+from pathlib import Path
+
+from dlc.plugin_api import BlockType, OpDef, ShortcutProjection, TemplateLibrary, hookimpl
 
 from . import conv_blocks, conv_ops, layer_blocks, layer_ops, locally_connected, pool_blocks, pool_ops
 
@@ -22,3 +24,8 @@ def dlc_block_types() -> list[BlockType]:
 @hookimpl
 def dlc_shortcut_projections() -> list[ShortcutProjection]:
     return [ShortcutProjection("conv", conv_blocks.conv_projection)]
+
+
+@hookimpl
+def dlc_templates() -> list[TemplateLibrary]:
+    return [TemplateLibrary(Path(__file__).with_name("templates.yaml"))]
