@@ -17,6 +17,7 @@ ZOO = SPECS / "cnn"
 # spec: (parameters, MACs at batch 1, the reference model)
 REFERENCE = {
     "lenet5.yaml": (61_706, 416_520, "LeNet-5, modern layer sizes (PyTorch tutorial Net)"),
+    "alexnet.yaml": (61_100_840, 714_188_480, "torchvision alexnet"),
 }
 
 
