@@ -21,11 +21,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import dlc
 from dlc.runtime import Session, random_inputs
 from dlc.testing import max_relative_error
 from tests.conftest import SPECS, run_cli
+from tests.plugins.cnn.references import (
+    BasicBlock,
+    Bottleneck,
+    ResNet,
+    inputs,
+    randomize,
+    save_renamed,
+    torchvision_to_dlc,
+)
 from tests.test_specs import ejected_outputs, settings_for
 
 ZOO = SPECS / "cnn"
@@ -36,6 +46,8 @@ REFERENCE = {
     "alexnet.yaml": (61_100_840, 714_188_480, "torchvision alexnet"),
     "vgg16.yaml": (138_357_544, 15_470_264_320, "torchvision vgg16"),
     "vgg16_bn.yaml": (138_365_992, 15_470_264_320, "torchvision vgg16_bn"),
+    "resnet18.yaml": (11_689_512, 1_814_073_344, "torchvision resnet18"),
+    "resnet50.yaml": (25_557_032, 4_089_184_256, "torchvision resnet50"),
 }
 
 
@@ -95,3 +107,22 @@ def test_zoo_spec_runs_the_same_in_onnx_runtime_and_torch_with_a_live_signal(
     for name, expected in onnx_first.items():
         assert max_relative_error(expected, onnx_second[name]) > 1e-2, f"{name} hardly depends on the input"
         assert max_relative_error(expected, torch_first[name]) <= max(float(settings["tolerance"]), 1e-4)
+
+
+@pytest.mark.parametrize(
+    ("spec", "reference"),
+    [
+        ("resnet18.yaml", lambda: ResNet(BasicBlock, [2, 2, 2, 2], classes=10, width=8)),
+        ("resnet50.yaml", lambda: ResNet(Bottleneck, [3, 4, 6, 3], classes=10, width=8)),
+    ],
+)
+def test_resnets_are_torchvisions_with_its_weights(spec: str, reference, tmp_path: Path) -> None:
+    """torchvision's architecture (re-implemented in references.py, an eighth of the width,
+    64x64 inputs): its randomized state_dict loads by name and gives the same logits."""
+    module = randomize(reference())
+    weights = save_renamed(module, tmp_path / "w.safetensors", torchvision_to_dlc)
+    model = dlc.compile(ZOO / spec, overrides={"image": 64, "width": 8, "classes": 10}, weights=weights)
+    x = inputs(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    assert max_relative_error(expected, model.run({"image": x}, "cpu")["fc"]) <= 1e-4
