@@ -114,25 +114,53 @@ def _pool_onnx(b: OnnxBuilder, node: Node) -> None:
         b.op("AveragePool", b.inputs(node), b.outputs(node), count_include_pad=count, **options)
 
 
+def _torch_ceil_mode(node: Node) -> bool:
+    """Whether torch's ceil_mode, with the begin pads as its padding, gives this max pool:
+    the extra end padding then only adds the partial windows that ceil_mode keeps, and
+    max pooling ignores padding either way."""
+    a = node.attrs
+    begins, ends = split_pads(a.padding)
+    if not isinstance(a, MaxPoolAttrs) or any(
+        e < b or 2 * b > k for b, e, k in zip(begins, ends, a.kernel, strict=True)
+    ):
+        return False
+    sizes = node.inputs[0].type.shape[2:]
+    if not all(is_static(d) for d in sizes):
+        return False
+    for size, out, k, s, d, p in zip(
+        sizes, node.outputs[0].type.shape[2:], a.kernel, a.stride, a.dilation, begins, strict=True
+    ):
+        count = -(-(int(size) + 2 * p - d * (k - 1) - 1) // s) + 1
+        if (count - 1) * s >= int(size) + p:
+            count -= 1
+        if count != out:
+            return False
+    return True
+
+
 def _pool_torch(t: TorchWriter, node: Node) -> str:
-    """torch pads symmetrically by at most half the (undilated) kernel; other padding is an explicit F.pad
-    (-inf for max, zeros for average, which is what count_include_pad=True means)."""
+    """torch pads symmetrically by at most half the (undilated) kernel, or rounds up with
+    ceil_mode; other padding is an explicit F.pad (-inf for max, zeros for average, which
+    is what count_include_pad=True means)."""
     a = node.attrs
     rank = len(a.kernel)
     is_max = isinstance(a, MaxPoolAttrs)
     begins, ends = split_pads(a.padding)
     native = begins == ends and all(2 * p <= k for p, k in zip(begins, a.kernel, strict=True))
+    ceil_mode = not native and _torch_ceil_mode(node)
     source = t.var(node.inputs[0])
-    if not native:
+    if not native and not ceil_mode:
         fill = ', value=float("-inf")' if is_max else ""
         source = f"F.pad({source}, {torch_pad_order(a.padding)}{fill})"
     arguments = [source, compact(a.kernel)]
     if a.stride != a.kernel:
         arguments.append(f"stride={compact(a.stride)}")
-    if native and any(begins):
+    if (native or ceil_mode) and any(begins):
         arguments.append(f"padding={compact(begins)}")
     if is_max and set(a.dilation) != {1}:
         arguments.append(f"dilation={compact(a.dilation)}")
+    if ceil_mode:
+        arguments.append("ceil_mode=True")
     if not is_max and not a.count_include_pad:
         arguments.append("count_include_pad=False")
     return f"F.{'max' if is_max else 'avg'}_pool{rank}d({', '.join(arguments)})"
