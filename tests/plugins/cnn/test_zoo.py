@@ -48,6 +48,8 @@ REFERENCE = {
     "vgg16_bn.yaml": (138_365_992, 15_470_264_320, "torchvision vgg16_bn"),
     "resnet18.yaml": (11_689_512, 1_814_073_344, "torchvision resnet18"),
     "resnet50.yaml": (25_557_032, 4_089_184_256, "torchvision resnet50"),
+    "googlenet.yaml": (6_624_904, 1_498_376_192, "torchvision googlenet, aux_logits=False"),
+    "inception_v1.yaml": (6_998_552, 1_582_671_872, "GoogLeNet paper-faithful, without aux heads"),
 }
 
 
