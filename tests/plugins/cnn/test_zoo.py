@@ -50,6 +50,7 @@ REFERENCE = {
     "resnet50.yaml": (25_557_032, 4_089_184_256, "torchvision resnet50"),
     "googlenet.yaml": (6_624_904, 1_498_376_192, "torchvision googlenet, aux_logits=False"),
     "inception_v1.yaml": (6_998_552, 1_582_671_872, "GoogLeNet paper-faithful, without aux heads"),
+    "unet.yaml": (31_030_658, 150_428_424_448, "U-Net, Ronneberger 2015 (valid convs, crop and concat)"),
 }
 
 
