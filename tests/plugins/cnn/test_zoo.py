@@ -51,6 +51,7 @@ REFERENCE = {
     "googlenet.yaml": (6_624_904, 1_498_376_192, "torchvision googlenet, aux_logits=False"),
     "inception_v1.yaml": (6_998_552, 1_582_671_872, "GoogLeNet paper-faithful, without aux heads"),
     "unet.yaml": (31_030_658, 150_428_424_448, "U-Net, Ronneberger 2015 (valid convs, crop and concat)"),
+    "wavenet.yaml": (1_515_968, 1_484_800, "WaveNet, ibab/tensorflow-wavenet defaults (MACs per sample)"),
 }
 
 
@@ -129,3 +130,14 @@ def test_resnets_are_torchvisions_with_its_weights(spec: str, reference, tmp_pat
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
     assert max_relative_error(expected, model.run({"image": x}, "cpu")["fc"]) <= 1e-4
+
+
+def test_wavenet_is_causal_and_its_macs_scale_with_the_length() -> None:
+    model = dlc.compile(ZOO / "wavenet.yaml")
+    x = inputs(1, 256, 48)
+    later = x.copy()
+    later[..., 30:] = inputs(1, 256, 18, seed=1)
+    before, after = (model.run({"audio": a}, "cpu")["postprocess2"] for a in (x, later))
+    assert np.allclose(before[..., :30], after[..., :30], rtol=0, atol=1e-6)
+    assert not np.allclose(before[..., 30:], after[..., 30:])
+    assert model.summary({"T": 16_000}).macs == 23_756_800_000  # one second at 16 kHz
