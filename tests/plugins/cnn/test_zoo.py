@@ -27,7 +27,7 @@ import torch
 import dlc
 from dlc.runtime import Session, random_inputs
 from dlc.testing import max_relative_error
-from tests.conftest import SPECS, run_cli
+from tests.conftest import REPO, SPECS, run_cli
 from tests.plugins.cnn.references import (
     BasicBlock,
     Bottleneck,
@@ -155,3 +155,12 @@ def test_wavenet_is_causal_and_its_macs_scale_with_the_length() -> None:
     assert np.allclose(before[..., :30], after[..., :30], rtol=0, atol=1e-6)
     assert not np.allclose(before[..., 30:], after[..., 30:])
     assert model.summary({"T": 16_000}).macs == 23_756_800_000  # one second at 16 kHz
+
+
+def test_readme_shows_the_unet_spec_as_it_is() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert (ZOO / "unet.yaml").read_text() in readme
+    assert (
+        "│ total               │                  │                    │ 31,030,658 │ 150,428,424,448 │"
+        in readme
+    )
