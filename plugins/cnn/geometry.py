@@ -44,7 +44,8 @@ def check_padding(value: Any, rank: int, allowed_modes: Sequence[str]) -> Any:
     """Validate a padding spec: an int, one int per dim, [begin, end] pairs, or a mode."""
     if isinstance(value, str):
         if value not in allowed_modes:
-            raise ValueError(f"padding '{value}' is not one of {', '.join(allowed_modes)} here")
+            modes = f"or one of {', '.join(allowed_modes)}" if allowed_modes else "only"
+            raise ValueError(f"padding takes ints or [begin, end] pairs {modes} here, not '{value}'")
         if value == "causal" and rank != 1:
             raise ValueError("padding 'causal' pads the time axis of a 1-D input (conv1d)")
         return value

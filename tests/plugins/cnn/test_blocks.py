@@ -259,3 +259,19 @@ def test_conv_locally_connected_and_fully_connected_parameter_counts() -> None:
     assert params["conv"] == k * (p * q * c + 1) == 112
     assert params["locally_connected"] == (m - p + 1) * (n - q + 1) * k * (p * q * c + 1) == 4_032
     assert params["fully_connected"] == outputs * (m * n * c + 1) == 27_792
+
+
+@pytest.mark.parametrize(
+    ("layer", "bound"),
+    [
+        ("conv2d: {out: 4, kernel: 3, groups: 2}", 1 / np.sqrt(4 * 9)),  # C_in / groups * kernel
+        ("conv_transpose2d: {out: 4, kernel: 3, groups: 2}", 1 / np.sqrt(2 * 9)),  # C_out / groups * kernel
+    ],
+)
+def test_initialization_is_torchs_fan_in_uniform(layer: str, bound: float) -> None:
+    """torch's Conv and ConvTranspose default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight
+    and bias, fan_in from dim 1 of the weight times the kernel size."""
+    weights = compile_layers(["N", 8, 6, 6], f"- {layer}\n  id: conv\n").weights()
+    for name in ("conv.weight", "conv.bias"):
+        values = np.abs(weights[name])
+        assert values.max() <= bound and (name == "conv.bias" or values.max() > 0.9 * bound)
