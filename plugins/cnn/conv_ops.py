@@ -193,46 +193,43 @@ def _options(node: Node, padding: Sequence[int]) -> list[str]:
     return options
 
 
-def _conv_torch(t: TorchWriter, node: Node) -> str:
-    x, weight = node.inputs[0], node.inputs[1]
+def _torch_call(t: TorchWriter, node: Node, kind: str, channels: tuple[int, int], source: str) -> str:
+    """``self.conv(source)`` with a real nn.Conv*/ConvTranspose* module where the op may own
+    its weights, else the functional form; symmetric pads are the module's `padding`."""
+    weight = node.inputs[1]
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     rank = weight.type.rank - 2
     begins, ends = split_pads(node.attrs.padding)
-    symmetric = begins == ends
-    padding = begins if symmetric else (0,) * rank
-    out_channels, group_channels, *kernel = (int(d) for d in weight.type.shape)
-    source = t.var(x) if symmetric else f"F.pad({t.var(x)}, {torch_pad_order(node.attrs.padding)})"
-    options = _options(node, padding)
-    arguments = [str(group_channels * node.attrs.groups), str(out_channels), compact(kernel), *options]
+    options = _options(node, begins if begins == ends else (0,) * rank)
+    kernel = [int(d) for d in weight.type.shape[2:]]
+    arguments = [str(channels[0]), str(channels[1]), compact(kernel), *options]
     if bias is None:
         arguments.append("bias=False")
-    module = t.module(node, f"nn.Conv{rank}d({', '.join(arguments)})", {"weight": weight, "bias": bias})
+    module_class = "ConvTranspose" if kind == "conv_transpose" else "Conv"
+    module = t.module(
+        node, f"nn.{module_class}{rank}d({', '.join(arguments)})", {"weight": weight, "bias": bias}
+    )
     if module:
         return f"{module}({source})"
-    return f"F.conv{rank}d({', '.join([source, t.var(weight), t.var(bias), *options])})"
+    return f"F.{kind}{rank}d({', '.join([source, t.var(weight), t.var(bias), *options])})"
+
+
+def _conv_torch(t: TorchWriter, node: Node) -> str:
+    """Asymmetric padding is an explicit F.pad in front of an unpadded conv."""
+    x, weight = node.inputs[0], node.inputs[1]
+    begins, ends = split_pads(node.attrs.padding)
+    source = t.var(x) if begins == ends else f"F.pad({t.var(x)}, {torch_pad_order(node.attrs.padding)})"
+    out_channels, group_channels = (int(d) for d in weight.type.shape[:2])
+    return _torch_call(t, node, "conv", (group_channels * node.attrs.groups, out_channels), source)
 
 
 def _conv_transpose_torch(t: TorchWriter, node: Node) -> str:
-    """Symmetric padding is torch's `padding`; asymmetric padding crops the unpadded output."""
+    """Asymmetric padding crops the output of an unpadded transposed conv."""
     x, weight = node.inputs[0], node.inputs[1]
-    bias = node.inputs[2] if len(node.inputs) > 2 else None
-    rank = weight.type.rank - 2
+    in_channels, group_out = (int(d) for d in weight.type.shape[:2])
+    call = _torch_call(t, node, "conv_transpose", (in_channels, group_out * node.attrs.groups), t.var(x))
     begins, ends = split_pads(node.attrs.padding)
-    symmetric = begins == ends
-    padding = begins if symmetric else (0,) * rank
-    in_channels, group_out, *kernel = (int(d) for d in weight.type.shape)
-    options = _options(node, padding)
-    arguments = [str(in_channels), str(group_out * node.attrs.groups), compact(kernel), *options]
-    if bias is None:
-        arguments.append("bias=False")
-    module = t.module(
-        node, f"nn.ConvTranspose{rank}d({', '.join(arguments)})", {"weight": weight, "bias": bias}
-    )
-    if module:
-        call = f"{module}({t.var(x)})"
-    else:
-        call = f"F.conv_transpose{rank}d({', '.join([t.var(x), t.var(weight), t.var(bias), *options])})"
-    if symmetric:
+    if begins == ends:
         return call
     crops = ", ".join(f"{b}:{-e if e else ''}" for b, e in zip(begins, ends, strict=True))
     return f"{call}[:, :, {crops}]"
