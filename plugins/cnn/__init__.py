@@ -1,0 +1,31 @@
+"""The CNN family: convolutions, pooling, normalization and resampling blocks, the
+templates of the classic architectures (inception, residual and WaveNet blocks), and a
+1x1-conv shortcut projection for `residual: {shortcut: auto}`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dlc.plugin_api import BlockType, OpDef, ShortcutProjection, TemplateLibrary, hookimpl
+
+from . import conv_blocks, conv_ops, layer_blocks, layer_ops, locally_connected, pool_blocks, pool_ops
+
+
+@hookimpl
+def dlc_ops() -> list[OpDef]:
+    return [*conv_ops.OPS, *pool_ops.OPS, *layer_ops.OPS, *locally_connected.OPS]
+
+
+@hookimpl
+def dlc_block_types() -> list[BlockType]:
+    return [*conv_blocks.BLOCKS, *pool_blocks.BLOCKS, *layer_blocks.BLOCKS, *locally_connected.BLOCKS]
+
+
+@hookimpl
+def dlc_shortcut_projections() -> list[ShortcutProjection]:
+    return [ShortcutProjection("conv", conv_blocks.conv_projection)]
+
+
+@hookimpl
+def dlc_templates() -> list[TemplateLibrary]:
+    return [TemplateLibrary(Path(__file__).with_name("templates.yaml"))]
