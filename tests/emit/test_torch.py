@@ -133,3 +133,16 @@ def test_ids_that_would_shadow_nn_module_attributes_are_refused(tmp_path) -> Non
     assert result.code == 1
     assert "the name 'training'" in result.stderr and f"{spec}:5:5" in result.stderr
     assert not (tmp_path / "pkg" / "model.py").exists()
+
+
+def test_generated_variables_never_shadow_python_builtins() -> None:
+    import builtins
+
+    spec = load_spec(
+        "shadow.yaml",
+        text="dlc: 1\nname: s\ninputs: {x: {shape: [N, 4]}}\nlayers:\n  - linear: 4\n    id: slice\n  - relu:\n    in: x\n    id: input\n  - add:\n    in: [slice, input]\n",
+    )
+    source = dlc.compile(spec).torch_source()
+    forward = source.split("def forward")[1].split("def load_model")[0]
+    assigned = {line.split("=")[0].strip() for line in forward.splitlines() if " = " in line}
+    assert assigned and not assigned & set(dir(builtins))
