@@ -94,6 +94,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         for record in model.pass_records:
             change = "modified" if record.modified else "no change"
             print(f"# pass {record.name}: {change} ({record.seconds * 1e3:.1f} ms)")
+            for note in record.notes:
+                print(f"#   {note}")
     if args.print_ir and args.output is None:
         return 0
     output = Path(args.output) if args.output else Path(target.default_output(Path(args.spec).stem))

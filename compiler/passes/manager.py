@@ -76,6 +76,7 @@ class PassRecord:
     name: str
     modified: bool
     seconds: float
+    notes: tuple[str, ...] = ()  # what a pass reports (rewrites fired, why others did not)
 
 
 def build_pipeline(registry: Registry, level: int, names: Sequence[str] | None = None) -> list[PassInfo]:
@@ -121,7 +122,8 @@ class PassManager:
                 ) from error
             graph = result.graph
             elapsed = time.perf_counter() - start
-            self.records.append(PassRecord(compiler_pass.name, result.modified, elapsed))
+            notes = tuple(compiler_pass.notes()) if hasattr(compiler_pass, "notes") else ()
+            self.records.append(PassRecord(compiler_pass.name, result.modified, elapsed, notes))
             log.debug("pass %s: modified=%s (%.1f ms)", compiler_pass.name, result.modified, elapsed * 1e3)
             if self.verify:
                 try:
