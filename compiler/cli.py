@@ -88,6 +88,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         overrides=_overrides(args.set),
         registry=registry,
         portable=args.portable,
+        pass_options={"conv_algo": args.conv_algo},
     )
     if args.print_ir:
         print(model.graph)
@@ -288,6 +289,17 @@ def cmd_passes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    if not registry.tuners:
+        print("no installed plugin has a cost model to calibrate")
+        return 0
+    for tuner in registry.tuners:
+        print(f"{tuner.name} ({tuner.plugin}): {tuner.description}")
+        print(tuner.run(args.quick))
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from dlc.spec.schema import spec_schema
 
@@ -370,6 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the optimized IR (and write output only with -o)",
     )
     compile_.add_argument(
+        "--conv-algo",
+        choices=("auto", "direct", "fft"),
+        default="auto",
+        help="convolution algorithm: by predicted cost (auto, at -O2), or forced for every conv",
+    )
+    compile_.add_argument(
         "--portable",
         action="store_true",
         help="standard ONNX ops only (by default -O2 may use ONNX Runtime's fused com.microsoft ops)",
@@ -434,6 +452,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     passes.add_argument("--json", action="store_true")
     passes.set_defaults(handler=cmd_passes)
+
+    tune = commands.add_parser(
+        "tune",
+        parents=[common],
+        help="calibrate cost models (e.g. the conv algorithm choice) on this machine",
+    )
+    tune.add_argument(
+        "--quick", action="store_true", help="fewer, smaller measurements (seconds, less accurate)"
+    )
+    tune.set_defaults(handler=cmd_tune)
 
     schema = commands.add_parser(
         "schema", parents=[common], help="print the JSON Schema of the spec language"

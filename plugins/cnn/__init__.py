@@ -6,14 +6,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlc.plugin_api import BlockType, OpDef, ShortcutProjection, TemplateLibrary, hookimpl
+from dlc.plugin_api import (
+    PHASE_SELECTION,
+    BlockType,
+    OpDef,
+    PassInfo,
+    ShortcutProjection,
+    TemplateLibrary,
+    hookimpl,
+)
+from dlc.tuning import Tuner
 
-from . import conv_blocks, conv_ops, layer_blocks, layer_ops, locally_connected, pool_blocks, pool_ops
+from . import (
+    algorithm,
+    conv_blocks,
+    conv_ops,
+    fft_conv,
+    layer_blocks,
+    layer_ops,
+    locally_connected,
+    pool_blocks,
+    pool_ops,
+)
 
 
 @hookimpl
 def dlc_ops() -> list[OpDef]:
-    return [*conv_ops.OPS, *pool_ops.OPS, *layer_ops.OPS, *locally_connected.OPS]
+    return [*conv_ops.OPS, *fft_conv.OPS, *pool_ops.OPS, *layer_ops.OPS, *locally_connected.OPS]
 
 
 @hookimpl
@@ -29,3 +48,24 @@ def dlc_shortcut_projections() -> list[ShortcutProjection]:
 @hookimpl
 def dlc_templates() -> list[TemplateLibrary]:
     return [TemplateLibrary(Path(__file__).with_name("templates.yaml"))]
+
+
+@hookimpl
+def dlc_passes() -> list[PassInfo]:
+    return [
+        # Last among the rewrites: choose each conv's algorithm once its final shape is known.
+        PassInfo(
+            "select-conv-algorithm",
+            algorithm.ConvAlgorithmSelection,
+            "Direct or FFT convolution per conv node, by predicted cost (--conv-algo overrides).",
+            2,
+            PHASE_SELECTION,
+        ),
+    ]
+
+
+@hookimpl
+def dlc_tuners() -> list[Tuner]:
+    from . import tune
+
+    return [Tuner("conv-cost", "convolution cost model (direct vs FFT selection)", tune.calibrate)]
