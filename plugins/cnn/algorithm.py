@@ -170,18 +170,30 @@ def _factors(size: int) -> tuple[int, int]:
     return m1, size // m1
 
 
-def best_fft_plan(problem: ConvProblem, model: CostModel) -> tuple[dict, float]:
-    """The cheapest FFT plan's attributes and predicted seconds."""
+# The kernel spectrum lives in memory at run time (real and imaginary float32 parts for
+# every frequency, input and output channel); plans that need more are never chosen.
+MAX_SPECTRUM_BYTES = 1 << 29
+
+
+def spectrum_bytes(problem: ConvProblem, frequencies: int) -> int:
+    return 8 * frequencies * (problem.in_channels // problem.groups) * problem.out_channels
+
+
+def best_fft_plan(problem: ConvProblem, model: CostModel) -> tuple[dict, float] | None:
+    """The cheapest FFT plan's attributes and predicted seconds; None if none fits in memory."""
     if problem.rank == 2:
         ph, pw = problem.padded
+        if spectrum_bytes(problem, ph * (pw // 2 + 1)) > MAX_SPECTRUM_BYTES:
+            return None
         return {"transform": (ph, pw), "block": 0}, fft2d_seconds(problem, ph, pw, model)
     best: tuple[dict, float] | None = None
     for size in _frame_sizes(problem):
+        if spectrum_bytes(problem, size) > MAX_SPECTRUM_BYTES:
+            continue
         m1, m2 = _factors(size)
         seconds = fft1d_seconds(problem, m1, m2, model)
         if best is None or seconds < best[1]:
             best = ({"transform": (m1, m2), "block": size - problem.reach[0] + 1}, seconds)
-    assert best is not None
     return best
 
 
@@ -208,7 +220,13 @@ class ConvAlgorithmSelection:
                 self._notes.append(f"{node.name}: direct ({problem})")
                 continue
             direct = direct_seconds(problem, self.model)
-            plan, fft = best_fft_plan(problem, self.model)
+            best = best_fft_plan(problem, self.model)
+            if best is None:
+                self._notes.append(
+                    f"{node.name}: direct (an FFT kernel spectrum would exceed {MAX_SPECTRUM_BYTES >> 20} MB)"
+                )
+                continue
+            plan, fft = best
             use_fft = self.choice == "fft" or (self.choice == "auto" and fft < direct)
             verdict = "fft" if use_fft else "direct"
             why = "forced" if self.choice != "auto" else "cheaper"
