@@ -1,11 +1,11 @@
 """The recurrent family: Elman RNN, LSTM (with projection) and GRU stacks exact to torch's
-modules."""
+modules, highway layers, sequence masks and per-step application."""
 
 from __future__ import annotations
 
 from dlc.plugin_api import BlockType, OpDef, hookimpl
 
-from . import blocks, ops
+from . import blocks, ops, sequence
 
 
 @hookimpl
@@ -15,4 +15,4 @@ def dlc_ops() -> list[OpDef]:
 
 @hookimpl
 def dlc_block_types() -> list[BlockType]:
-    return [*blocks.BLOCKS]
+    return [*blocks.BLOCKS, *sequence.BLOCKS]

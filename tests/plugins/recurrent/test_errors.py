@@ -31,6 +31,12 @@ layers:
     in: x
   - gru: {hidden: 20, dropout: 0.5}
     in: x
+  - time_distributed: {block: lienar}
+    in: x
+  - time_distributed: {block: linear, options: {outt: 3}}
+    in: x
+  - sequence_mask:
+    in: [h0, x]
 """
 
 # (line, column, message): one per bad layer above.
@@ -42,6 +48,9 @@ EXPECTED = [
     (15, 5, "lstm layer 'lstm_1': takes 3 input(s) with these options (x, h0, c0), got 2"),
     (17, 35, "invalid 'proj_size' of block 'lstm': proj_size (20) must be smaller than hidden (20)"),
     (19, 32, "invalid 'dropout' of block 'gru': dropout applies between stacked layers and needs layers > 1"),
+    (21, 5, "time_distributed layer 'time_distributed_0': unknown block 'lienar'"),
+    (23, 5, "time_distributed layer 'time_distributed_1': invalid options for block 'linear': out: Field required; outt: Extra inputs are not permitted"),
+    (25, 5, "sequence_mask layer 'sequence_mask_0': lengths must be int64 [N] (one per sequence of float32[T, N, 10]), got float32[2, N, 20]"),
 ]
 # fmt: on
 
