@@ -1,5 +1,6 @@
 """Generic tensor ops shared by every family: matmul, transposes, slicing, splitting,
-element-wise arithmetic, reductions, expand, cast and where (ops and blocks).
+element-wise arithmetic, comparison, reductions, expand, cast, where and arange (ops and
+blocks).
 
 Families build on these instead of defining their own `transpose` or `matmul`, so op
 names never clash between plugins.
@@ -325,6 +326,59 @@ def _one_input_samples(attrs: dict[str, Any], positive: bool = False):
     return samples
 
 
+# -- less / arange -----------------------------------------------------------------------
+
+
+def _less_infer(attrs: OpAttrs, inputs: Sequence[TensorType | None]) -> TensorType:
+    require(len(inputs) == 2 and all(t is not None for t in inputs), "less needs two inputs")
+    return TensorType(DType.bool, broadcast([t for t in inputs if t is not None], "less").shape)
+
+
+def _less_samples() -> list[OpSample]:
+    rng = _rng(12)
+    positions = np.arange(5, dtype=np.int64)
+    lengths = np.array([[3], [5], [1]], dtype=np.int64)
+    return [
+        OpSample((_arr(rng, 3, 4), _arr(rng, 3, 4)), name="float"),
+        OpSample((positions, lengths), symbolic_batch=False, name="int-broadcast"),
+    ]
+
+
+class ArangeAttrs(OpAttrs):
+    axis: int
+
+
+def _arange_infer(attrs: ArangeAttrs, inputs: Sequence[TensorType | None]) -> TensorType:
+    """arange(x): 0, 1, ..., n - 1 (int64) where n is dim `axis` of x, static or symbolic."""
+    x = inputs[0]
+    assert x is not None
+    axis = axis_in_range(attrs.axis, x.rank, "arange")
+    return TensorType(DType.int64, (x.shape[axis],))
+
+
+def _arange_onnx(b: OnnxBuilder, node: Node) -> None:
+    x = node.inputs[0]
+    axis = axis_in_range(node.attrs.axis, x.type.rank, "arange")
+    length = b.op("Shape", [b.name(x)], start=axis, end=axis + 1)[0]
+    limit = b.op("Squeeze", [length])[0]  # Range takes scalars
+    start = b.constant(np.array(0, dtype=np.int64), "start")
+    delta = b.constant(np.array(1, dtype=np.int64), "delta")
+    b.op("Range", [start, limit, delta], b.outputs(node))
+
+
+def _arange_torch(t: TorchWriter, node: Node) -> str:
+    x = t.var(node.inputs[0])
+    return f"torch.arange({x}.size({node.attrs.axis}), device={x}.device)"
+
+
+def _arange_samples() -> list[OpSample]:
+    x = _arr(_rng(13), 3, 5)
+    return [
+        OpSample((x,), {"axis": 0}, name="symbolic"),
+        OpSample((x,), {"axis": -1}, name="static"),
+    ]
+
+
 # -- where / expand / cast ------------------------------------------------------------------
 
 
@@ -581,6 +635,25 @@ OPS = [
         doc="x ** exponent",
     ),
     OpDef(
+        "less",
+        _less_infer,
+        lambda b, n: b.op("Less", b.inputs(n), b.outputs(n)),
+        lambda t, n: f"{t.var(n.inputs[0])} < {t.var(n.inputs[1])}",
+        _less_samples,
+        group=OpGroup.ELEMENTWISE,
+        doc="a < b (with broadcasting), as bool",
+    ),
+    OpDef(
+        "arange",
+        _arange_infer,
+        _arange_onnx,
+        _arange_torch,
+        _arange_samples,
+        ArangeAttrs,
+        OpGroup.OTHER,
+        doc="0, 1, ..., n - 1 (int64), n being dim `axis` of the input (positions along a dynamic dim).",
+    ),
+    OpDef(
         "where",
         _where_infer,
         _where_onnx,
@@ -707,6 +780,14 @@ BLOCKS = [
     BlockType("elu", EluConfig, _simple("elu"), "Exponential linear unit.", shorthand="alpha"),
     BlockType("scale", ScaleConfig, _simple("scale"), "Multiply by a constant.", shorthand="factor"),
     BlockType("pow", PowConfig, _simple("pow"), "Raise to a constant power.", shorthand="exponent"),
+    BlockType("less", NoOptions, _simple("less"), "`in: [a, b]`: a < b, as bool.", inputs=(2, 2)),
+    BlockType(
+        "arange",
+        AxisConfig,
+        _simple("arange"),
+        "0, 1, ..., n - 1 (int64), n being dim `axis` of the input.",
+        shorthand="axis",
+    ),
     BlockType(
         "where", NoOptions, _simple("where"), "`in: [cond, a, b]`: a where cond else b.", inputs=(3, 3)
     ),

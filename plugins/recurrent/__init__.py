@@ -1,0 +1,18 @@
+"""The recurrent family: Elman RNN, LSTM (with projection) and GRU stacks exact to torch's
+modules, highway layers, sequence masks and per-step application."""
+
+from __future__ import annotations
+
+from dlc.plugin_api import BlockType, OpDef, hookimpl
+
+from . import blocks, ops, sequence
+
+
+@hookimpl
+def dlc_ops() -> list[OpDef]:
+    return [*ops.OPS]
+
+
+@hookimpl
+def dlc_block_types() -> list[BlockType]:
+    return [*blocks.BLOCKS, *sequence.BLOCKS]

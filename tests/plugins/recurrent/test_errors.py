@@ -1,0 +1,77 @@
+"""Bad recurrent specs as a user meets them: `dlc validate` in a subprocess reports every
+problem at once, each with its message, file:line:col and the shapes involved, exit code
+1 and no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliResult, run_cli
+
+SPEC = """\
+dlc: 1
+name: bad_recurrent
+inputs:
+  x: {shape: [T, N, 10]}
+  flat: {shape: [N, 10]}
+  lengths: {shape: [N], dtype: float32}
+  h0: {shape: [2, N, 20]}
+layers:
+  - lstm: 20
+    in: flat
+  - gru: {hidden: 20, initial_state: true}
+    in: [x, h0]
+  - rnn: {hidden: 20, lengths: true}
+    in: [x, lengths]
+  - lstm: {hidden: 20, initial_state: true}
+    in: [x, h0]
+  - lstm: {hidden: 20, proj_size: 20}
+    in: x
+  - gru: {hidden: 20, dropout: 0.5}
+    in: x
+  - time_distributed: {block: lienar}
+    in: x
+  - time_distributed: {block: linear, options: {outt: 3}}
+    in: x
+  - sequence_mask:
+    in: [h0, x]
+"""
+
+# (line, column, message): one per bad layer above.
+# fmt: off
+EXPECTED = [
+    (9, 5, "lstm layer 'lstm_0': expects a 3-D input sequence [T, N, features] (or set batch_first: true), got float32[N, 10]"),
+    (11, 5, "gru layer 'gru_0': the initial state h0 must be float32[1, N, 20] ([layers * directions, N, 20]), got float32[2, N, 20]"),
+    (13, 5, "rnn layer 'rnn_0': sequence lengths must be integers (int64), got float32[N]"),
+    (15, 5, "lstm layer 'lstm_1': takes 3 input(s) with these options (x, h0, c0), got 2"),
+    (17, 35, "invalid 'proj_size' of block 'lstm': proj_size (20) must be smaller than hidden (20)"),
+    (19, 32, "invalid 'dropout' of block 'gru': dropout applies between stacked layers and needs layers > 1"),
+    (21, 5, "time_distributed layer 'time_distributed_0': unknown block 'lienar'"),
+    (23, 5, "time_distributed layer 'time_distributed_1': invalid options for block 'linear': out: Field required; outt: Extra inputs are not permitted"),
+    (25, 5, "sequence_mask layer 'sequence_mask_0': lengths must be int64 [N] (one per sequence of float32[T, N, 10]), got float32[2, N, 20]"),
+]
+# fmt: on
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CliResult]:
+    path = tmp_path_factory.mktemp("bad") / "bad_recurrent.yaml"
+    path.write_text(SPEC)
+    return path, run_cli("validate", str(path))
+
+
+def test_exits_1_without_a_traceback_and_counts_every_error(result) -> None:
+    _, outcome = result
+    assert outcome.code == 1
+    assert "Traceback" not in outcome.output
+    assert f"{len(EXPECTED)} errors" in outcome.output
+
+
+@pytest.mark.parametrize(
+    ("line", "column", "message"), EXPECTED, ids=[m.split(":")[0] for _, _, m in EXPECTED]
+)
+def test_each_error_is_located_and_names_the_shapes(result, line: int, column: int, message: str) -> None:
+    path, outcome = result
+    assert f"{path}:{line}:{column}: error: {message}" in outcome.output
