@@ -254,29 +254,29 @@ def _conv_samples() -> list[OpSample]:
         }
 
     return [
-        OpSample((arr(2, 3, 9), arr(4, 3, 3), arr(4)), attrs(1), frozenset({1, 2}), name="1d-module"),
+        OpSample((arr(2, 3, 9), arr(4, 3, 3), arr(4)), attrs(1), {1: "weight", 2: "bias"}, name="1d-module"),
         OpSample(
             (arr(2, 4, 16), arr(4, 4, 2), arr(4)),
             attrs(1, padding=(2, 0), dilation=2),
-            frozenset({1, 2}),
+            {1: "weight", 2: "bias"},
             name="1d-causal-dilated",
         ),
         OpSample(
             (arr(2, 3, 8, 8), arr(6, 3, 3, 3), arr(6)),
             attrs(2, stride=2, padding=1),
-            frozenset({1, 2}),
+            {1: "weight", 2: "bias"},
             name="2d-stride-padding-module",
         ),
         OpSample(
             (arr(2, 4, 7, 6), arr(8, 2, 3, 1)),
             attrs(2, stride=(1, 2), padding=(1, 0, 1, 0), groups=2),
-            frozenset({1}),
+            {1: "weight"},
             name="2d-grouped-no-bias",
         ),
         OpSample(
             (arr(2, 4, 6, 6), arr(4, 1, 3, 3), arr(4)),
             attrs(2, padding=(0, 1, 2, 1), groups=4),
-            frozenset({1, 2}),
+            {1: "weight", 2: "bias"},
             name="2d-depthwise-asymmetric",
         ),
         OpSample(
@@ -287,10 +287,10 @@ def _conv_samples() -> list[OpSample]:
         OpSample(
             (arr(2, 3, 5, 6, 4), arr(4, 3, 3, 3, 2), arr(4)),
             attrs(3, stride=(1, 2, 1), padding=(1, 1, 0, 1, 1, 1)),
-            frozenset({1, 2}),
+            {1: "weight", 2: "bias"},
             name="3d-asymmetric",
         ),
-        OpSample((arr(1, 2, 4, 4, 4), arr(2, 2, 1, 1, 1)), attrs(3), frozenset({1}), name="3d-pointwise"),
+        OpSample((arr(1, 2, 4, 4, 4), arr(2, 2, 1, 1, 1)), attrs(3), {1: "weight"}, name="3d-pointwise"),
     ]
 
 
@@ -311,24 +311,27 @@ def _conv_transpose_samples() -> list[OpSample]:
 
     return [
         OpSample(
-            (arr(2, 4, 5), arr(4, 3, 4), arr(3)), attrs(1, stride=2, padding=1), frozenset({1, 2}), name="1d"
+            (arr(2, 4, 5), arr(4, 3, 4), arr(3)),
+            attrs(1, stride=2, padding=1),
+            {1: "weight", 2: "bias"},
+            name="1d",
         ),
         OpSample(
             (arr(2, 8, 4, 4), arr(8, 4, 2, 2), arr(4)),
             attrs(2, stride=2),
-            frozenset({1, 2}),
+            {1: "weight", 2: "bias"},
             name="2d-unet-upconv",
         ),
         OpSample(
             (arr(2, 4, 3, 3), arr(4, 3, 3, 3)),
             attrs(2, stride=2, padding=1, output_padding=1, groups=2),
-            frozenset({1}),
+            {1: "weight"},
             name="2d-output-padding-grouped",
         ),
         OpSample(
             (arr(2, 4, 3, 5), arr(4, 2, 3, 3), arr(2)),
             attrs(2, stride=2, padding=(0, 1, 1, 2), dilation=2),
-            frozenset({1, 2}),
+            {1: "weight", 2: "bias"},
             name="2d-asymmetric-dilated",
         ),
         OpSample(
@@ -337,7 +340,7 @@ def _conv_transpose_samples() -> list[OpSample]:
         OpSample(
             (arr(1, 2, 2, 3, 2), arr(2, 2, 2, 2, 2), arr(2)),
             attrs(3, stride=2),
-            frozenset({1, 2}),
+            {1: "weight", 2: "bias"},
             name="3d",
         ),
     ]
