@@ -186,8 +186,11 @@ class Graph:
 
     def copy(self) -> Graph:
         clone = Graph(self.name)
-        for node in self:
+        # Topological order: a node replaced in place may read a node added after it.
+        for node in self.toposort():
             clone.add(node)
+        clone._order = dict(self._order)  # keep positions, so printing and emission agree
+        clone._counter = self._counter
         clone.outputs = dict(self.outputs)
         return clone
 
