@@ -118,7 +118,8 @@ def test_levels_select_passes() -> None:
     assert build_pipeline(registry, 0) == []
     level1 = [p.name for p in build_pipeline(registry, 1)]
     assert level1 == ["identity-removal", "constant-folding", "dead-code-elimination"]
-    assert [p.name for p in build_pipeline(registry, 2)][: len(level1)] == level1
+    level2 = [p.name for p in build_pipeline(registry, 2)]
+    assert [name for name in level2 if name in level1] == level1  # plugins' -O2 passes run between phases
 
 
 def test_unknown_pass_name_suggests_the_closest() -> None:
