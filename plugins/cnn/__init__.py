@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlc.plugin_api import BlockType, OpDef, ShortcutProjection, TemplateLibrary, hookimpl
+from dlc.plugin_api import BlockType, OpDef, PassInfo, ShortcutProjection, TemplateLibrary, hookimpl
 
-from . import conv_blocks, conv_ops, layer_blocks, layer_ops, locally_connected, pool_blocks, pool_ops
+from . import conv_blocks, conv_ops, layer_blocks, layer_ops, locally_connected, passes, pool_blocks, pool_ops
 
 
 @hookimpl
@@ -19,6 +19,11 @@ def dlc_ops() -> list[OpDef]:
 @hookimpl
 def dlc_block_types() -> list[BlockType]:
     return [*conv_blocks.BLOCKS, *pool_blocks.BLOCKS, *layer_blocks.BLOCKS, *locally_connected.BLOCKS]
+
+
+@hookimpl
+def dlc_passes() -> list[PassInfo]:
+    return list(passes.PASSES)
 
 
 @hookimpl

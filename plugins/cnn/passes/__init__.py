@@ -1,0 +1,22 @@
+"""The CNN family's optimization passes, in pipeline order (all at -O2, inference only).
+
+Each pass is a `RewritePass` of pattern + check + rewrite; every rewrite's module states
+its math, and `dlc compile --print-ir` lists what fired and why the rest was declined.
+"""
+
+from __future__ import annotations
+
+from dlc.plugin_api import PHASE_FUSION, PassInfo
+
+from .fold_batch_norm import fold_batch_norm_pass
+
+PASSES = [
+    # First: folding norms and affines leaves bare convs (with bias) for the merges below.
+    PassInfo(
+        "fold-batch-norm",
+        fold_batch_norm_pass,
+        "Fold inference batch norm and per-channel mul/add into the preceding conv or linear layer.",
+        2,
+        PHASE_FUSION,
+    ),
+]

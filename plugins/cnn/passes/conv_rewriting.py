@@ -1,0 +1,133 @@
+"""What the CNN rewrites share: reading a layer's operands, asking who else uses a value,
+giving a layer new weight data, and adding nodes with inferred types.
+
+Layers here are `conv`, `conv_transpose` and `linear`: inputs ``(x, weight, bias?)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from dlc.ir.builder import GraphBuilder
+from dlc.passes.rewrite import PassTensors
+from dlc.plugin_api import Graph, Node, PassContext, Value
+
+LAYER_OPS = ("conv", "conv_transpose", "linear")
+
+
+def bias_of(layer: Node) -> Value | None:
+    return layer.inputs[2] if len(layer.inputs) > 2 else None
+
+
+def spatial_rank(conv: Node) -> int:
+    return conv.inputs[1].type.rank - 2
+
+
+def kernel_of(conv: Node) -> tuple[int, ...]:
+    return tuple(int(k) for k in conv.inputs[1].type.shape[2:])
+
+
+def has_other_users(graph: Graph, value: Value, user: Node) -> bool:
+    """Whether anything but `user` reads `value` (a graph output counts as a reader)."""
+    return graph.is_output(value) or any(u.name != user.name for u in graph.users(value))
+
+
+def describe(node: Node) -> str:
+    return f"{node.op} '{node.name}'"
+
+
+class LayerWeights:
+    """Reads and rewrites the weight and bias of a layer for folding rewrites."""
+
+    def __init__(self, context: PassContext) -> None:
+        self.tensors = PassTensors(context)
+        self.registry = context.registry
+
+    def unfoldable(self, graph: Graph, layer: Node) -> str | None:
+        """Why the layer's weights cannot be rewritten in place, or None."""
+        for role, value in (("weight", layer.inputs[1]), ("bias", bias_of(layer))):
+            if value is None:
+                continue
+            if not self.tensors.is_known(graph, value):
+                return f"the {role} of {describe(layer)} is computed, not a parameter"
+            if has_other_users(graph, value, layer):
+                return f"the {role} of {describe(layer)} is shared with other ops"
+        return None
+
+    def known(self, graph: Graph, values: Sequence[Value | None]) -> bool:
+        return all(v is None or self.tensors.is_known(graph, v) for v in values)
+
+    def array(self, graph: Graph, value: Value) -> np.ndarray:
+        return self.tensors.array(graph, value)
+
+    def arrays(self, graph: Graph, layer: Node) -> tuple[np.ndarray, np.ndarray | None]:
+        """(weight, bias or None) as float64, for exact-as-possible folding arithmetic."""
+        bias = bias_of(layer)
+        weight = self.array(graph, layer.inputs[1]).astype(np.float64)
+        return weight, None if bias is None else self.array(graph, bias).astype(np.float64)
+
+    def write(self, graph: Graph, layer: Node, weight: np.ndarray, bias: np.ndarray | None) -> Node:
+        """Give `layer` new weight (and bias) data, keeping parameter names; a layer without
+        a bias gains one named after its weight (``conv1.weight`` -> ``conv1.bias``)."""
+        inputs = list(layer.inputs)
+        inputs[1] = self._store(graph, layer.inputs[1], weight)
+        if bias is not None:
+            if bias_of(layer) is None:
+                inputs.append(self._new_bias(graph, layer.inputs[1], bias))
+            else:
+                inputs[2] = self._store(graph, inputs[2], bias)
+        current = graph.node(layer.name)
+        rewritten = graph.replace_node(current, current.replace(inputs=tuple(inputs)))
+        erase_if_unused(graph, layer.inputs[1:])  # a constant weight was replaced, not edited
+        return rewritten
+
+    def _store(self, graph: Graph, value: Value, array: np.ndarray) -> Value:
+        array = array.astype(value.type.dtype.numpy)
+        producer = graph.producer(value)
+        if producer.op == "parameter":
+            return self.tensors.replace_parameter(graph, value, array)
+        return self.tensors.new_constant(graph, f"{value.name}/folded", array, producer)
+
+    def _new_bias(self, graph: Graph, weight: Value, array: np.ndarray) -> Value:
+        producer = graph.producer(weight)
+        base = producer.attrs.name if producer.op == "parameter" else weight.name
+        name = base.removesuffix(".weight") + ".bias" if base.endswith(".weight") else f"{base}_bias"
+        return self.tensors.new_parameter(graph, name, array.astype(weight.type.dtype.numpy), producer)
+
+
+def erase_if_unused(graph: Graph, values: Sequence[Value | None]) -> None:
+    """Remove the parameter and constant nodes behind `values` that nothing reads any more,
+    so that a rewrite leaves no stale weights behind (dead-code elimination would later)."""
+    for value in values:
+        if value is None or not graph.has_value(value.name):
+            continue
+        producer = graph.producer(value)
+        if producer.op in ("parameter", "constant") and not graph.users(value) and not graph.is_output(value):
+            graph.erase(producer)
+
+
+def add_op(
+    graph: Graph,
+    context: PassContext,
+    op: str,
+    inputs: Sequence[Value | None],
+    attrs: Mapping[str, Any],
+    *,
+    name: str,
+    like: Node,
+    module: str | None = None,
+) -> Node:
+    """A new node of `op`, its output types inferred; module, layer and location from `like`."""
+    builder = GraphBuilder(graph, context.registry)
+    return builder.add_op(
+        op,
+        inputs,
+        attrs,
+        name=name,
+        module=like.module if module is None else module,
+        layer=like.layer,
+        location=like.location,
+    )
