@@ -9,9 +9,18 @@ from __future__ import annotations
 from dlc.plugin_api import PHASE_FUSION, PassInfo
 
 from .fold_batch_norm import fold_batch_norm_pass
+from .fold_pad import fold_pad_pass
 
 PASSES = [
-    # First: folding norms and affines leaves bare convs (with bias) for the merges below.
+    # First: explicit zero pads become conv padding, so later patterns see each conv's window.
+    PassInfo(
+        "fold-pad-into-conv",
+        fold_pad_pass,
+        "Fold an explicit zero pad into the conv that reads it.",
+        2,
+        PHASE_FUSION,
+    ),
+    # Folding norms and affines leaves bare convs (with bias) for the merges below.
     PassInfo(
         "fold-batch-norm",
         fold_batch_norm_pass,
