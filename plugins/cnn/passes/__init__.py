@@ -10,6 +10,7 @@ from dlc.plugin_api import PHASE_FUSION, PassInfo
 
 from .fold_batch_norm import fold_batch_norm_pass
 from .fold_pad import fold_pad_pass
+from .merge_conv_chain import merge_conv_chain_pass
 
 PASSES = [
     # First: explicit zero pads become conv padding, so later patterns see each conv's window.
@@ -25,6 +26,14 @@ PASSES = [
         "fold-batch-norm",
         fold_batch_norm_pass,
         "Fold inference batch norm and per-channel mul/add into the preceding conv or linear layer.",
+        2,
+        PHASE_FUSION,
+    ),
+    # Chains of convs with no nonlinearity between them (exposed by the folds) become one conv.
+    PassInfo(
+        "merge-conv-chain",
+        merge_conv_chain_pass,
+        "Merge a 1x1 conv with the kxk conv before or after it when that costs less.",
         2,
         PHASE_FUSION,
     ),

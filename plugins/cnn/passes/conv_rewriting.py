@@ -13,7 +13,7 @@ import numpy as np
 
 from dlc.ir.builder import GraphBuilder
 from dlc.passes.rewrite import PassTensors
-from dlc.plugin_api import Graph, Node, PassContext, Value
+from dlc.plugin_api import Graph, Node, OpAttrs, PassContext, Value
 
 LAYER_OPS = ("conv", "conv_transpose", "linear")
 
@@ -69,26 +69,54 @@ class LayerWeights:
         weight = self.array(graph, layer.inputs[1]).astype(np.float64)
         return weight, None if bias is None else self.array(graph, bias).astype(np.float64)
 
-    def write(self, graph: Graph, layer: Node, weight: np.ndarray, bias: np.ndarray | None) -> Node:
-        """Give `layer` new weight (and bias) data, keeping parameter names; a layer without
-        a bias gains one named after its weight (``conv1.weight`` -> ``conv1.bias``)."""
-        inputs = list(layer.inputs)
-        inputs[1] = self._store(graph, layer.inputs[1], weight)
-        if bias is not None:
-            if bias_of(layer) is None:
-                inputs.append(self._new_bias(graph, layer.inputs[1], bias))
-            else:
-                inputs[2] = self._store(graph, inputs[2], bias)
+    def write(
+        self,
+        graph: Graph,
+        layer: Node,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        *,
+        source: Value | None = None,
+        attrs: OpAttrs | None = None,
+    ) -> Node:
+        """Give `layer` new weight (and bias) data, possibly of new shapes, and optionally a
+        new input `source` and new `attrs`. Parameters keep their names; a layer without a
+        bias gains one named after its weight (``conv1.weight`` -> ``conv1.bias``)."""
         current = graph.node(layer.name)
-        rewritten = graph.replace_node(current, current.replace(inputs=tuple(inputs)))
-        erase_if_unused(graph, layer.inputs[1:])  # a constant weight was replaced, not edited
-        return rewritten
+        old_weight, old_bias = current.inputs[1], bias_of(current)
+        renames: list[tuple[Node, str]] = []
+        inputs = [source or current.inputs[0], self._store(graph, old_weight, weight, renames)]
+        if bias is not None:
+            inputs.append(
+                self._new_bias(graph, old_weight, bias)
+                if old_bias is None
+                else self._store(graph, old_bias, bias, renames)
+            )
+        elif old_bias is not None:
+            inputs.append(old_bias)
+        changes: dict = {"inputs": tuple(inputs)}
+        if attrs is not None:
+            changes["attrs"] = attrs
+        rewritten = graph.replace_node(current, current.replace(**changes))
+        erase_if_unused(graph, [old_weight, old_bias])
+        for node, name in renames:  # the old parameter is gone: its name is free again
+            renamed = graph.rename_node(graph.node(node.name), name)
+            graph.replace_node(
+                renamed, renamed.replace(attrs=renamed.attrs.model_copy(update={"name": name}))
+            )
+        return graph.node(rewritten.name)
 
-    def _store(self, graph: Graph, value: Value, array: np.ndarray) -> Value:
+    def _store(self, graph: Graph, value: Value, array: np.ndarray, renames: list[tuple[Node, str]]) -> Value:
+        """A value holding `array` in place of `value`: the same parameter with new data when
+        the shape is unchanged, else a new node (renamed to the parameter's name later)."""
         array = array.astype(value.type.dtype.numpy)
         producer = graph.producer(value)
-        if producer.op == "parameter":
+        if producer.op == "parameter" and array.shape == tuple(int(d) for d in value.type.shape):
             return self.tensors.replace_parameter(graph, value, array)
+        if producer.op == "parameter":
+            new = self.tensors.new_parameter(graph, f"{producer.attrs.name}/new", array, producer)
+            renames.append((graph.producer(new), producer.attrs.name))
+            return new
         return self.tensors.new_constant(graph, f"{value.name}/folded", array, producer)
 
     def _new_bias(self, graph: Graph, weight: Value, array: np.ndarray) -> Value:

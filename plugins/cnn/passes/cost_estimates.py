@@ -1,0 +1,82 @@
+"""Cost estimates for the fusion passes' "does it pay" checks, on the shared CNN cost model
+(`dlc.plugins.cnn.cost`, read-only here).
+
+Shapes may be symbolic: a symbolic batch is costed at 1 (the cost of one sample), any other
+symbolic dim at `NOMINAL_SIZE`. MACs compare exactly at any size for the rewrites here (both
+sides scale with the same dims); the model's fixed overheads and GEMM efficiencies do not,
+so the nominal size stands for a typical feature map.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+
+from dlc.plugin_api import Dim, Node, TensorType, is_static
+
+from ..cost import ConvShape, CostModel
+from .conv_rewriting import kernel_of
+
+NOMINAL_SIZE = 64
+
+
+@lru_cache(maxsize=1)
+def cost_model() -> CostModel:
+    """The calibrated model (`dlc tune`) when there is one, else the defaults; loaded once."""
+    return CostModel.load()
+
+
+def concrete(dim: Dim, *, batch: bool = False) -> int:
+    if is_static(dim):
+        return int(dim)
+    return 1 if batch else NOMINAL_SIZE
+
+
+def concrete_shape(type_: TensorType) -> tuple[int, ...]:
+    return tuple(concrete(d, batch=index == 0) for index, d in enumerate(type_.shape))
+
+
+def conv_shape(
+    x: TensorType, out: TensorType, kernel: Sequence[int], groups: int, out_channels: int | None = None
+) -> ConvShape:
+    """The cost model's view of a conv from input `x` to output `out` (channels from the
+    types unless `out_channels` is given, for a conv that does not exist yet)."""
+    x_shape, out_shape = concrete_shape(x), concrete_shape(out)
+    return ConvShape(
+        batch=x_shape[0],
+        in_channels=x_shape[1],
+        out_channels=out_shape[1] if out_channels is None else out_channels,
+        kernel=tuple(kernel),
+        out_spatial=out_shape[2:],
+        in_spatial=x_shape[2:],
+        groups=groups,
+    )
+
+
+def node_shape(conv: Node) -> ConvShape:
+    return conv_shape(conv.inputs[0].type, conv.output.type, kernel_of(conv), conv.attrs.groups)
+
+
+def seconds(shapes: Sequence[ConvShape]) -> float:
+    model = cost_model()
+    return sum(model.direct_conv(shape) for shape in shapes)
+
+
+def elementwise_seconds(type_: TensorType, ops: int = 1) -> float:
+    """Predicted time of `ops` element-wise passes (activation, split copy) over `type_`."""
+    return cost_model().elementwise(math.prod(concrete_shape(type_)), ops)
+
+
+def more_costly(merged: Sequence[ConvShape], separate: Sequence[ConvShape], extra: float = 0.0) -> str | None:
+    """Why `merged` (plus `extra` seconds of other work) does not beat `separate`, or None.
+
+    Both counts must agree: fewer (or equal) MACs, and less predicted time."""
+    merged_macs = sum(s.macs for s in merged)
+    separate_macs = sum(s.macs for s in separate)
+    if merged_macs > separate_macs:
+        return f"it costs more MACs: {merged_macs:,} against {separate_macs:,} per sample"
+    after, before = seconds(merged) + extra, seconds(separate)
+    if after >= before:
+        return f"the cost model predicts no gain: {after * 1e6:.1f} us against {before * 1e6:.1f} us"
+    return None
