@@ -11,6 +11,7 @@ from dlc.plugin_api import PHASE_FUSION, PassInfo
 from .fold_batch_norm import fold_batch_norm_pass
 from .fold_pad import fold_pad_pass
 from .merge_conv_chain import merge_conv_chain_pass
+from .reparameterize import reparameterize_pass
 
 PASSES = [
     # First: explicit zero pads become conv padding, so later patterns see each conv's window.
@@ -34,6 +35,14 @@ PASSES = [
         "merge-conv-chain",
         merge_conv_chain_pass,
         "Merge a 1x1 conv with the kxk conv before or after it when that costs less.",
+        2,
+        PHASE_FUSION,
+    ),
+    # After the folds (RepVGG's branches end in batch norms): summed parallel convs become one.
+    PassInfo(
+        "reparameterize-branches",
+        reparameterize_pass,
+        "Merge parallel convs (and the identity) on one input whose outputs are summed (RepVGG).",
         2,
         PHASE_FUSION,
     ),

@@ -68,15 +68,22 @@ def elementwise_seconds(type_: TensorType, ops: int = 1) -> float:
     return cost_model().elementwise(math.prod(concrete_shape(type_)), ops)
 
 
-def more_costly(merged: Sequence[ConvShape], separate: Sequence[ConvShape], extra: float = 0.0) -> str | None:
-    """Why `merged` (plus `extra` seconds of other work) does not beat `separate`, or None.
+def more_costly(
+    merged: Sequence[ConvShape],
+    separate: Sequence[ConvShape],
+    *,
+    merged_extra: float = 0.0,
+    separate_extra: float = 0.0,
+) -> str | None:
+    """Why the `merged` convs do not beat the `separate` ones, or None. `merged_extra` and
+    `separate_extra` are seconds of other work that each side adds (a split, the adds).
 
-    Both counts must agree: fewer (or equal) MACs, and less predicted time."""
+    Both counts must agree: no more MACs, and less predicted time."""
     merged_macs = sum(s.macs for s in merged)
     separate_macs = sum(s.macs for s in separate)
     if merged_macs > separate_macs:
         return f"it costs more MACs: {merged_macs:,} against {separate_macs:,} per sample"
-    after, before = seconds(merged) + extra, seconds(separate)
+    after, before = seconds(merged) + merged_extra, seconds(separate) + separate_extra
     if after >= before:
         return f"the cost model predicts no gain: {after * 1e6:.1f} us against {before * 1e6:.1f} us"
     return None

@@ -47,6 +47,15 @@ def scale_output_channels(layer: Node, weight: np.ndarray, scale: np.ndarray) ->
     return weight * per_row.reshape(in_channels, group_out, *(1,) * (weight.ndim - 2))
 
 
+def batch_norm_affine(weights: LayerWeights, graph: Graph, norm: Node) -> tuple[np.ndarray, np.ndarray]:
+    """Inference batch norm as per-channel (s, t) of ``s * x + t``."""
+    gamma, beta, mean, var = (
+        None if v is None else weights.array(graph, v).astype(np.float64) for v in norm.inputs[1:5]
+    )
+    scale = 1.0 / np.sqrt(var + norm.attrs.eps) * (1.0 if gamma is None else gamma)
+    return scale, (0.0 if beta is None else beta) - mean * scale
+
+
 def fold_affine(
     weights: LayerWeights, graph: Graph, layer: Node, scale: np.ndarray, shift: np.ndarray
 ) -> None:
@@ -85,14 +94,7 @@ class FoldBatchNorm:
 
     def rewrite(self, graph: Graph, match: Match) -> None:
         layer, norm = match["layer"], match["norm"]
-        gamma, beta, mean, var = (
-            None if v is None else self.weights.array(graph, v).astype(np.float64) for v in norm.inputs[1:5]
-        )
-        scale = 1.0 / np.sqrt(var + norm.attrs.eps)
-        if gamma is not None:
-            scale = scale * gamma
-        shift = -mean * scale + (0.0 if beta is None else beta)
-        fold_affine(self.weights, graph, layer, scale, shift)
+        fold_affine(self.weights, graph, layer, *batch_norm_affine(self.weights, graph, norm))
         graph.replace_all_uses(norm.output, layer.output)
         graph.erase(norm)
         erase_if_unused(graph, norm.inputs[1:])

@@ -11,6 +11,7 @@ import torch
 
 import dlc
 from dlc.api import CompiledModel
+from dlc.ir.node import Node, Value
 from dlc.passes.manager import PassContext, PassManager, build_pipeline
 from dlc.runtime import Session, random_inputs
 from dlc.spec.loader import load_spec
@@ -18,7 +19,7 @@ from dlc.testing import max_relative_error
 from dlc.weights import apply_weights
 from tests.passes.test_passes import check_golden
 
-__all__ = ["check_golden", "compare", "compile_spec", "run_pass"]
+__all__ = ["check_golden", "compare", "compile_spec", "computed", "rewire", "run_pass", "run_pipeline"]
 
 
 def compile_spec(layers: str, inputs: str, outputs: str | None = None, *, seed: int = 1) -> CompiledModel:
@@ -55,6 +56,35 @@ def run_pass(model: CompiledModel, name: str, *, portable: bool = False):
         model.spec, model.lowered, graph, registry, model.seed, 2, manager.records, portable
     )
     return after, compiler_pass
+
+
+def rewire(model: CompiledModel, node_name: str, index: int, value: Value) -> None:
+    """Make input `index` of node `node_name` read `value` (graph surgery for decline tests)."""
+    node = model.graph.node(node_name)
+    inputs = list(node.inputs)
+    inputs[index] = value
+    model.graph.replace_node(node, node.replace(inputs=tuple(inputs)))
+
+
+def computed(model: CompiledModel, op: str, source: str) -> Value:
+    """`op(source)` for a weight named `source`: a tensor computed from a weight, not a weight."""
+    value = model.graph.value(source)
+    name = f"{source}/{op}"
+    attrs = model.registry.op(op).make_attrs({})
+    return model.graph.add(Node(name, op, (value,), (Value(name, value.type),), attrs)).output
+
+
+def run_pipeline(model: CompiledModel, level: int = 2, *, portable: bool = False) -> CompiledModel:
+    """The model after the whole -O`level` pipeline (on its own, random, weights)."""
+    registry = model.registry
+    context = PassContext(registry, model.seed, {}, portable)
+    manager = PassManager(
+        [info.factory(context) for info in build_pipeline(registry, level)], registry, verify=True
+    )
+    graph = manager.run(model.graph.copy())
+    return CompiledModel(
+        model.spec, model.lowered, graph, registry, model.seed, level, manager.records, portable
+    )
 
 
 def compare(before: CompiledModel, after: CompiledModel, *, torch_too: bool = True, dims=None) -> float:

@@ -7,11 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlc.ir.node import Node, Value
 from dlc.passes.rewrite import PassTensors
 from dlc.plugin_api import PassContext
 
-from .helpers import check_golden, compare, compile_spec, run_pass
+from .helpers import check_golden, compare, compile_spec, computed, rewire, run_pass
 
 TOLERANCE = 1e-5
 
@@ -135,19 +134,6 @@ def test_declines_name_their_reason_and_leave_the_graph_exact() -> None:
     assert compare(before, after, torch_too=False) == 0.0
 
 
-def _rewire(graph, node: Node, index: int, value: Value) -> None:
-    inputs = list(node.inputs)
-    inputs[index] = value
-    graph.replace_node(node, node.replace(inputs=tuple(inputs)))
-
-
-def _computed(model, op: str, source: Value) -> Value:
-    """`op(source)`: a tensor computed from a weight rather than a weight."""
-    name = f"{source.name}/{op}"
-    attrs = model.registry.op(op).make_attrs({})
-    return model.graph.add(Node(name, op, (source,), (Value(name, source.type),), attrs)).output
-
-
 @pytest.mark.parametrize(
     ("edit", "reason"),
     [
@@ -159,13 +145,12 @@ def _computed(model, op: str, source: Value) -> Value:
 def test_declines_shared_or_computed_weights(edit: str, reason: str) -> None:
     layers = "- conv2d: {out: 3, kernel: 1}\n  id: a\n- conv2d: {out: 3, kernel: 1}\n  id: b\n- batch_norm:\n  id: bn\n"
     model = compile_spec(layers, "{x: {shape: [N, 3, 5, 5]}}")
-    graph = model.graph
     if edit == "shared-weight":
-        _rewire(graph, graph.node("b"), 1, graph.value("a.weight"))
+        rewire(model, "b", 1, model.graph.value("a.weight"))
     elif edit == "computed-weight":
-        _rewire(graph, graph.node("b"), 1, _computed(model, "neg", graph.value("b.weight")))
+        rewire(model, "b", 1, computed(model, "neg", "b.weight"))
     else:
-        _rewire(graph, graph.node("bn"), 3, _computed(model, "abs", graph.value("bn.running_mean")))
+        rewire(model, "bn", 3, computed(model, "abs", "bn.running_mean"))
     after, fold = run_pass(model, "fold-batch-norm")
     assert fold.declined == {"bn": f"fold-batch-norm: {reason}"}
     assert np.isfinite(compare(model, after, torch_too=False))

@@ -4,9 +4,7 @@ merged kernel sums products in another order), in ONNX Runtime and the ejected m
 
 from __future__ import annotations
 
-from dlc.ir.node import Node, Value
-
-from .helpers import check_golden, compare, compile_spec, run_pass
+from .helpers import check_golden, compare, compile_spec, computed, rewire, run_pass
 
 TOLERANCE = 1e-5
 
@@ -143,18 +141,6 @@ def test_computed_weights_of_the_first_conv_are_declined() -> None:
     model = compile_spec(
         "- conv2d: {out: 3, kernel: 3}\n  in: x\n  id: a\n- conv2d: {out: 2, kernel: 1}\n  id: b\n", INPUTS
     )
-    graph = model.graph
-    weight = graph.value("a.weight")
-    negated = graph.add(
-        Node(
-            "a.weight/neg",
-            "neg",
-            (weight,),
-            (Value("a.weight/neg", weight.type),),
-            model.registry.op("neg").make_attrs({}),
-        )
-    )
-    a = graph.node("a")
-    graph.replace_node(a, a.replace(inputs=(a.inputs[0], negated.output, a.inputs[2])))
+    rewire(model, "a", 1, computed(model, "neg", "a.weight"))
     _, merge = run_pass(model, "merge-conv-chain")
     assert merge.declined == {"b": "merge-conv-chain: the weights of conv 'a' are computed, not parameters"}
