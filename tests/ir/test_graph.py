@@ -105,6 +105,16 @@ def test_copy_is_independent() -> None:
     assert "identity" in graph and "identity" not in clone
 
 
+def test_a_node_added_before_another_takes_its_place_in_the_order() -> None:
+    graph, _ = small_graph()
+    x = graph.value("x")
+    graph.add(Node("early", "sigmoid", (x,), (Value("early", x.type),), OpAttrs()), before=graph.node("relu"))
+    graph.add(Node("late", "sigmoid", (x,), (Value("late", x.type),), OpAttrs()))
+    assert [n.name for n in graph] == ["x", "early", "relu", "identity", "tanh", "late"]
+    assert [n.name for n in graph.toposort()] == ["x", "early", "relu", "identity", "tanh", "late"]
+    assert [n.name for n in graph.copy()] == [n.name for n in graph]
+
+
 def test_copy_keeps_a_node_replaced_in_place_that_reads_a_newer_node() -> None:
     graph, builder = small_graph()
     newer = builder.add_op("sigmoid", [graph.value("x")], {}, name="newer").output
