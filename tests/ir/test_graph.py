@@ -106,9 +106,9 @@ def test_copy_is_independent() -> None:
 
 
 def test_a_node_added_before_another_takes_its_place_in_the_order() -> None:
-    graph, _ = small_graph()
+    graph, builder = small_graph()
     x = graph.value("x")
-    graph.add(Node("early", "sigmoid", (x,), (Value("early", x.type),), OpAttrs()), before=graph.node("relu"))
+    builder.add_op("sigmoid", [x], {}, name="early", before=graph.node("relu"))
     graph.add(Node("late", "sigmoid", (x,), (Value("late", x.type),), OpAttrs()))
     assert [n.name for n in graph] == ["x", "early", "relu", "identity", "tanh", "late"]
     assert [n.name for n in graph.toposort()] == ["x", "early", "relu", "identity", "tanh", "late"]
