@@ -85,12 +85,12 @@ class LayerWeights:
         current = graph.node(layer.name)
         old_weight, old_bias = current.inputs[1], bias_of(current)
         renames: list[tuple[Node, str]] = []
-        inputs = [source or current.inputs[0], self._store(graph, old_weight, weight, renames)]
+        inputs = [source or current.inputs[0], self._store(graph, current, old_weight, weight, renames)]
         if bias is not None:
             inputs.append(
-                self._new_bias(graph, old_weight, bias)
+                self._new_bias(graph, current, old_weight, bias)
                 if old_bias is None
-                else self._store(graph, old_bias, bias, renames)
+                else self._store(graph, current, old_bias, bias, renames)
             )
         elif old_bias is not None:
             inputs.append(old_bias)
@@ -106,7 +106,9 @@ class LayerWeights:
             )
         return graph.node(rewritten.name)
 
-    def _store(self, graph: Graph, value: Value, array: np.ndarray, renames: list[tuple[Node, str]]) -> Value:
+    def _store(
+        self, graph: Graph, layer: Node, value: Value, array: np.ndarray, renames: list[tuple[Node, str]]
+    ) -> Value:
         """A value holding `array` in place of `value`: the same parameter with new data when
         the shape is unchanged, else a new node (renamed to the parameter's name later)."""
         array = array.astype(value.type.dtype.numpy)
@@ -114,16 +116,19 @@ class LayerWeights:
         if producer.op == "parameter" and array.shape == tuple(int(d) for d in value.type.shape):
             return self.tensors.replace_parameter(graph, value, array)
         if producer.op == "parameter":
-            new = self.tensors.new_parameter(graph, f"{producer.attrs.name}/new", array, producer)
+            new = self.tensors.new_parameter(
+                graph, f"{producer.attrs.name}/new", array, producer, before=layer
+            )
             renames.append((graph.producer(new), producer.attrs.name))
             return new
-        return self.tensors.new_constant(graph, f"{value.name}/folded", array, producer)
+        return self.tensors.new_constant(graph, f"{value.name}/folded", array, producer, before=layer)
 
-    def _new_bias(self, graph: Graph, weight: Value, array: np.ndarray) -> Value:
+    def _new_bias(self, graph: Graph, layer: Node, weight: Value, array: np.ndarray) -> Value:
         producer = graph.producer(weight)
         base = producer.attrs.name if producer.op == "parameter" else weight.name
         name = base.removesuffix(".weight") + ".bias" if base.endswith(".weight") else f"{base}_bias"
-        return self.tensors.new_parameter(graph, name, array.astype(weight.type.dtype.numpy), producer)
+        array = array.astype(weight.type.dtype.numpy)
+        return self.tensors.new_parameter(graph, name, array, producer, before=layer)
 
 
 def erase_if_unused(graph: Graph, values: Sequence[Value | None]) -> None:
@@ -148,7 +153,8 @@ def add_op(
     like: Node,
     module: str | None = None,
 ) -> Node:
-    """A new node of `op`, its output types inferred; module, layer and location from `like`."""
+    """A new node of `op`, its output types inferred, placed where `like` is in the order
+    (module, layer and location from `like` too)."""
     builder = GraphBuilder(graph, context.registry)
     return builder.add_op(
         op,
@@ -158,4 +164,5 @@ def add_op(
         module=like.module if module is None else module,
         layer=like.layer,
         location=like.location,
+        before=like,
     )

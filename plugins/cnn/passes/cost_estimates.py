@@ -12,18 +12,23 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 
 from dlc.plugin_api import Dim, Node, TensorType, is_static
 
-from ..cost import ConvShape, CostModel
+from ..cost import ConvShape, CostModel, cache_directory
 from .conv_rewriting import kernel_of
 
 NOMINAL_SIZE = 64
 
 
-@lru_cache(maxsize=1)
 def cost_model() -> CostModel:
-    """The calibrated model (`dlc tune`) when there is one, else the defaults; loaded once."""
+    """The calibrated model (`dlc tune`) when there is one, else the defaults."""
+    return _load(cache_directory())
+
+
+@lru_cache(maxsize=4)
+def _load(directory: Path) -> CostModel:  # once per cache directory, not once per conv
     return CostModel.load()
 
 
