@@ -10,6 +10,7 @@ from dlc.plugin_api import PHASE_FUSION, PassInfo
 
 from .fold_batch_norm import fold_batch_norm_pass
 from .fold_pad import fold_pad_pass
+from .horizontal_fusion import horizontal_fusion_pass
 from .merge_conv_chain import merge_conv_chain_pass
 from .reparameterize import reparameterize_pass
 
@@ -43,6 +44,14 @@ PASSES = [
         "reparameterize-branches",
         reparameterize_pass,
         "Merge parallel convs (and the identity) on one input whose outputs are summed (RepVGG).",
+        2,
+        PHASE_FUSION,
+    ),
+    # Last of the merges: it adds splits, which would hide chains and branches from those above.
+    PassInfo(
+        "fuse-sibling-convs",
+        horizontal_fusion_pass,
+        "Fuse sibling convs of one input into one conv and a split, where the cost model predicts a gain.",
         2,
         PHASE_FUSION,
     ),

@@ -22,11 +22,16 @@ from tests.passes.test_passes import check_golden
 __all__ = ["check_golden", "compare", "compile_spec", "computed", "rewire", "run_pass", "run_pipeline"]
 
 
-def compile_spec(layers: str, inputs: str, outputs: str | None = None, *, seed: int = 1) -> CompiledModel:
+def compile_spec(
+    layers: str, inputs: str, outputs: str | None = None, *, blocks: str = "", seed: int = 1
+) -> CompiledModel:
     """A spec of `layers` (YAML list items) at -O0, with every float weight random (variances
     positive), so that folded norms and merged kernels are not close to identities by accident.
-    `inputs` is the spec's inputs mapping, `outputs` its output list."""
-    text = f"dlc: 1\nname: t\ninputs: {inputs}\nlayers:\n{textwrap.indent(textwrap.dedent(layers), '  ')}"
+    `inputs` is the spec's inputs mapping, `outputs` its output list, `blocks` its templates."""
+    text = f"dlc: 1\nname: t\ninputs: {inputs}\n"
+    if blocks:
+        text += f"blocks:\n{textwrap.indent(textwrap.dedent(blocks), '  ')}"
+    text += f"layers:\n{textwrap.indent(textwrap.dedent(layers), '  ')}"
     if outputs:
         text += f"outputs: {outputs}\n"
     model = dlc.compile(load_spec("t.yaml", text=text), opt_level=0)
