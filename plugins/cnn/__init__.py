@@ -8,12 +8,22 @@ from pathlib import Path
 
 from dlc.plugin_api import BlockType, OpDef, PassInfo, ShortcutProjection, TemplateLibrary, hookimpl
 
-from . import conv_blocks, conv_ops, layer_blocks, layer_ops, locally_connected, passes, pool_blocks, pool_ops
+from . import (
+    conv_blocks,
+    conv_ops,
+    fused_conv,
+    layer_blocks,
+    layer_ops,
+    locally_connected,
+    passes,
+    pool_blocks,
+    pool_ops,
+)
 
 
 @hookimpl
 def dlc_ops() -> list[OpDef]:
-    return [*conv_ops.OPS, *pool_ops.OPS, *layer_ops.OPS, *locally_connected.OPS]
+    return [*conv_ops.OPS, *fused_conv.OPS, *pool_ops.OPS, *layer_ops.OPS, *locally_connected.OPS]
 
 
 @hookimpl
