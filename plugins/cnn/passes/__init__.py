@@ -1,4 +1,4 @@
-"""The CNN family's optimization passes, in pipeline order (all at -O2, inference only).
+"""The CNN family's optimization passes, in pipeline order (-O2 but one opt-in; inference only).
 
 Each pass is a `RewritePass` of pattern + check + rewrite; every rewrite's module states
 its math, and `dlc compile --print-ir` lists what fired and why the rest was declined.
@@ -6,10 +6,11 @@ its math, and `dlc compile --print-ir` lists what fired and why the rest was dec
 
 from __future__ import annotations
 
-from dlc.plugin_api import PHASE_FUSION, PassInfo
+from dlc.plugin_api import LEVEL_OPT_IN, PHASE_FUSION, PHASE_SELECTION, PassInfo
 
 from .fold_batch_norm import fold_batch_norm_pass
 from .fold_pad import fold_pad_pass
+from .fuse_conv_activation import fuse_conv_activation_pass
 from .horizontal_fusion import horizontal_fusion_pass
 from .merge_conv_chain import merge_conv_chain_pass
 from .reparameterize import reparameterize_pass
@@ -54,5 +55,14 @@ PASSES = [
         "Fuse sibling convs of one input into one conv and a split, where the cost model predicts a gain.",
         2,
         PHASE_FUSION,
+    ),
+    # Opt-in (--passes): ONNX Runtime makes the same fusion itself, measured no faster here.
+    # After algorithm selection, so that only the direct convs it kept become FusedConv.
+    PassInfo(
+        "fuse-conv-activation",
+        fuse_conv_activation_pass,
+        "Conv + bias + activation (+ residual add) as ONNX Runtime's FusedConv (not with --portable).",
+        LEVEL_OPT_IN,
+        PHASE_SELECTION + 100,
     ),
 ]
