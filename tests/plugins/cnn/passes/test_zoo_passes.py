@@ -1,8 +1,11 @@
-"""What the CNN passes do to the zoo at -O2 (CI sizes of tests/spec_settings/cnn.yaml): every
-batch norm of ResNet, VGG-BN and GoogLeNet folds, and `--print-ir` reports it. Agreement of
--O2 with -O0 on the zoo is tests/test_specs.py's."""
+"""What the CNN passes do to the zoo at -O2 (CI sizes of tests/spec_settings/cnn.yaml; the
+same at full size): every batch norm of ResNet, VGG-BN and GoogLeNet folds, `--print-ir`
+reports it, and the other rewrites decline with their reasons. Agreement of -O2 with -O0 on
+the zoo is tests/test_specs.py's."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 import pytest
 
@@ -37,3 +40,40 @@ def test_print_ir_reports_the_folds() -> None:
     assert "# pass fold-batch-norm: modified" in result.stdout
     assert "#   fold-batch-norm: fired 20x" in result.stdout
     assert "batch_norm(" not in result.stdout
+
+
+def summary(notes: list[str]) -> dict[str, object]:
+    """{rewrite: fired count} and {"<rewrite> declined": {reason: count}} from pass notes."""
+    result: dict[str, object] = {}
+    for note in notes:
+        if ": fired " in note:
+            rewrite, count = note.split(": fired ")
+            result[rewrite] = int(count.removesuffix("x"))
+            continue
+        rewrite, reason = note.split("not rewritten (", 1)[1].removesuffix(")").split(": ", 1)
+        result.setdefault(f"{rewrite} declined", Counter())[reason.split(":")[0]] += 1
+    return {key: dict(value) if isinstance(value, Counter) else value for key, value in result.items()}
+
+
+NOT_PAY = "fusing {} sibling convs does not pay"
+EXPECTED = {
+    "alexnet.yaml": {},
+    "googlenet.yaml": {"fold-batch-norm": 57, "fuse-sibling-convs declined": {NOT_PAY.format(3): 9}},
+    "inception_v1.yaml": {"fuse-sibling-convs declined": {NOT_PAY.format(3): 9}},
+    "lenet5.yaml": {},
+    "resnet18.yaml": {"fold-batch-norm": 20},
+    "resnet50.yaml": {"fold-batch-norm": 53, "fuse-sibling-convs declined": {NOT_PAY.format(2): 1}},
+    "text_cnn.yaml": {},
+    "unet.yaml": {},
+    "vgg16.yaml": {},
+    "vgg16_bn.yaml": {"fold-batch-norm": 13},
+    "wavenet.yaml": {
+        "merge-conv-chain declined": {"the output of conv 'causal_layer' has other users": 2},
+        "fuse-sibling-convs declined": {NOT_PAY.format(2): 100},  # filter/gate and dense/skip
+    },
+}
+
+
+@pytest.mark.parametrize("spec", sorted(EXPECTED))
+def test_what_the_passes_do_to_each_zoo_spec(spec: str) -> None:
+    assert summary(notes_at_o2(spec)[1]) == EXPECTED[spec]
