@@ -19,7 +19,16 @@ from dlc.testing import max_relative_error
 from dlc.weights import apply_weights
 from tests.passes.test_passes import check_golden
 
-__all__ = ["check_golden", "compare", "compile_spec", "computed", "rewire", "run_pass", "run_pipeline"]
+__all__ = [
+    "check_golden",
+    "compare",
+    "compile_spec",
+    "computed",
+    "randomize",
+    "rewire",
+    "run_pass",
+    "run_pipeline",
+]
 
 
 def compile_spec(
@@ -35,19 +44,29 @@ def compile_spec(
     if outputs:
         text += f"outputs: {outputs}\n"
     model = dlc.compile(load_spec("t.yaml", text=text), opt_level=0)
+    randomize(model, seed)
+    return model
+
+
+def randomize(model: CompiledModel, seed: int = 1) -> None:
+    """Give every parameter random data: He-scaled weights (so that deep zoo nets keep a
+    signal), random biases, norm scales and means, and variances in [0.5, 2]."""
     rng = np.random.default_rng(seed)
     arrays = {}
     for node in model.graph.parameters():
         shape = tuple(int(d) for d in node.output.type.shape)
         dtype = node.output.type.dtype.numpy
         if node.attrs.name.endswith("running_var"):
-            arrays[node.attrs.name] = rng.uniform(0.5, 2.0, shape).astype(dtype)
-        elif np.issubdtype(dtype, np.floating):
-            arrays[node.attrs.name] = (0.5 * rng.standard_normal(shape)).astype(dtype)
+            values = rng.uniform(0.5, 2.0, shape)
+        elif not np.issubdtype(dtype, np.floating):
+            values = np.zeros(shape)
+        elif len(shape) >= 2:
+            values = rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[1:]))
         else:
-            arrays[node.attrs.name] = np.zeros(shape, dtype)
+            values = 0.5 * rng.standard_normal(shape)
+        arrays[node.attrs.name] = values.astype(dtype)
     apply_weights(model.graph, arrays, "random test weights")
-    return model
+    model._tensors = None  # drawn again from the new data
 
 
 def run_pass(model: CompiledModel, name: str, *, portable: bool = False):
