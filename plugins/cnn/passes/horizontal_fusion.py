@@ -10,11 +10,11 @@ the split, since ``f(concat_i y_i) = concat_i f(y_i)``.
 
 It pays only sometimes: one larger GEMM (better efficiency, one call's overhead instead of
 n) against a split, which costs ONNX Runtime three copies of the fused output (its blocked
-conv layout is undone and redone around the Split; torch.split makes views). Measured on
-GoogLeNet at 224x224 with a split costed as one copy, fusing the inception reductions made
-ONNX Runtime 6% slower. The rewrite fires only where the shared cost model predicts a gain
-(in practice: many small convs, where per-op overhead dominates), and says why it declined
-otherwise. Grouped convs are left alone (stacking them
+conv layout is undone and redone around the Split; torch.split makes views). Forced on
+GoogLeNet's inception reductions at 224x224, it made ONNX Runtime 3-6% slower
+(benchmarks/sibling_convs.py). The rewrite fires only where the shared cost model predicts a
+gain (in practice: many small convs, where per-call overhead dominates), and says why it
+declined otherwise. Grouped convs are left alone (stacking them
 would break the group-major channel order). The fused parameters are named after the
 siblings' common module (``inception3a.fused_conv.weight``).
 """
