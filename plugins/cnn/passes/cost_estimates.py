@@ -42,16 +42,14 @@ def concrete_shape(type_: TensorType) -> tuple[int, ...]:
     return tuple(concrete(d, batch=index == 0) for index, d in enumerate(type_.shape))
 
 
-def conv_shape(
-    x: TensorType, out: TensorType, kernel: Sequence[int], groups: int, out_channels: int | None = None
-) -> ConvShape:
-    """The cost model's view of a conv from input `x` to output `out` (channels from the
-    types unless `out_channels` is given, for a conv that does not exist yet)."""
+def conv_shape(x: TensorType, out: TensorType, kernel: Sequence[int], groups: int) -> ConvShape:
+    """The cost model's view of a conv from input `x` to output `out` (which may be one that
+    a rewrite would create)."""
     x_shape, out_shape = concrete_shape(x), concrete_shape(out)
     return ConvShape(
         batch=x_shape[0],
         in_channels=x_shape[1],
-        out_channels=out_shape[1] if out_channels is None else out_channels,
+        out_channels=out_shape[1],
         kernel=tuple(kernel),
         out_spatial=out_shape[2:],
         in_spatial=x_shape[2:],
