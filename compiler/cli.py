@@ -268,8 +268,6 @@ def cmd_blocks(args: argparse.Namespace) -> int:
 
 
 def cmd_passes(args: argparse.Namespace) -> int:
-    from dlc.passes.manager import build_pipeline
-
     registry = _registry(args)
     rows = [
         {
@@ -279,13 +277,14 @@ def cmd_passes(args: argparse.Namespace) -> int:
             "plugin": p.plugin,
             "description": p.description,
         }
-        for p in build_pipeline(registry, 2)
+        for p in sorted(registry.passes, key=lambda p: p.phase)  # the -O2 order, opt-in passes too
     ]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         for row in rows:
-            print(f"-O{row['level']}  {row['name']:<28} {row['description']} ({row['plugin']})")
+            level = f"-O{row['level']}" if row["level"] <= 2 else "opt-in"
+            print(f"{level:<6} {row['name']:<28} {row['description']} ({row['plugin']})")
     return 0
 
 

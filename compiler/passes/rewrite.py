@@ -126,8 +126,11 @@ class PassTensors:
         graph.replace_node(producer, producer.replace(attrs=attrs))
         return value
 
-    def new_parameter(self, graph: Graph, name: str, array: np.ndarray, like: Node) -> Value:
-        """A new parameter node holding `array`, named `name` (made unique)."""
+    def new_parameter(
+        self, graph: Graph, name: str, array: np.ndarray, like: Node, before: Node | None = None
+    ) -> Value:
+        """A new parameter node holding `array`, named `name` (made unique); `before` places
+        it in the order (see `Graph.add`), e.g. just before the layer that reads it."""
         array = np.ascontiguousarray(array)
         unique = graph.fresh_name(name)
         attrs = ParameterAttrs(name=unique, init=from_array(array), trainable=True)
@@ -141,9 +144,11 @@ class PassTensors:
             like.layer,
             like.location,
         )
-        return graph.add(node).output
+        return graph.add(node, before=before).output
 
-    def new_constant(self, graph: Graph, name: str, array: np.ndarray, like: Node) -> Value:
+    def new_constant(
+        self, graph: Graph, name: str, array: np.ndarray, like: Node, before: Node | None = None
+    ) -> Value:
         array = np.ascontiguousarray(array)
         array.setflags(write=False)
         unique = graph.fresh_name(name)
@@ -157,4 +162,4 @@ class PassTensors:
             like.layer,
             like.location,
         )
-        return graph.add(node).output
+        return graph.add(node, before=before).output

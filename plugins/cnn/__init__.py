@@ -6,25 +6,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlc.plugin_api import (
-    PHASE_SELECTION,
-    BlockType,
-    OpDef,
-    PassInfo,
-    ShortcutProjection,
-    TemplateLibrary,
-    hookimpl,
-)
+from dlc.plugin_api import BlockType, OpDef, PassInfo, ShortcutProjection, TemplateLibrary, hookimpl
 from dlc.tuning import Tuner
 
 from . import (
-    algorithm,
     conv_blocks,
     conv_ops,
     fft_conv,
+    fused_conv,
     layer_blocks,
     layer_ops,
     locally_connected,
+    passes,
     pool_blocks,
     pool_ops,
 )
@@ -32,12 +25,24 @@ from . import (
 
 @hookimpl
 def dlc_ops() -> list[OpDef]:
-    return [*conv_ops.OPS, *fft_conv.OPS, *pool_ops.OPS, *layer_ops.OPS, *locally_connected.OPS]
+    return [
+        *conv_ops.OPS,
+        *fft_conv.OPS,
+        *fused_conv.OPS,
+        *pool_ops.OPS,
+        *layer_ops.OPS,
+        *locally_connected.OPS,
+    ]
 
 
 @hookimpl
 def dlc_block_types() -> list[BlockType]:
     return [*conv_blocks.BLOCKS, *pool_blocks.BLOCKS, *layer_blocks.BLOCKS, *locally_connected.BLOCKS]
+
+
+@hookimpl
+def dlc_passes() -> list[PassInfo]:
+    return list(passes.PASSES)
 
 
 @hookimpl
@@ -48,20 +53,6 @@ def dlc_shortcut_projections() -> list[ShortcutProjection]:
 @hookimpl
 def dlc_templates() -> list[TemplateLibrary]:
     return [TemplateLibrary(Path(__file__).with_name("templates.yaml"))]
-
-
-@hookimpl
-def dlc_passes() -> list[PassInfo]:
-    return [
-        # Last among the rewrites: choose each conv's algorithm once its final shape is known.
-        PassInfo(
-            "select-conv-algorithm",
-            algorithm.ConvAlgorithmSelection,
-            "Direct or FFT convolution per conv node, by predicted cost (--conv-algo overrides).",
-            2,
-            PHASE_SELECTION,
-        ),
-    ]
 
 
 @hookimpl

@@ -153,16 +153,23 @@ def _conv_transpose_macs(node: Node) -> Dim:
 # -- ONNX --------------------------------------------------------------------------------
 
 
-def _conv_onnx(b: OnnxBuilder, node: Node) -> None:
-    """Conv and ConvTranspose take the same attributes, plus output_padding for the latter."""
+def onnx_conv_attributes(node: Node) -> dict:
+    """The ONNX attributes of a conv node: Conv's, which ConvTranspose and ONNX Runtime's
+    FusedConv share."""
     a = node.attrs
-    options = {
+    return {
         "kernel_shape": [int(k) for k in node.inputs[1].type.shape[2:]],
         "strides": list(a.stride),
         "pads": list(a.padding),
         "dilations": list(a.dilation),
         "group": a.groups,
     }
+
+
+def _conv_onnx(b: OnnxBuilder, node: Node) -> None:
+    """Conv and ConvTranspose take the same attributes, plus output_padding for the latter."""
+    a = node.attrs
+    options = onnx_conv_attributes(node)
     if isinstance(a, ConvTransposeAttrs):
         options["output_padding"] = list(a.output_padding)
     b.op(

@@ -86,3 +86,16 @@ def test_pass_tensors_read_seeded_weights_and_replace_them_in_place() -> None:
         assert "changes its shape" in str(error)
     else:
         raise AssertionError("a shape change was accepted")
+
+
+def test_pass_tensors_can_place_a_new_weight_before_its_reader() -> None:
+    spec = load_spec(
+        "w.yaml", text="dlc: 1\nname: w\ninputs: {x: {shape: [N, 4]}}\nlayers: [{linear: 3}, relu]\n"
+    )
+    graph = dlc.compile(spec, opt_level=0).graph
+    tensors = PassTensors(PassContext(default_registry()))
+    layer = graph.node("linear_0")
+    tensors.new_parameter(graph, "extra", np.zeros(3, np.float32), layer, before=layer)
+    assert [n.name for n in graph.toposort()].index("extra") < [n.name for n in graph.toposort()].index(
+        "relu_0"
+    )
