@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import dlc
+from dlc.plugin_api import format_shape
 from tests.conftest import SPECS
 
 RECURRENT = SPECS / "recurrent"
@@ -63,3 +64,10 @@ def test_zoo_specs_are_the_torch_networks_with_their_state_dict(
     assert sum(t.numel() for t in state.values()) == params
     shapes = {n.attrs.name: tuple(int(d) for d in n.output.type.shape) for n in model.graph.parameters()}
     assert shapes == {key: tuple(t.shape) for key, t in state.items()}
+
+
+def test_lstm_lm_state_inputs_follow_its_size_params() -> None:
+    model = dlc.compile(RECURRENT / "lstm_lm.yaml", opt_level=0, overrides={"hidden": 32, "layers": 3})
+    shapes = {n.attrs.name: format_shape(n.output.type.shape) for n in model.graph.inputs()}
+    assert shapes == {"tokens": "[T, N]", "h0": "[3, N, 32]", "c0": "[3, N, 32]"}
+    assert model.summary().params == 2 * 10000 * 32 + 10000 + 3 * 4 * (32 * 64 + 2 * 32)
