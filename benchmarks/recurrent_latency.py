@@ -27,8 +27,8 @@ SHAPES = [(1, 35), (20, 35), (1, 200), (20, 200)]  # (batch, steps)
 
 
 def latencies(runs: dict[str, Callable[[], object]], seconds: float) -> dict[str, float]:
-    """Median latency in ms of each callable, and the median ratio (second / first) of
-    neighbouring blocks.
+    """Median latency in ms of each callable (`<name>_ms`), and for each but the first the
+    median ratio of its blocks to the first one's neighbouring blocks (`<name>_ratio`).
 
     The callables take turns in blocks of about 0.3 s with a pause between blocks (ONNX
     Runtime's threads spin for a while after a run, and a call right after one would
@@ -54,10 +54,12 @@ def latencies(runs: dict[str, Callable[[], object]], seconds: float) -> dict[str
                 block.append(time.perf_counter() - start)
             times[name] += block
             block_medians[name].append(statistics.median(block))
-    first, second = runs
-    ratios = [b / a for a, b in zip(block_medians[first], block_medians[second], strict=True)]
+    first, *others = runs
     figures = {f"{name}_ms": statistics.median(t) * 1e3 for name, t in times.items()}
-    return figures | {"ratio": statistics.median(ratios), "blocks": len(ratios)}
+    for name in others:
+        ratios = [b / a for a, b in zip(block_medians[first], block_medians[name], strict=True)]
+        figures[f"{name}_ratio"] = statistics.median(ratios)
+    return figures | {"blocks": len(block_medians[first])}
 
 
 def main() -> None:
@@ -104,7 +106,7 @@ def main() -> None:
     for r in results:
         print(
             f"{r['batch']:>5} {r['steps']:>5} {r['ort_ms']:>9.2f} {r['torch_eager_ms']:>9.2f}"
-            f" {r['ratio']:>11.2f}x {r['blocks']:>7}"
+            f" {r['torch_eager_ratio']:>11.2f}x {r['blocks']:>7}"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

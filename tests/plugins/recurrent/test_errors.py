@@ -37,6 +37,14 @@ layers:
     in: x
   - sequence_mask:
     in: [h0, x]
+  - linear_recurrence: {state: 8, r_min: 0.9, r_max: 0.5}
+    in: x
+  - linear_recurrence: {state: 8, r_max: 1.5}
+    in: x
+  - linear_recurrence: 8
+    in: flat
+  - linear_recurrence: {state: 4096, chunk: 256}
+    in: x
 """
 
 # (line, column, message): one per bad layer above.
@@ -51,6 +59,10 @@ EXPECTED = [
     (21, 5, "time_distributed layer 'time_distributed_0': unknown block 'lienar'"),
     (23, 5, "time_distributed layer 'time_distributed_1': invalid options for block 'linear': out: Field required; outt: Extra inputs are not permitted"),
     (25, 5, "sequence_mask layer 'sequence_mask_0': lengths must be int64 [N] (one per sequence of float32[T, N, 10]), got float32[2, N, 20]"),
+    (27, 54, "invalid 'r_max' of block 'linear_recurrence': r_max (0.5) must be larger than r_min (0.9)"),
+    (29, 42, "invalid 'r_max' of block 'linear_recurrence': expected less than or equal to 1 (got 1.5)"),
+    (31, 5, "linear_recurrence layer 'linear_recurrence_2': expects a 3-D float32 input sequence [T, N, features] (or set batch_first: true), got float32[N, 10]"),
+    (33, 5, "linear_recurrence layer 'linear_recurrence_3': chunk 256 with state 4096: the scan's Toeplitz matrices would take 2048 MB (at most 256 MB)"),
 ]
 # fmt: on
 
