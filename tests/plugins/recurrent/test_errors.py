@@ -45,6 +45,10 @@ layers:
     in: flat
   - linear_recurrence: {state: 4096, chunk: 256}
     in: x
+  - lstmp: {hidden: 20, proj_size: 8, cell_clip: -3}
+    in: x
+  - lstmp: {hidden: 20, proj_size: 8, initial_state: true}
+    in: [x, h0, h0]
 """
 
 # (line, column, message): one per bad layer above.
@@ -63,6 +67,8 @@ EXPECTED = [
     (29, 42, "invalid 'r_max' of block 'linear_recurrence': expected less than or equal to 1 (got 1.5)"),
     (31, 5, "linear_recurrence layer 'linear_recurrence_2': expects a 3-D float32 input sequence [T, N, features] (or set batch_first: true), got float32[N, 10]"),
     (33, 5, "linear_recurrence layer 'linear_recurrence_3': chunk 256 with state 4096: the scan's Toeplitz matrices would take 2048 MB (at most 256 MB)"),
+    (35, 50, "invalid 'cell_clip' of block 'lstmp': expected greater than 0 (got -3)"),
+    (37, 5, "lstmp layer 'lstmp_1': the initial state h0 must be float32[1, N, 8] ([layers * directions, N, 8]), got float32[2, N, 20]"),
 ]
 # fmt: on
 
