@@ -10,9 +10,10 @@ Parameters carry AllenNLP's names, so an AllenNLP ELMo state_dict's
 ``input_linearity.weight`` [4h, i], ``state_linearity.weight`` [4h, p],
 ``state_linearity.bias`` [4h], ``state_projection.weight`` [p, h]. 4h(i + p + 1) + ph
 parameters, 4h fewer than torch's ``nn.LSTM(i, h, proj_size=p)``, which has two biases and
-cannot clip (that is the `lstm` block). Initialization is AllenNLP's: each [h, i] and
-[h, p] gate block of the two weights orthogonal, the bias zero but 1 for the forget gate,
-the projection as torch's ``nn.Linear``.
+cannot clip (that is the `lstm` block); ``input_bias: true`` adds torch's second bias as
+``input_linearity.bias`` (b_ih; ``state_linearity.bias`` is then b_hh). Initialization
+is AllenNLP's: each [h, i] and [h, p] gate block of the two weights orthogonal, the bias
+zero but 1 for the forget gate, the projection as torch's ``nn.Linear``.
 
 Inputs and outputs as `lstm`'s with one layer and one direction: ``in: [x, lengths?,
 h0?, c0?]``, the sequence and ports ``<id>.h`` [1, N, p] and ``<id>.c`` [1, N, h].
@@ -58,12 +59,6 @@ from .onnx_scan import scan_direction, step_mask, transposed, zeros_state
 from .ops import SAMPLE_FEATURES, recurrent_sample
 
 FIRST_WEIGHT = 4  # inputs before the weights: x, lengths, h0, c0
-WEIGHTS = (
-    "input_linearity.weight",
-    "state_linearity.weight",
-    "state_linearity.bias",
-    "state_projection.weight",
-)
 
 
 class LstmpAttrs(OpAttrs):
@@ -76,6 +71,7 @@ class LstmpAttrs(OpAttrs):
     cell_clip: float | None = Field(None, gt=0)
     proj_clip: float | None = Field(None, gt=0)
     batch_first: bool = False
+    input_bias: bool = False
 
 
 class LstmpConfig(BlockConfig):
@@ -87,6 +83,11 @@ class LstmpConfig(BlockConfig):
     batch_first: bool = Field(
         False, description="Sequences are [N, T, features]; by default [T, N, features], as in torch."
     )
+    input_bias: bool = Field(
+        False,
+        description="Also a bias on the input projection (input_linearity.bias): two bias vectors, "
+        "as torch's nn.LSTM (4 * hidden more parameters).",
+    )
     lengths: bool = Field(
         False, description="The second input holds each sequence's length ([N], int64): a padded batch."
     )
@@ -96,9 +97,22 @@ class LstmpConfig(BlockConfig):
 
 
 def weight_shapes(attrs: LstmpAttrs, features: int) -> dict[str, tuple[int, ...]]:
+    """The op's weights in input order, by their names (AllenNLP's) under the layer."""
     gates = 4 * attrs.hidden
-    shapes = ((gates, features), (gates, attrs.proj_size), (gates,), (attrs.proj_size, attrs.hidden))
-    return dict(zip(WEIGHTS, shapes, strict=True))
+    shapes: dict[str, tuple[int, ...]] = {"input_linearity.weight": (gates, features)}
+    if attrs.input_bias:
+        shapes["input_linearity.bias"] = (gates,)
+    shapes["state_linearity.weight"] = (gates, attrs.proj_size)
+    shapes["state_linearity.bias"] = (gates,)
+    shapes["state_projection.weight"] = (attrs.proj_size, attrs.hidden)
+    return shapes
+
+
+def node_weights(node: Node) -> dict[str, Value]:
+    x = node.inputs[0]
+    assert x is not None
+    names = weight_shapes(node.attrs, int(x.type.shape[-1]))
+    return dict(zip(names, node.inputs[FIRST_WEIGHT:], strict=True))  # type: ignore[arg-type]
 
 
 # -- initialization (AllenNLP's reset_parameters) ----------------------------------------------
@@ -132,6 +146,7 @@ def initializers(attrs: LstmpAttrs) -> dict[str, init.Init]:
     )
     return {
         "input_linearity.weight": orthogonal,
+        "input_linearity.bias": init.zeros(),
         "state_linearity.weight": orthogonal,
         "state_linearity.bias": init.from_array(forget_gate_bias(attrs.hidden)),
         "state_projection.weight": init.fan_in_uniform(attrs.hidden),
@@ -219,11 +234,13 @@ def _macs(node: Node) -> Dim:
 def _to_onnx(b: OnnxBuilder, node: Node) -> None:
     attrs: LstmpAttrs = node.attrs
     _, lengths, h0, c0 = node.inputs[:FIRST_WEIGHT]
-    w_input, w_state, bias, w_projection = (b.name(v) for v in node.inputs[FIRST_WEIGHT:])
+    weights = {name: b.name(value) for name, value in node_weights(node).items()}
     sequence = time_first(b, node)
     mask = step_mask(b, sequence, b.name(lengths)) if lengths is not None else None
-    gates_x = b.op("MatMul", [sequence, transposed(b, w_input)])[0]
-    gates_x = b.op("Add", [gates_x, bias])[0]
+    gates_x = b.op("MatMul", [sequence, transposed(b, weights["input_linearity.weight"])])[0]
+    for bias in ("input_linearity.bias", "state_linearity.bias"):
+        if bias in weights:
+            gates_x = b.op("Add", [gates_x, weights[bias]])[0]
     initial = tuple(
         b.op("Squeeze", [b.name(state), b.int64s([0], "axes")])[0]
         if state is not None
@@ -234,8 +251,8 @@ def _to_onnx(b: OnnxBuilder, node: Node) -> None:
         b,
         gates_x,
         mask,
-        transposed(b, w_state),
-        transposed(b, w_projection),
+        transposed(b, weights["state_linearity.weight"]),
+        transposed(b, weights["state_projection.weight"]),
         initial,
         attrs.hidden,
         reverse=attrs.reverse,
@@ -249,8 +266,8 @@ def _to_onnx(b: OnnxBuilder, node: Node) -> None:
 
 LSTMP = '''
 @torch.fx.wrap  # a leaf for torch.fx: a loop over the time steps
-def lstmp(x, w_input, w_state, bias, w_projection, lengths=None, h0=None, c0=None, reverse=False,
-          cell_clip=None, proj_clip=None, batch_first=False):
+def lstmp(x, w_input, b_input, w_state, b_state, w_projection, lengths=None, h0=None, c0=None,
+          reverse=False, cell_clip=None, proj_clip=None, batch_first=False):
     """One direction of an LSTM with a projection, one bias and clipping (AllenNLP's
     LstmCellWithProjection): returns y [T, N, p] (or [N, T, p]) and (h [1, N, p], c [1, N, h]).
     With `lengths`, each sequence stops at its length (reverse: starts at its last step);
@@ -260,6 +277,7 @@ def lstmp(x, w_input, w_state, bias, w_projection, lengths=None, h0=None, c0=Non
     steps, batch = x.shape[:2]
     h = x.new_zeros(batch, w_projection.size(0)) if h0 is None else h0[0]
     c = x.new_zeros(batch, w_projection.size(1)) if c0 is None else c0[0]
+    bias = b_state if b_input is None else b_input + b_state
     gates_x = F.linear(x, w_input, bias)  # all steps at once
     outputs = [None] * steps
     for t in reversed(range(steps)) if reverse else range(steps):
@@ -286,11 +304,11 @@ class LSTMP(nn.Module):
     bilm-tf's / AllenNLP's LstmCellWithProjection (ELMo), gates i, f, g, o."""
 
     def __init__(self, input_size, hidden_size, proj_size, reverse=False, cell_clip=None, proj_clip=None,
-                 batch_first=False):
+                 batch_first=False, input_bias=False):
         super().__init__()
         self.reverse, self.cell_clip, self.proj_clip = reverse, cell_clip, proj_clip
         self.batch_first = batch_first
-        self.input_linearity = nn.Linear(input_size, 4 * hidden_size, bias=False)
+        self.input_linearity = nn.Linear(input_size, 4 * hidden_size, bias=input_bias)
         self.state_linearity = nn.Linear(proj_size, 4 * hidden_size)
         self.state_projection = nn.Linear(hidden_size, proj_size, bias=False)
         with torch.no_grad():  # AllenNLP's: orthogonal gate blocks, forget-gate bias 1
@@ -299,13 +317,15 @@ class LSTMP(nn.Module):
                     nn.init.orthogonal_(block)
             self.state_linearity.bias.zero_()
             self.state_linearity.bias[hidden_size : 2 * hidden_size] = 1.0
+            if input_bias:
+                self.input_linearity.bias.zero_()
 
     def forward(self, x, lengths=None, state=None):
         h0, c0 = state if state is not None else (None, None)
         return lstmp(
-            x, self.input_linearity.weight, self.state_linearity.weight, self.state_linearity.bias,
-            self.state_projection.weight, lengths, h0, c0, self.reverse, self.cell_clip, self.proj_clip,
-            self.batch_first,
+            x, self.input_linearity.weight, self.input_linearity.bias, self.state_linearity.weight,
+            self.state_linearity.bias, self.state_projection.weight, lengths, h0, c0, self.reverse,
+            self.cell_clip, self.proj_clip, self.batch_first,
         )
 '''
 
@@ -315,10 +335,10 @@ def _to_torch(t: TorchWriter, node: Node) -> TorchExpr:
     attrs: LstmpAttrs = node.attrs
     x, lengths, h0, c0 = node.inputs[:FIRST_WEIGHT]
     assert x is not None
-    weights = dict(zip(WEIGHTS, node.inputs[FIRST_WEIGHT:], strict=True))
+    weights = node_weights(node)
     options = [str(x.type.shape[-1]), str(attrs.hidden), str(attrs.proj_size)]
     defaults = LstmpAttrs(hidden=1, proj_size=1)
-    for name in ("reverse", "cell_clip", "proj_clip", "batch_first"):
+    for name in ("reverse", "cell_clip", "proj_clip", "batch_first", "input_bias"):
         if getattr(attrs, name) != getattr(defaults, name):
             options.append(f"{name}={getattr(attrs, name)!r}")
     module = t.module(node, f"LSTMP({', '.join(options)})", weights)
@@ -330,11 +350,13 @@ def _to_torch(t: TorchWriter, node: Node) -> TorchExpr:
         if h0 is not None:
             arguments.append(f"state=({t.var(h0)}, {t.var(c0)})")
         return TorchExpr(f"{module}({', '.join(arguments)})", unpack)
-    arguments = [t.var(v) for v in (x, *weights.values())]
+    order = ("input_linearity.weight", "input_linearity.bias", "state_linearity.weight")
+    order += ("state_linearity.bias", "state_projection.weight")
+    arguments = [t.var(x), *(t.var(weights.get(name)) for name in order)]
     for name, value in (("lengths", lengths), ("h0", h0), ("c0", c0)):
         if value is not None:
             arguments.append(f"{name}={t.var(value)}")
-    arguments += options[3:]
+    arguments += [option for option in options[3:] if not option.startswith("input_bias")]
     return TorchExpr(f"lstmp({', '.join(arguments)})", unpack)
 
 
@@ -361,6 +383,8 @@ def _samples() -> list[OpSample]:
         sample(
             "reverse-lengths-functional", lengths=[1, 5, 4], reverse=True, cell_clip=1.0, module=False, seed=3
         ),
+        sample("input-bias", input_bias=True, seed=4),
+        sample("input-bias-functional", input_bias=True, proj_clip=0.5, module=False, seed=5),
     ]
 
 

@@ -123,20 +123,29 @@ def test_onnx_and_ejected_module_match_the_step_by_step_cell(options: dict) -> N
         assert np.abs(unclipped["y"] - expected["y"]).max() > 0.01
 
 
-def test_without_clipping_it_is_torchs_lstm_with_one_bias(tmp_path) -> None:
+@pytest.mark.parametrize("input_bias", [False, True], ids=["one-bias", "input-bias"])
+def test_without_clipping_it_is_torchs_lstm(input_bias: bool, tmp_path) -> None:
+    """One bias b = b_ih + b_hh, or with `input_bias` torch's two under AllenNLP's names."""
     torch.manual_seed(0)
     reference = torch.nn.LSTM(FEATURES, HIDDEN, proj_size=PROJECTION).eval()
     state = reference.state_dict()
     weights = {
         "cell.input_linearity.weight": state["weight_ih_l0"],
         "cell.state_linearity.weight": state["weight_hh_l0"],
-        "cell.state_linearity.bias": state["bias_ih_l0"] + state["bias_hh_l0"],
+        "cell.state_linearity.bias": state["bias_hh_l0"],
         "cell.state_projection.weight": state["weight_hr_l0"],
     }
+    if input_bias:
+        weights["cell.input_linearity.bias"] = state["bias_ih_l0"]
+    else:
+        weights["cell.state_linearity.bias"] = state["bias_ih_l0"] + state["bias_hh_l0"]
     save_file(weights, str(tmp_path / "cell.safetensors"))
     path = tmp_path / "cell.yaml"
-    path.write_text(yaml.safe_dump(spec({}), sort_keys=False))
+    path.write_text(yaml.safe_dump(spec({"input_bias": input_bias}), sort_keys=False))
     model = dlc.compile(path, weights=tmp_path / "cell.safetensors")
+    assert model.summary().params == sum(t.numel() for t in state.values()) - (
+        0 if input_bias else 4 * HIDDEN
+    )
     inputs = random_inputs({})
     with torch.no_grad():
         y, (h, c) = reference(torch.from_numpy(inputs["x"]))
