@@ -1,12 +1,12 @@
 """The recurrent family: Elman RNN, LSTM (with projection) and GRU stacks exact to torch's
-modules, ELMo's clipped single-bias LSTMP cell, diagonal linear recurrences (LRU), highway
-layers, sequence masks and per-step application."""
+modules, ELMo's clipped single-bias LSTMP cell and character CNN, diagonal linear
+recurrences (LRU), highway layers, sequence masks and per-step application."""
 
 from __future__ import annotations
 
 from dlc.plugin_api import BlockType, OpDef, hookimpl
 
-from . import blocks, linear_recurrence, lstmp, ops, sequence
+from . import blocks, char_cnn, linear_recurrence, lstmp, ops, sequence
 
 
 @hookimpl
@@ -16,4 +16,4 @@ def dlc_ops() -> list[OpDef]:
 
 @hookimpl
 def dlc_block_types() -> list[BlockType]:
-    return [*blocks.BLOCKS, *lstmp.BLOCKS, *sequence.BLOCKS, *linear_recurrence.BLOCKS]
+    return [*blocks.BLOCKS, *lstmp.BLOCKS, *sequence.BLOCKS, *char_cnn.BLOCKS, *linear_recurrence.BLOCKS]
