@@ -71,3 +71,12 @@ def test_lstm_lm_state_inputs_follow_its_size_params() -> None:
     shapes = {n.attrs.name: format_shape(n.output.type.shape) for n in model.graph.inputs()}
     assert shapes == {"tokens": "[T, N]", "h0": "[3, N, 32]", "c0": "[3, N, 32]"}
     assert model.summary().params == 2 * 10000 * 32 + 10000 + 3 * 4 * (32 * 64 + 2 * 32)
+
+
+def test_lru_has_its_stated_counts_and_the_lru_parameter_names() -> None:
+    model = dlc.compile(RECURRENT / "lru.yaml", opt_level=0)
+    summary = model.summary({"N": 1, "T": 1024})
+    assert (summary.params, summary.macs) == (1_058_826, 1_074_530_816)
+    names = {n.attrs.name for n in model.graph.parameters()}
+    lru = {"nu_log", "theta_log", "gamma_log", "B_re", "B_im", "C_re", "C_im", "D"}
+    assert {f"layers.3.recurrence.{name}" for name in lru} <= names
