@@ -224,29 +224,39 @@ def linear_recurrence(
 ):
     """y_t = Re(C xi_t) + D x_t with xi_{t+1} = Lambda xi_t + exp(gamma_log) B x_t, xi_0 = 0 and
     Lambda = exp(-exp(nu_log) + i exp(theta_log)). A chunked parallel scan: inside chunks
-    of `chunk` steps the states are a product with the Toeplitz matrix of powers of
-    Lambda; across chunks a doubling (Hillis-Steele) scan of log2(T / chunk) steps."""
+    of `chunk` steps the states are a product with the Toeplitz matrices of powers of
+    Lambda; across chunks a doubling (Hillis-Steele) scan of log2(T / chunk) steps. The
+    large products are real (torch's complex ones are slow on CPU): states [P, N * chunks,
+    chunk] as real and imaginary parts."""
     if not batch_first:
         x = x.transpose(0, 1)
     batch, steps, features = x.shape
-    log_lambda = torch.complex(-torch.exp(nu_log), torch.exp(theta_log))  # [P]
-    B = torch.complex(B_re, B_im) * torch.exp(gamma_log)[:, None]  # [P, H]
-    u = F.pad(x, (0, 0, 0, -steps % chunk)).to(B.dtype) @ B.T  # [N, T', P], T' a multiple of chunk
-    u = u.reshape(batch, -1, chunk, u.size(-1))  # [N, chunks, chunk, P]
-    powers = torch.exp(torch.arange(chunk + 1, device=x.device)[:, None] * log_lambda)  # [chunk + 1, P]
-    lag = torch.arange(chunk, device=x.device)[:, None] - 1 - torch.arange(chunk, device=x.device)
-    toeplitz = torch.where((lag >= 0)[..., None], powers[lag.clamp(min=0)], 0)  # [j, i, P]: Lambda^(j-1-i)
-    local = torch.einsum("jip,ncip->ncjp", toeplitz, u)  # the state from the chunk's own inputs
-    totals = powers[1] * local[:, :, -1] + u[:, :, -1]  # [N, chunks, P]: the state a chunk passes on
+    state = nu_log.size(0)
+    k = torch.arange(chunk + 1, dtype=x.dtype, device=x.device)
+    powers = torch.polar(torch.exp(-torch.exp(nu_log)[:, None] * k), torch.exp(theta_log)[:, None] * k)
+    # powers [P, chunk + 1]: Lambda^k. Toeplitz [P, i, j]: Lambda^(j-1-i) for j > i, else 0.
+    i, j = torch.arange(chunk, device=x.device)[:, None], torch.arange(chunk, device=x.device)
+    toeplitz = torch.where(j > i, powers[:, (j - 1 - i).clamp(min=0)], 0)
+    toeplitz_re, toeplitz_im = toeplitz.real.contiguous(), toeplitz.imag.contiguous()
+    rows = F.pad(x, (0, 0, 0, -steps % chunk)).reshape(-1, features).T  # [H, N T'], T' a multiple of chunk
+    scale = torch.exp(gamma_log)[:, None]
+    u_re = ((scale * B_re) @ rows).reshape(state, -1, chunk)  # B x: [P, N * chunks, chunk]
+    u_im = ((scale * B_im) @ rows).reshape(state, -1, chunk)
+    # The state from each chunk's own inputs, and the state it passes on.
+    local_re = u_re @ toeplitz_re - u_im @ toeplitz_im
+    local_im = u_re @ toeplitz_im + u_im @ toeplitz_re
+    last = torch.complex(local_re[..., -1], local_im[..., -1])
+    totals = (powers[:, 1:2] * last + torch.complex(u_re[..., -1], u_im[..., -1])).reshape(state, batch, -1)
     # The state entering chunk c: sum over c' < c of Lambda^(chunk (c - 1 - c')) totals[c'].
-    carry = torch.cat([torch.zeros_like(totals[:, :1]), totals[:, :-1]], 1)
-    decay, shift = powers[chunk], 1
-    while shift < carry.size(1):  # log2(chunks) doubling steps
-        carry = torch.cat([carry[:, :shift], carry[:, shift:] + decay * carry[:, :-shift]], 1)
+    carry = torch.cat([torch.zeros_like(totals[..., :1]), totals[..., :-1]], -1)  # [P, N, chunks]
+    decay, shift = powers[:, chunk, None, None], 1
+    while shift < carry.size(-1):  # log2(chunks) doubling steps
+        carry = torch.cat([carry[..., :shift], carry[..., shift:] + decay * carry[..., :-shift]], -1)
         decay, shift = decay * decay, 2 * shift
-    states = local + powers[:chunk] * carry[:, :, None]  # [N, chunks, chunk, P]
-    states = states.reshape(batch, -1, states.size(-1))[:, :steps]
-    y = (states @ torch.complex(C_re, C_im).T).real + D * x
+    entering = powers[:, None, :chunk] * carry.reshape(state, -1, 1)  # [P, N * chunks, chunk]
+    states_re = (local_re + entering.real).reshape(state, -1)  # [P, N T']
+    states_im = (local_im + entering.imag).reshape(state, -1)
+    y = (C_re @ states_re - C_im @ states_im).T.reshape(batch, -1, features)[:, :steps] + D * x
     return y if batch_first else y.transpose(0, 1)
 
 
