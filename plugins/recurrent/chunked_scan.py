@@ -26,13 +26,13 @@ ratios to chunks of 32 steps taken in one run):
 - the recurrence is a causal depthwise convolution of u with the impulse response
   Lambda^k, but as a `conv` it needs a static T to take the FFT path (the direct one is
   O(T^2)), and the per-state complex convolution alone (512 real channels in 256
-  groups, a kernel as long as T) took 19x and 16x as long as `fft_conv`;
-- a plain Hillis-Steele scan over all T steps (`chunk: 1`) took 2.6x and 2.7x as long:
+  groups, a kernel as long as T) took 18.8x and 17.3x as long as `fft_conv`;
+- a plain Hillis-Steele scan over all T steps (`chunk: 1`) took 2.6x and 2.75x as long:
   log2(T) memory-bound passes over every state;
-- chunks of 32 steps (17 ms at N = 1, T = 4096 on an idle machine) were the fastest with
-  16 (1.0x); 8, 64 and 128 took 1.15-1.24x, 1.10-1.14x and 1.25-1.6x: most of the work
-  is batched matrix products, and the Loop runs log2(T / 32) steps over T / 32 carries.
-  It works for a symbolic T.
+- chunks of 32 steps (19.9 ms and 41.3 ms) were the fastest; 16, 64, 8 and 128 steps took
+  1.05x, 1.1x, 1.2-1.3x and 1.3-1.4x as long: most of the work is batched matrix
+  products, and the Loop runs log2(T / 32) steps over T / 32 carries. It works for a
+  symbolic T.
 """
 
 from __future__ import annotations
