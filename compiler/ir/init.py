@@ -4,19 +4,31 @@ Each parameter draws from its own generator seeded with ``(seed, crc32(name))``,
 parameter's values depend only on the seed and its name, never on the order in which
 parameters are created or emitted. Values are drawn directly in float32, which is fast
 enough to initialize 100M+ parameters in well under a second.
+
+An initializer may pass its draw through a named `Transform` (e.g. the LRU's eigenvalue
+ring), and parameters that name the same `stream` share one draw, so one can be a
+function of another's values (the LRU's normalization of its eigenvalues' moduli).
 """
 
 from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 InitKind = Literal["uniform", "normal", "truncated_normal", "constant", "data"]
+
+
+@dataclass(frozen=True, eq=False)
+class Transform:
+    """A function applied element-wise to drawn values, named for the IR printer."""
+
+    name: str
+    function: Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,8 +40,16 @@ class Init:
     second: float = 0.0  # uniform: high; normal: std
     data: np.ndarray | None = field(default=None, repr=False)
     zero_row: int | None = None  # a row set to zero after drawing (embedding padding_idx)
+    transform: Transform | None = None  # applied to the drawn values
+    stream: str | None = None  # draw from this name's generator instead of the parameter's
 
     def describe(self) -> str:
+        if self.transform is not None:
+            stream = f", stream={self.stream}" if self.stream else ""
+            return f"{self.transform.name}({self._describe_draw()}{stream})"
+        return self._describe_draw()
+
+    def _describe_draw(self) -> str:
         if self.zero_row is not None:
             return f"{self.kind}({self.first:.6g}, {self.second:.6g}, zero_row={self.zero_row})"
         if self.kind == "uniform":
@@ -48,7 +68,9 @@ class Init:
             return np.ascontiguousarray(self.data, dtype=dtype).reshape(shape)
         if self.kind == "constant":
             return np.full(shape, self.first, dtype=dtype)
-        values = self._draw(shape, dtype, seed, name)
+        values = self._draw(shape, dtype, seed, self.stream or name)
+        if self.transform is not None:
+            values = np.asarray(self.transform.function(values), dtype=dtype)
         if self.zero_row is not None:
             values[self.zero_row] = 0
         return values
@@ -105,6 +127,16 @@ def zeros() -> Init:
 
 def ones() -> Init:
     return constant(1.0)
+
+
+def transformed(
+    base: Init, name: str, function: Callable[[np.ndarray], np.ndarray], stream: str = ""
+) -> Init:
+    """`base`'s draw passed through `function`; parameters with the same `stream` draw the
+    same values (from the stream's generator), so each may apply its own function to them."""
+    return Init(
+        base.kind, base.first, base.second, transform=Transform(name, function), stream=stream or None
+    )
 
 
 def from_array(array: np.ndarray) -> Init:

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from dlc.plugin_api import BlockConfig, BlockContext, BlockType, DType, Value, format_shape, init
+from dlc.plugin_api import BlockConfig, BlockContext, BlockType, DType, OpAttrs, Value, format_shape, init
 
 from .cells import CELLS, LstmAttrs, RecurrentAttrs, RnnAttrs, state_shapes, time_and_batch, weight_shapes
 
@@ -66,17 +66,30 @@ class LstmConfig(RecurrentConfig):
         return size
 
 
-def _input_names(op: str, config: RecurrentConfig) -> list[str]:
+def input_names(op: str, config: BlockConfig) -> list[str]:
+    """The block's inputs in order, as its `lengths` and `initial_state` options ask."""
     names = ["x"]
     if config.lengths:
         names.append("lengths")
     if config.initial_state:
-        names += ["h0", "c0"] if op == "lstm" else ["h0"]
+        names += ["h0", "c0"] if op in ("lstm", "lstmp") else ["h0"]
     return names
 
 
-def _check_inputs(ctx: BlockContext, attrs: RecurrentAttrs, named: dict[str, Value]) -> None:
-    """Located errors naming the shapes, before any weight is made."""
+def named_inputs(ctx: BlockContext, op: str, config: BlockConfig, inputs: list[Value]) -> dict[str, Value]:
+    """The inputs by name (x, lengths, h0, c0), or a located error if their count is wrong."""
+    names = input_names(op, config)
+    if len(inputs) != len(names):
+        raise ctx.error(
+            f"takes {len(names)} input(s) with these options ({', '.join(names)}), got {len(inputs)}",
+            hint="list them with `in: [...]`; `lengths: true` and `initial_state: true` add inputs",
+        )
+    return dict(zip(names, inputs, strict=True))
+
+
+def check_inputs(ctx: BlockContext, attrs: OpAttrs, named: dict[str, Value]) -> None:
+    """Located errors naming the shapes, before any weight is made (`attrs`: a recurrent
+    op's, with `batch_first` and the layers and sizes that shape its states)."""
     x = named["x"].type
     layout = "[N, T, features]" if attrs.batch_first else "[T, N, features] (or set batch_first: true)"
     if x.rank != 3:
@@ -111,16 +124,10 @@ def _check_inputs(ctx: BlockContext, attrs: RecurrentAttrs, named: dict[str, Val
 
 def _lower(op: str, attrs_type: type[RecurrentAttrs]):
     def lower(ctx: BlockContext, config: RecurrentConfig, inputs: list[Value]) -> dict[str, Value]:
-        names = _input_names(op, config)
-        if len(inputs) != len(names):
-            raise ctx.error(
-                f"takes {len(names)} input(s) with these options ({', '.join(names)}), got {len(inputs)}",
-                hint="list them with `in: [...]`; `lengths: true` and `initial_state: true` add inputs",
-            )
-        named = dict(zip(names, inputs, strict=True))
+        named = named_inputs(ctx, op, config, inputs)
         options = config.model_dump(exclude={"lengths", "initial_state"})
         attrs = attrs_type(**options)
-        _check_inputs(ctx, attrs, named)
+        check_inputs(ctx, attrs, named)
         features = int(named["x"].type.shape[-1])
         bound = 1.0 / math.sqrt(config.hidden)  # torch: every weight and bias U(-1/sqrt(h), 1/sqrt(h))
         weights = [

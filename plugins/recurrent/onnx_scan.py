@@ -8,7 +8,8 @@ time whose body is one step of torch's cell (gates in torch's order, no reorderi
     c' = sigmoid(f) * c + sigmoid(i) * tanh(g)
     h' = (sigmoid(o) * tanh(c')) W_hr^T
 
-The graph has the same ops for every T: no Python-level loop over time. The backward
+`lstmp` (bilm-tf's cell) runs the same step with one bias, and may clip c' and h'. The
+graph has the same ops for every T: no Python-level loop over time. The backward
 direction scans in reverse (``scan_input_directions`` / ``scan_output_directions``).
 With per-sequence lengths, a mask ``t < length`` is scanned along: past a sequence's
 length its state is kept and its output is zero. Keeping the state is what makes the
@@ -65,6 +66,15 @@ def zeros_state(b: OnnxBuilder, sequence: str, size: int) -> str:
     return b.op("ConstantOfShape", [shape], value=zero)[0]
 
 
+def clip(b: OnnxBuilder, value: str, bound: float | None) -> str:
+    """value clipped to [-bound, bound] (unchanged without a bound)."""
+    if bound is None:
+        return value
+    low = b.constant(np.array(-bound, dtype=np.float32), "clip_min")
+    high = b.constant(np.array(bound, dtype=np.float32), "clip_max")
+    return b.op("Clip", [value, low, high])[0]
+
+
 def scan_direction(
     b: OnnxBuilder,
     gates_x: str,
@@ -74,8 +84,11 @@ def scan_direction(
     initial: tuple[str, str],
     hidden: int,
     reverse: bool,
+    cell_clip: float | None = None,
+    proj_clip: float | None = None,
 ) -> list[str]:
-    """One direction of one layer: returns [h_last, c_last, y] (y: [T, N, p])."""
+    """One direction of one layer: returns [h_last, c_last, y] (y: [T, N, p]). With
+    clips (bilm-tf's cell), c' and h' are clipped to [-clip, clip] after each step."""
     h, c, x_t = b.fresh("h"), b.fresh("c"), b.fresh("gates_x_t")
     m_t = b.fresh("mask_t")
     with body_nodes(b) as nodes:
@@ -84,9 +97,9 @@ def scan_direction(
         i, f, g, o = b.op("Split", [gates, sizes], 4, axis=1)
         kept = b.op("Mul", [b.op("Sigmoid", [f])[0], c])[0]
         added = b.op("Mul", [b.op("Sigmoid", [i])[0], b.op("Tanh", [g])[0]])[0]
-        c_next = b.op("Add", [kept, added])[0]
+        c_next = clip(b, b.op("Add", [kept, added])[0], cell_clip)
         out = b.op("Mul", [b.op("Sigmoid", [o])[0], b.op("Tanh", [c_next])[0]])[0]
-        h_next = b.op("MatMul", [out, weight_hr_t])[0]
+        h_next = clip(b, b.op("MatMul", [out, weight_hr_t])[0], proj_clip)
         if mask is None:
             y_t = b.op("Identity", [h_next])[0]
         else:

@@ -4,17 +4,20 @@ functional torch forms) for the registry-wide torch vs ONNX Runtime parity test.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from dlc.plugin_api import Node, OnnxBuilder, OpDef, OpGroup, OpSample
+from dlc.plugin_api import Node, OnnxBuilder, OpAttrs, OpDef, OpGroup, OpSample
 
 from .cells import CELLS, LstmAttrs, RecurrentAttrs, RnnAttrs, infer, macs, projection, state_shapes
 from .cells import weight_shapes as cell_weight_shapes
 from .onnx_lowering import recurrent_to_onnx
 from .onnx_scan import projected_lstm_to_onnx
 from .torch_lowering import recurrent_to_torch
+
+SAMPLE_FEATURES = 4
 
 
 def _to_onnx(b: OnnxBuilder, node: Node) -> None:
@@ -24,36 +27,46 @@ def _to_onnx(b: OnnxBuilder, node: Node) -> None:
         recurrent_to_onnx(b, node)
 
 
-def _sample(
-    op: str,
+def recurrent_sample(
     name: str,
+    attrs: OpAttrs,
+    weight_shapes: Iterable[tuple[int, ...]],
     *,
+    bound: float,
     lengths: list[int] | None = None,
     initial_state: bool = False,
+    cell_state: bool = False,
     module: bool = True,
     seed: int = 0,
-    **options: Any,
 ) -> OpSample:
-    """A sample with T = 5 steps, N = 3 sequences and 4 input features."""
+    """A sample with T = 5 steps, N = 3 sequences and 4 input features: x, lengths, h0, c0
+    (those asked for), then weights of these shapes drawn from U(-bound, bound)."""
     rng = np.random.default_rng(seed)
-    attrs_type = {"rnn": RnnAttrs, "lstm": LstmAttrs}.get(op, RecurrentAttrs)
-    attrs = attrs_type(**options)
-    time, batch, features = 5, 3, 4
+    time, batch, features = 5, 3, SAMPLE_FEATURES
     x = rng.standard_normal((batch, time, features) if attrs.batch_first else (time, batch, features))
     h_shape, c_shape = state_shapes(attrs, batch)
     inputs: list[np.ndarray | None] = [
         x.astype(np.float32),
         np.array(lengths, dtype=np.int64) if lengths else None,
         rng.standard_normal(h_shape).astype(np.float32) if initial_state else None,
-        rng.standard_normal(c_shape).astype(np.float32) if initial_state and op == "lstm" else None,
+        rng.standard_normal(c_shape).astype(np.float32) if initial_state and cell_state else None,
     ]
-    bound = 1 / np.sqrt(attrs.hidden)
-    for shape in cell_weight_shapes(CELLS[op], attrs, features).values():
+    for shape in weight_shapes:
         inputs.append(rng.uniform(-bound, bound, shape).astype(np.float32))
     symbols = {0: {0: "N", 1: "T"} if attrs.batch_first else {0: "T", 1: "N"}, 1: {0: "N"}}
     symbols.update({2: {1: "N"}, 3: {1: "N"}})
     params = frozenset(range(4, len(inputs))) if module else frozenset()
-    return OpSample(tuple(inputs), options, params=params, symbols=symbols, name=name)
+    return OpSample(tuple(inputs), attrs.model_dump(), params=params, symbols=symbols, name=name)
+
+
+def _sample(op: str, name: str, **options: Any) -> OpSample:
+    sample_options = {
+        k: options.pop(k) for k in ("lengths", "initial_state", "module", "seed") if k in options
+    }
+    attrs = {"rnn": RnnAttrs, "lstm": LstmAttrs}.get(op, RecurrentAttrs)(**options)
+    shapes = cell_weight_shapes(CELLS[op], attrs, SAMPLE_FEATURES).values()
+    bound = 1 / np.sqrt(attrs.hidden)
+    return recurrent_sample(name, attrs, shapes, bound=bound, cell_state=op == "lstm", **sample_options)
 
 
 def _rnn_samples() -> list[OpSample]:

@@ -76,3 +76,18 @@ def test_truncated_normal_stays_within_two_standard_deviations() -> None:
     assert (
         np.abs(values).max() <= 0.04 and abs(values.std() / 0.02 - 0.88) < 0.02
     )  # std of N truncated at 2 sigma
+
+
+def test_transformed_draws_sharing_a_stream_see_the_same_values() -> None:
+    dtype = np.dtype(np.float32)
+    square = init.transformed(init.uniform(1.0), "square", np.square, stream="layer.ring")
+    negate = init.transformed(init.uniform(1.0), "negate", np.negative, stream="layer.ring")
+    squared, negated = (i.materialize((5,), dtype, 0, name) for i, name in ((square, "a"), (negate, "b")))
+    np.testing.assert_array_equal(squared, np.square(negated))
+    assert square.describe() == "square(uniform(-1, 1), stream=layer.ring)"
+    other_seed = square.materialize((5,), dtype, 1, "a")
+    assert not np.array_equal(squared, other_seed)
+    alone = init.transformed(init.uniform(1.0), "square", np.square)
+    np.testing.assert_array_equal(
+        alone.materialize((5,), dtype, 0, "a"), np.square(init.uniform(1.0).materialize((5,), dtype, 0, "a"))
+    )

@@ -121,6 +121,8 @@ def _init_code(init: Init, shape: tuple[int, ...], dtype: str) -> str:
         if shape
         else f"torch.empty((), dtype={dtype})"
     )
+    if init.transform is not None:
+        return empty  # a function of a draw (or of another parameter's): from the weights file
     if init.kind == "constant":
         if init.first == 0.0:
             return f"torch.zeros({dims or '()'}, dtype={dtype})"

@@ -17,10 +17,13 @@ from dlc.errors import DlcError
 from dlc.spec.lower import InternalPluginError
 from tests.conftest import SPECS
 from tests.spec.test_fuzz_specs import _get, _paths
+from tests.test_specs import settings_for
 
 
 def _seed(path) -> dict[str, Any]:
+    """The spec at its CI size (ELMo's cells narrowed), with a small vocabulary."""
     spec = yaml.safe_load(path.read_text())
+    spec.get("params", {}).update(settings_for(path)["set"])
     if "vocab" in spec.get("params", {}):
         spec["params"]["vocab"] = 50  # the embedding size is not what is being fuzzed
     return spec
@@ -32,10 +35,33 @@ VALUES = st.one_of(
     st.sampled_from([0, -1, 20, None, 0.5, 1.5, "x", "T", "N", "int32", "float32"]),
     st.sampled_from(["tanh", "relu", "lengths", "h0", "rnn.h", "rnn.c", "encoder.h", [1, "N"], [], {}]),
     st.sampled_from([["T", "N", 10], ["N", "T", 10], ["N", 10], ["N"], [2, "N", 20], ["x", "h0"]]),
+    st.sampled_from([[[1, 4], [9, 2]], [[0, 3]], "forward_layer_0", "token_embedding", "pixels", 0.999, 64]),
 )
 OPTIONS = ["hidden", "layers", "bidirectional", "batch_first", "bias", "dropout", "lengths", "initial_state"]
+OTHER_OPTIONS = [
+    "reverse",
+    "cell_clip",
+    "input_bias",
+    "state",
+    "r_min",
+    "r_max",
+    "chunk",
+    "filters",
+]  # lstmp, linear_recurrence, char_cnn
 KEYS = st.sampled_from(
-    [*OPTIONS, "proj_size", "nonlinearity", "in", "id", "shape", "dtype", "lstm", "gru", "highway"]
+    [
+        *OPTIONS,
+        *OTHER_OPTIONS,
+        "proj_size",
+        "nonlinearity",
+        "in",
+        "id",
+        "shape",
+        "dtype",
+        "lstm",
+        "gru",
+        "highway",
+    ]
 )
 
 

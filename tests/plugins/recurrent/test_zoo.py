@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import dlc
+from dlc.plugin_api import format_shape
 from tests.conftest import SPECS
 
 RECURRENT = SPECS / "recurrent"
@@ -63,3 +64,19 @@ def test_zoo_specs_are_the_torch_networks_with_their_state_dict(
     assert sum(t.numel() for t in state.values()) == params
     shapes = {n.attrs.name: tuple(int(d) for d in n.output.type.shape) for n in model.graph.parameters()}
     assert shapes == {key: tuple(t.shape) for key, t in state.items()}
+
+
+def test_lstm_lm_state_inputs_follow_its_size_params() -> None:
+    model = dlc.compile(RECURRENT / "lstm_lm.yaml", opt_level=0, overrides={"hidden": 32, "layers": 3})
+    shapes = {n.attrs.name: format_shape(n.output.type.shape) for n in model.graph.inputs()}
+    assert shapes == {"tokens": "[T, N]", "h0": "[3, N, 32]", "c0": "[3, N, 32]"}
+    assert model.summary().params == 2 * 10000 * 32 + 10000 + 3 * 4 * (32 * 64 + 2 * 32)
+
+
+def test_lru_has_its_stated_counts_and_the_lru_parameter_names() -> None:
+    model = dlc.compile(RECURRENT / "lru.yaml", opt_level=0)
+    summary = model.summary({"N": 1, "T": 1024})
+    assert (summary.params, summary.macs) == (1_058_826, 1_074_530_816)
+    names = {n.attrs.name for n in model.graph.parameters()}
+    lru = {"nu_log", "theta_log", "gamma_log", "B_re", "B_im", "C_re", "C_im", "D"}
+    assert {f"layers.3.recurrence.{name}" for name in lru} <= names
