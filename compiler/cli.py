@@ -88,12 +88,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
         overrides=_overrides(args.set),
         registry=registry,
         portable=args.portable,
+        pass_options={"conv_algo": args.conv_algo},
     )
     if args.print_ir:
         print(model.graph)
         for record in model.pass_records:
             change = "modified" if record.modified else "no change"
             print(f"# pass {record.name}: {change} ({record.seconds * 1e3:.1f} ms)")
+            for note in record.notes:
+                print(f"#   {note}")
     if args.print_ir and args.output is None:
         return 0
     output = Path(args.output) if args.output else Path(target.default_output(Path(args.spec).stem))
@@ -265,8 +268,6 @@ def cmd_blocks(args: argparse.Namespace) -> int:
 
 
 def cmd_passes(args: argparse.Namespace) -> int:
-    from dlc.passes.manager import build_pipeline
-
     registry = _registry(args)
     rows = [
         {
@@ -276,13 +277,25 @@ def cmd_passes(args: argparse.Namespace) -> int:
             "plugin": p.plugin,
             "description": p.description,
         }
-        for p in build_pipeline(registry, 2)
+        for p in sorted(registry.passes, key=lambda p: p.phase)  # the -O2 order, opt-in passes too
     ]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         for row in rows:
-            print(f"-O{row['level']}  {row['name']:<28} {row['description']} ({row['plugin']})")
+            level = f"-O{row['level']}" if row["level"] <= 2 else "opt-in"
+            print(f"{level:<6} {row['name']:<28} {row['description']} ({row['plugin']})")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    if not registry.tuners:
+        print("no installed plugin has a cost model to calibrate")
+        return 0
+    for tuner in registry.tuners:
+        print(f"{tuner.name} ({tuner.plugin}): {tuner.description}")
+        print(tuner.run(args.quick))
     return 0
 
 
@@ -368,6 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the optimized IR (and write output only with -o)",
     )
     compile_.add_argument(
+        "--conv-algo",
+        choices=("auto", "direct", "fft"),
+        default="auto",
+        help="convolution algorithm: by predicted cost (auto, at -O2), or forced for every conv",
+    )
+    compile_.add_argument(
         "--portable",
         action="store_true",
         help="standard ONNX ops only (by default -O2 may use ONNX Runtime's fused com.microsoft ops)",
@@ -432,6 +451,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     passes.add_argument("--json", action="store_true")
     passes.set_defaults(handler=cmd_passes)
+
+    tune = commands.add_parser(
+        "tune",
+        parents=[common],
+        help="calibrate cost models (e.g. the conv algorithm choice) on this machine",
+    )
+    tune.add_argument(
+        "--quick", action="store_true", help="fewer, smaller measurements (seconds, less accurate)"
+    )
+    tune.set_defaults(handler=cmd_tune)
 
     schema = commands.add_parser(
         "schema", parents=[common], help="print the JSON Schema of the spec language"

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from dlc.ir.ops import OpDef
     from dlc.passes.manager import PassInfo
     from dlc.spec.blocks import BlockType, ShortcutProjection, TemplateLibrary
+    from dlc.tuning import Tuner
 
 PROJECT = "dlc"
 ENTRY_POINT_GROUP = "dlc.plugins"
@@ -60,6 +61,12 @@ def dlc_templates() -> list[TemplateLibrary]:
     return []
 
 
+@hookspec
+def dlc_tuners() -> list[Tuner]:
+    """Calibrations of cost models, run by `dlc tune` on the user's machine."""
+    return []
+
+
 HOOK_NAMES = (
     "dlc_block_types",
     "dlc_ops",
@@ -67,4 +74,5 @@ HOOK_NAMES = (
     "dlc_emit_targets",
     "dlc_shortcut_projections",
     "dlc_templates",
+    "dlc_tuners",
 )

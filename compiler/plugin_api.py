@@ -30,6 +30,7 @@ from dlc.ir.shapes import (
 from dlc.ir.symbolic import Dim, Sym, is_static, product
 from dlc.ir.types import DType, TensorType, format_shape
 from dlc.passes.manager import (
+    LEVEL_OPT_IN,
     PHASE_CLEANUP,
     PHASE_FINAL,
     PHASE_FUSION,
@@ -43,6 +44,7 @@ from dlc.spec.blocks import BlockConfig, BlockType, ShortcutProjection, Template
 from dlc.spec.context import BlockContext
 
 __all__ = [
+    "LEVEL_OPT_IN",
     "PHASE_CLEANUP",
     "PHASE_FINAL",
     "PHASE_FUSION",

@@ -29,6 +29,7 @@ from dlc.ir.ops import OpDef, OpGroup
 from dlc.ir.source_ops import SOURCE_OPS
 from dlc.passes.manager import PassInfo
 from dlc.spec.blocks import BlockType, ShortcutProjection, TemplateLibrary
+from dlc.tuning import Tuner
 
 log = logging.getLogger("dlc.plugins")
 
@@ -54,6 +55,7 @@ _RECORD_TYPES: dict[str, type] = {
     "dlc_emit_targets": EmitTarget,
     "dlc_shortcut_projections": ShortcutProjection,
     "dlc_templates": TemplateLibrary,
+    "dlc_tuners": Tuner,
 }
 
 
@@ -90,6 +92,7 @@ class Registry:
         self._targets: dict[str, list[EmitTarget]] = {}
         self.projections: list[ShortcutProjection] = []
         self.template_libraries: list[TemplateLibrary] = []
+        self.tuners: list[Tuner] = []
         self._templates: dict[str, Any] | None = None
         for op in SOURCE_OPS:
             self._ops[op.name] = [op]
@@ -175,6 +178,7 @@ class Registry:
             self._targets.setdefault(target.name, []).append(target)
         self.projections.extend(records.get("dlc_shortcut_projections", []))
         self.template_libraries.extend(records.get("dlc_templates", []))
+        self.tuners.extend(records.get("dlc_tuners", []))
         self._templates = None
 
 
@@ -242,6 +246,7 @@ def _provides(records: dict[str, list[Any]]) -> dict[str, list[str]]:
         "dlc_passes": "passes",
         "dlc_emit_targets": "targets",
         "dlc_shortcut_projections": "projections",
+        "dlc_tuners": "tuners",
     }
     provides = {
         labels[hook]: sorted(r.name for r in items) for hook, items in records.items() if hook in labels

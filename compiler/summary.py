@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dlc.errors import DlcError
 from dlc.ir.graph import Graph
 from dlc.ir.symbolic import evaluate_dim, product
 from dlc.ir.types import format_shape
@@ -83,6 +84,7 @@ def summarize(
         symbols |= node.output.type.symbols
     bindings = {s: 1 for s in sorted(symbols)}
     bindings.update(dims or {})
+    _check_sizes(layers, bindings)
 
     def macs_of(node_names: list[str]) -> int:
         total = 0
@@ -136,3 +138,20 @@ def summarize(
         dims=bindings,
         layers=rows,
     )
+
+
+def _check_sizes(layers: list[LayerInfo], bindings: Mapping[str, int]) -> None:
+    """Counting at dims where some layer's output would be empty (a valid conv on a length-1
+    sequence, say) gives meaningless, even negative, numbers: say so, and which dims to set."""
+    for info in layers:
+        for value in info.outputs.values():
+            concrete = value.type.concrete_shape(bindings)
+            if min(concrete, default=1) < 1:
+                sizes = ", ".join(f"{k}={v}" for k, v in bindings.items())
+                raise DlcError(
+                    f"at {sizes}, layer '{info.name}' would output {list(concrete)} "
+                    f"({format_shape(value.type.shape)})",
+                    location=info.location,
+                    hint="give the symbolic dims larger sizes, e.g. "
+                    + " ".join(f"--dim {k}=64" for k in bindings),
+                )

@@ -37,8 +37,11 @@ def sample_graph(op: OpDef, sample: OpSample, registry: Registry) -> tuple[Graph
             continue
         array = np.asarray(array)
         if index in sample.params:
+            # Named like the op's own parameters ({1: "weight"}), a torch lowering can claim
+            # them as a real submodule, so the sample exercises the module form.
+            local = sample.params[index] if isinstance(sample.params, Mapping) else f"p{index}"
             node = builder.add_parameter(
-                f"{op.name.replace('.', '_')}_0.p{index}",
+                f"{op.name.replace('.', '_')}_0.{local}",
                 tuple(array.shape),
                 from_array(array),
                 dtype=DType.from_numpy(array.dtype),

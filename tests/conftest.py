@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,8 @@ EXAMPLES = REPO / "examples"
 
 # Check the IR after every pass in every test.
 os.environ["DLC_VERIFY"] = "1"
+# Cost models use their documented defaults, not whatever `dlc tune` stored on this machine.
+os.environ["DLC_CACHE_DIR"] = tempfile.mkdtemp(prefix="dlc-test-cache-")
 
 
 @dataclass

@@ -214,3 +214,13 @@ def test_portable_is_recorded_in_the_model(tmp_path) -> None:
         assert run_cli("compile", "specs/mlp.yaml", "-o", str(path), *flag).code == 0
         metadata = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
         assert metadata["dlc.portable"] == expected
+
+
+def test_summary_refuses_dims_that_empty_a_layer() -> None:
+    result = run_cli("summary", "specs/cnn/text_cnn.yaml", "--json")
+    assert result.code == 1
+    assert "at N=1, T=1, layer" in result.stderr and "--dim T=64" in result.stderr
+    assert (
+        json.loads(run_cli("summary", "specs/cnn/text_cnn.yaml", "--json", "--dim", "T=50").stdout)["macs"]
+        == 16_860_600
+    )

@@ -116,9 +116,9 @@ def test_broken_plugins_are_listed_as_failed_and_the_rest_works(broken_plugins, 
     assert plugins["core"]["status"] == "loaded"
     assert result.stderr.count("plugin 'broken_import' failed to load") == 1  # warned once
     for spec in sorted(SPECS.rglob("*.yaml")):
-        sizes = [f"--set={k}={v}" for k, v in settings_for(spec)["set"].items()]  # CI sizes
+        smaller = [f"--set={key}={value}" for key, value in settings_for(spec)["set"].items()]  # CI sizes
         compiled = run_cli(
-            "compile", str(spec), *sizes, "-o", str(tmp_path / f"{spec.stem}.onnx"), env=broken_plugins
+            "compile", str(spec), "-o", str(tmp_path / f"{spec.stem}.onnx"), *smaller, env=broken_plugins
         )
         assert compiled.code == 0, compiled.output
 

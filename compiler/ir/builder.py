@@ -87,7 +87,9 @@ class GraphBuilder:
         module: str = "",
         layer: str = "",
         location: Location | None = None,
+        before: Node | None = None,
     ) -> Node:
+        """A node of `op` with its output types inferred; `before`: see `Graph.add`."""
         opdef = self.registry.op(op)
         try:
             typed_attrs = opdef.make_attrs(attrs)
@@ -104,7 +106,7 @@ class GraphBuilder:
                 Value(f"{node_name}:{port}", t) for port, t in zip(ports, output_types, strict=True)
             )
         node = Node(node_name, op, tuple(inputs), outputs, typed_attrs, module, layer, location)
-        return self.graph.add(node)
+        return self.graph.add(node, before=before)
 
     def note_input_range(self, value: Value, low: float, high: float) -> None:
         producer = self.graph.producer(value)

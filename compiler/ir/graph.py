@@ -99,7 +99,10 @@ class Graph:
 
     # -- mutation ----------------------------------------------------------------------
 
-    def add(self, node: Node) -> Node:
+    def add(self, node: Node, before: Node | None = None) -> Node:
+        """Add `node` at the end of the order, or at the position of `before` (which, and
+        everything after it, moves one place on): a rewrite then prints and emits its new
+        nodes where the nodes they replace were."""
         if node.name in self._nodes:
             raise IRError(f"duplicate node name '{node.name}'")
         for value in node.outputs:
@@ -108,7 +111,14 @@ class Graph:
         for value in node.input_values:
             self._check_defined(value, node)
         self._nodes[node.name] = node
-        self._order[node.name] = self._counter
+        if before is None:
+            self._order[node.name] = self._counter
+        else:
+            position = self._order[before.name]
+            for name, index in self._order.items():
+                if index >= position:
+                    self._order[name] = index + 1
+            self._order[node.name] = position
         self._counter += 1
         self._dag.add_node(node.name)
         for index, value in enumerate(node.outputs):
@@ -186,8 +196,11 @@ class Graph:
 
     def copy(self) -> Graph:
         clone = Graph(self.name)
-        for node in self:
+        # Topological order: a node replaced in place may read a node added after it.
+        for node in self.toposort():
             clone.add(node)
+        clone._order = dict(self._order)  # keep positions, so printing and emission agree
+        clone._counter = self._counter
         clone.outputs = dict(self.outputs)
         return clone
 

@@ -5,6 +5,10 @@ parameter's values depend only on the seed and its name, never on the order in w
 parameters are created or emitted. Values are drawn directly in float32, in pieces of
 `CHUNK` elements (the same stream as one draw), so a writer can stream a large tensor
 through a small reused buffer instead of holding it whole (`Init.chunks`).
+
+An initializer may pass its draw through a named `Transform` (e.g. the LRU's eigenvalue
+ring), and parameters that name the same `stream` share one draw, so one can be a
+function of another's values (the LRU's normalization of its eigenvalues' moduli).
 """
 
 from __future__ import annotations
@@ -26,6 +30,14 @@ CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, eq=False)
+class Transform:
+    """A function applied element-wise to drawn values, named for the IR printer."""
+
+    name: str
+    function: Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
 class Init:
     """How to fill a parameter: a distribution with its arguments, or literal data."""
 
@@ -34,8 +46,16 @@ class Init:
     second: float = 0.0  # uniform: high; normal: std
     data: np.ndarray | None = field(default=None, repr=False)
     zero_row: int | None = None  # a row set to zero after drawing (embedding padding_idx)
+    transform: Transform | None = None  # applied to the drawn values
+    stream: str | None = None  # draw from this name's generator instead of the parameter's
 
     def describe(self) -> str:
+        if self.transform is not None:
+            stream = f", stream={self.stream}" if self.stream else ""
+            return f"{self.transform.name}({self._describe_draw()}{stream})"
+        return self._describe_draw()
+
+    def _describe_draw(self) -> str:
         if self.zero_row is not None:
             return f"{self.kind}({self.first:.6g}, {self.second:.6g}, zero_row={self.zero_row})"
         if self.kind == "uniform":
@@ -56,9 +76,11 @@ class Init:
             return np.full(shape, self.first, dtype=dtype)
         values = np.empty(shape, dtype=self._draw_type(dtype))
         flat = values.reshape(-1)
-        rng = self._generator(seed, name)
+        rng = self._generator(seed, self.stream or name)
         for start in range(0, flat.size, CHUNK):
             self._draw_into(rng, flat[start : start + CHUNK], start, shape)
+        if self.transform is not None:
+            return np.asarray(self.transform.function(values), dtype=dtype)
         return values.astype(dtype, copy=False)
 
     def chunks(
@@ -81,7 +103,8 @@ class Init:
             usable = given is not None and given.dtype == np.dtype(dtype) and given.size >= size
             return given[:size] if usable else np.empty(size, dtype=dtype)
 
-        if self.kind in ("data", "constant") or self._draw_type(dtype) != np.dtype(dtype):
+        whole = self.transform is not None or self._draw_type(dtype) != np.dtype(dtype)
+        if self.kind in ("data", "constant") or whole:
             if self.kind == "constant":  # one buffer's worth, repeated
                 flat = buffer(min(CHUNK, total))
                 flat[:] = self.first
@@ -90,7 +113,7 @@ class Init:
             flat = self.materialize(shape, dtype, seed, name).reshape(-1)
             yield from (flat[start : start + CHUNK] for start in range(0, total, CHUNK))
             return
-        rng = self._generator(seed, name)
+        rng = self._generator(seed, self.stream or name)
         for start in range(0, total, CHUNK):
             piece = buffer(min(CHUNK, total - start))
             self._draw_into(rng, piece, start, shape)
@@ -162,6 +185,16 @@ def zeros() -> Init:
 
 def ones() -> Init:
     return constant(1.0)
+
+
+def transformed(
+    base: Init, name: str, function: Callable[[np.ndarray], np.ndarray], stream: str = ""
+) -> Init:
+    """`base`'s draw passed through `function`; parameters with the same `stream` draw the
+    same values (from the stream's generator), so each may apply its own function to them."""
+    return Init(
+        base.kind, base.first, base.second, transform=Transform(name, function), stream=stream or None
+    )
 
 
 def from_array(array: np.ndarray) -> Init:

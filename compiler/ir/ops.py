@@ -47,14 +47,16 @@ class InferenceError(ValueError):
 class OpSample:
     """One sample for the registry-wide parity test: attributes and input arrays.
 
-    Inputs listed in `params` become parameters (so torch lowerings that build modules
-    are exercised); with `symbolic_batch`, dim 0 of the batched data inputs is the symbol
-    `N`; `symbols` names symbolic dims explicitly instead.
+    Inputs listed in `params` become parameters; give them the op's own parameter names
+    (``{1: "weight", 2: "bias"}``) so a torch lowering that builds a submodule (nn.Linear)
+    claims them and the module form is exercised, not only the functional one. With
+    `symbolic_batch`, dim 0 of the batched data inputs is the symbol `N`; `symbols` names
+    symbolic dims explicitly instead.
     """
 
     inputs: tuple[np.ndarray | None, ...]
     attrs: Mapping[str, Any] = field(default_factory=dict)
-    params: frozenset[int] = frozenset()
+    params: frozenset[int] | Mapping[int, str] = frozenset()
     symbolic_batch: bool = True
     symbols: Mapping[int, Mapping[int, str]] | None = None  # explicit {input: {axis: symbol}}
     tolerance: float = 1e-5

@@ -30,6 +30,10 @@ PHASE_FUSION = 200  # rewrites that merge ops (conv + batch norm, ...)
 PHASE_SELECTION = 300  # per-node algorithm choices (direct vs FFT convolution, ...)
 PHASE_FINAL = 900  # last tidy-up after the rewrites above
 
+# The level of an opt-in pass: no -O level runs it, `--passes` names it (e.g. a rewrite that
+# measured no faster on the development machine but may pay elsewhere).
+LEVEL_OPT_IN = 3
+
 
 @dataclass(frozen=True)
 class PassResult:
@@ -61,7 +65,8 @@ class PassContext:
 
 @dataclass(frozen=True)
 class PassInfo:
-    """A registered pass: `factory(context)` builds it; `level` is the lowest -O that runs it."""
+    """A registered pass: `factory(context)` builds it; `level` is the lowest -O that runs it
+    (`LEVEL_OPT_IN`: none; only `--passes` runs it)."""
 
     name: str
     factory: Callable[[PassContext], Pass]
@@ -76,6 +81,7 @@ class PassRecord:
     name: str
     modified: bool
     seconds: float
+    notes: tuple[str, ...] = ()  # what a pass reports (rewrites fired, why others did not)
 
 
 def build_pipeline(registry: Registry, level: int, names: Sequence[str] | None = None) -> list[PassInfo]:
@@ -121,7 +127,8 @@ class PassManager:
                 ) from error
             graph = result.graph
             elapsed = time.perf_counter() - start
-            self.records.append(PassRecord(compiler_pass.name, result.modified, elapsed))
+            notes = tuple(compiler_pass.notes()) if hasattr(compiler_pass, "notes") else ()
+            self.records.append(PassRecord(compiler_pass.name, result.modified, elapsed, notes))
             log.debug("pass %s: modified=%s (%.1f ms)", compiler_pass.name, result.modified, elapsed * 1e3)
             if self.verify:
                 try:

@@ -26,6 +26,7 @@ from dlc.ir.builder import GraphBuilder
 from dlc.ir.graph import Graph
 from dlc.ir.node import Value
 from dlc.ir.ops import InferenceError
+from dlc.ir.symbolic import Dim
 from dlc.ir.types import TensorType, parse_dim
 from dlc.registry import Registry
 from dlc.spec.blocks import BlockType
@@ -73,16 +74,32 @@ class Lowering(EntryReading, StructureLowering):
         root = Frame(scope="", names={}, parent=None, env=dict(spec.params), source=spec.source)
         self._check_template_names()
         for name, decl in spec.model.inputs.items():
-            shape = tuple(parse_dim(d) for d in decl.shape)
+            shape = self._input_shape(name, decl.shape, root)
             node = self.builder.add_input(name, TensorType(decl.dtype, shape), decl.range)
             root.names[name] = LayerResult.single(node.output)
             root.taken.add(name)
+        self.errors.raise_if_any()  # layers on an input of unknown shape would only add noise
         inputs = list(spec.model.inputs)
         first = root.names[inputs[0]] if len(inputs) == 1 else None
         last = self.lower_sequence(spec.raw["layers"], ("layers",), root, first, several_inputs=inputs)
         self._set_outputs(root, last)
         self.errors.raise_if_any()
         return LoweredSpec(self.graph, self.layers)
+
+    def _input_shape(self, name: str, dims: Sequence[Any], frame: Frame) -> tuple[Dim, ...]:
+        """An input's dims: ints, symbols (`N`), or `${...}` expressions over params, so that
+        `--set image=64` can shrink a model's input."""
+        shape: list[Dim] = []
+        for index, dim in enumerate(dims):
+            path = ("inputs", name, "shape", index)
+            try:
+                shape.append(parse_dim(self._expand(dim, path, frame)))
+            except Broken:
+                shape.append(1)
+            except ValueError as error:
+                self._error(str(error), path, frame)
+                shape.append(1)
+        return tuple(shape)
 
     def _check_template_names(self) -> None:
         for name, template in self.spec.templates.items():

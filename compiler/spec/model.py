@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from dlc.ir.types import DType
+from dlc.spec.expressions import has_expression
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
@@ -25,8 +26,8 @@ class StrictModel(BaseModel):
 def _check_dim(dim: int | str) -> int | str:
     if isinstance(dim, bool) or (isinstance(dim, int) and dim < 1):
         raise ValueError(f"dims must be positive ints or symbol names such as N, got {dim!r}")
-    if isinstance(dim, str) and not dim.isidentifier():
-        raise ValueError(f"symbolic dims must be names such as N or T, got {dim!r}")
+    if isinstance(dim, str) and not dim.isidentifier() and not has_expression(dim):
+        raise ValueError(f"symbolic dims must be names such as N or T (or ${{param}}), got {dim!r}")
     return dim
 
 

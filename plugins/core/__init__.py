@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from dlc.plugin_api import BlockType, OpDef, ShortcutProjection, TensorType, hookimpl
 
-from . import activations, layers, tensor_math, tensors
+from . import activations, arithmetic, layers, reductions, shape_ops, tensors
+
+# Activations, weighted layers, shape/merge blocks, arithmetic, shape ops, reductions.
+MODULES = (activations, layers, tensors, arithmetic, shape_ops, reductions)
 
 
 @hookimpl
 def dlc_ops() -> list[OpDef]:
-    return [*activations.OPS, *layers.OPS, *tensors.OPS, *tensor_math.OPS]
+    return [op for module in MODULES for op in module.OPS]
 
 
 @hookimpl
 def dlc_block_types() -> list[BlockType]:
-    return [*activations.BLOCKS, *layers.BLOCKS, *tensors.BLOCKS, *tensor_math.BLOCKS]
+    return [block for module in MODULES for block in module.BLOCKS]
 
 
 def _linear_projection(source: TensorType, target: TensorType) -> tuple[str, dict] | None:

@@ -91,10 +91,10 @@ def _linear_samples() -> list[OpSample]:
         return rng.standard_normal(shape).astype(np.float32)
 
     return [
-        OpSample((arr(4, 6), arr(5, 6), arr(5)), params=frozenset({1, 2}), name="2d-module"),
-        OpSample((arr(2, 3, 6), arr(5, 6), arr(5)), params=frozenset({1, 2}), name="3d-module"),
+        OpSample((arr(4, 6), arr(5, 6), arr(5)), params={1: "weight", 2: "bias"}, name="2d-module"),
+        OpSample((arr(2, 3, 6), arr(5, 6), arr(5)), params={1: "weight", 2: "bias"}, name="3d-module"),
         OpSample((arr(4, 6), arr(5, 6)), name="2d-functional-no-bias"),
-        OpSample((arr(2, 3, 6), arr(5, 6)), params=frozenset({1}), name="3d-no-bias"),
+        OpSample((arr(2, 3, 6), arr(5, 6)), params={1: "weight"}, name="3d-no-bias"),
     ]
 
 
@@ -134,7 +134,7 @@ def _embedding_samples() -> list[OpSample]:
     ids = rng.integers(0, 11, size=(3, 5)).astype(np.int64)
     weight = rng.standard_normal((11, 4)).astype(np.float32)
     return [
-        OpSample((ids, weight), params=frozenset({1}), name="module"),
+        OpSample((ids, weight), params={1: "weight"}, name="module"),
         OpSample((ids, weight), name="functional"),
     ]
 
@@ -207,10 +207,10 @@ def _layer_norm_samples() -> list[OpSample]:
     b = rng.standard_normal((6,)).astype(np.float32)
     w2 = rng.standard_normal((4, 6)).astype(np.float32)
     return [
-        OpSample((x, w, b), params=frozenset({1, 2}), name="affine-module"),
+        OpSample((x, w, b), params={1: "weight", 2: "bias"}, name="affine-module"),
         OpSample((x, w, b), name="affine-functional"),
         OpSample((x,), name="no-affine"),
-        OpSample((x, w2), {"dims": 2}, params=frozenset({1}), name="two-dims-no-bias"),
+        OpSample((x, w2), {"dims": 2}, params={1: "weight"}, name="two-dims-no-bias"),
     ]
 
 
@@ -280,8 +280,16 @@ def _batch_norm_samples() -> list[OpSample]:
     x4 = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
     tracked = np.array(0, dtype=np.int64)
     return [
-        OpSample((x2, *stats(3), tracked), params=frozenset({1, 2, 3, 4, 5}), name="features-module"),
-        OpSample((x4, *stats(3), tracked), params=frozenset({1, 2, 3, 4, 5}), name="channels-module"),
+        OpSample(
+            (x2, *stats(3), tracked),
+            params={1: "weight", 2: "bias", 3: "running_mean", 4: "running_var", 5: "num_batches_tracked"},
+            name="features-module",
+        ),
+        OpSample(
+            (x4, *stats(3), tracked),
+            params={1: "weight", 2: "bias", 3: "running_mean", 4: "running_var", 5: "num_batches_tracked"},
+            name="channels-module",
+        ),
         OpSample((x4, *stats(3)), name="functional"),
     ]
 

@@ -78,19 +78,21 @@ class ReshapeAttrs(OpAttrs):
 
 
 def _reshape_infer(attrs: ReshapeAttrs, inputs: Sequence[TensorType | None]) -> TensorType:
+    """reshape(x, like?): `like`, when given, supplies the sizes of symbolic dims that x
+    only has merged (x [N*T, F] to [N, T, F] reads N and T from a [N, T, ...] tensor)."""
     x = inputs[0]
     assert x is not None
     return reshape(x, list(attrs.shape))
 
 
 def _reshape_onnx(b: OnnxBuilder, node: Node) -> None:
-    x = node.inputs[0]
-    b.op("Reshape", [b.name(x), b.target_shape(x, node.outputs[0].type.shape)], b.outputs(node))
+    x, *donors = node.input_values
+    b.op("Reshape", [b.name(x), b.target_shape(x, node.outputs[0].type.shape, donors)], b.outputs(node))
 
 
 def _reshape_torch(t: TorchWriter, node: Node) -> str:
-    x = node.inputs[0]
-    return f"{t.var(x)}.reshape({t.shape_args(x, node.outputs[0].type.shape)})"
+    x, *donors = node.input_values
+    return f"{t.var(x)}.reshape({t.shape_args(x, node.outputs[0].type.shape, donors)})"
 
 
 def _shape_samples() -> list[OpSample]:
@@ -111,6 +113,11 @@ def _reshape_samples() -> list[OpSample]:
         OpSample((x,), {"shape": (n, 3, 4)}, name="symbolic"),
         OpSample((x,), {"shape": (-1, 6)}, symbolic_batch=False, name="infer"),
         OpSample((x,), {"shape": (n, 2, -1)}, name="symbolic-infer"),
+        OpSample(
+            (x, rng.standard_normal((2, 5)).astype(np.float32)),
+            {"shape": (n, 3, 4)},
+            name="sizes-from-another",
+        ),
     ]
 
 

@@ -148,3 +148,16 @@ def test_helpers_are_never_shadowed_by_variables() -> None:
     assert writer._helpers == {"double_": 'def double_(x):\n    """double_(x) = 2x."""\n    return 2 * x'}
     assert writer.helper("triple", "def triple(x):\n    return 3 * x") == "triple"
     assert "triple" in writer._used_names  # later variables keep off the name
+
+
+def test_generated_variables_never_shadow_python_builtins() -> None:
+    import builtins
+
+    spec = load_spec(
+        "shadow.yaml",
+        text="dlc: 1\nname: s\ninputs: {x: {shape: [N, 4]}}\nlayers:\n  - linear: 4\n    id: slice\n  - relu:\n    in: x\n    id: input\n  - add:\n    in: [slice, input]\n",
+    )
+    source = dlc.compile(spec).torch_source()
+    forward = source.split("def forward")[1].split("def load_model")[0]
+    assigned = {line.split("=")[0].strip() for line in forward.splitlines() if " = " in line}
+    assert assigned and not assigned & set(dir(builtins))

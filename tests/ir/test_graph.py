@@ -103,3 +103,23 @@ def test_copy_is_independent() -> None:
     clone.replace_all_uses(clone.node("identity").output, clone.node("relu").output)
     clone.erase(clone.node("identity"))
     assert "identity" in graph and "identity" not in clone
+
+
+def test_a_node_added_before_another_takes_its_place_in_the_order() -> None:
+    graph, builder = small_graph()
+    x = graph.value("x")
+    builder.add_op("sigmoid", [x], {}, name="early", before=graph.node("relu"))
+    graph.add(Node("late", "sigmoid", (x,), (Value("late", x.type),), OpAttrs()))
+    assert [n.name for n in graph] == ["x", "early", "relu", "identity", "tanh", "late"]
+    assert [n.name for n in graph.toposort()] == ["x", "early", "relu", "identity", "tanh", "late"]
+    assert [n.name for n in graph.copy()] == [n.name for n in graph]
+
+
+def test_copy_keeps_a_node_replaced_in_place_that_reads_a_newer_node() -> None:
+    graph, builder = small_graph()
+    newer = builder.add_op("sigmoid", [graph.value("x")], {}, name="newer").output
+    tanh = graph.node("tanh")
+    graph.replace_node(tanh, tanh.replace(inputs=(newer,)))  # keeps its position, before "newer"
+    clone = graph.copy()
+    assert str(clone) == str(graph)
+    assert [n.name for n in clone] == [n.name for n in graph]

@@ -105,3 +105,18 @@ def test_embedding_std_sets_the_spread_of_the_initial_rows() -> None:
     text = SPEC.replace("embedding: {vocab: 4000, dim: 64}", "embedding: {vocab: 4000, dim: 64, std: 0.02}")
     table = dlc.compile(load_spec("inits.yaml", text=text), opt_level=0).weights()["embedding_0.weight"]
     assert abs(table.std() / 0.02 - 1) < 0.01 and abs(table.mean()) < 1e-3
+
+
+def test_transformed_draws_sharing_a_stream_see_the_same_values() -> None:
+    dtype = np.dtype(np.float32)
+    square = init.transformed(init.uniform(1.0), "square", np.square, stream="layer.ring")
+    negate = init.transformed(init.uniform(1.0), "negate", np.negative, stream="layer.ring")
+    squared, negated = (i.materialize((5,), dtype, 0, name) for i, name in ((square, "a"), (negate, "b")))
+    np.testing.assert_array_equal(squared, np.square(negated))
+    assert square.describe() == "square(uniform(-1, 1), stream=layer.ring)"
+    other_seed = square.materialize((5,), dtype, 1, "a")
+    assert not np.array_equal(squared, other_seed)
+    alone = init.transformed(init.uniform(1.0), "square", np.square)
+    np.testing.assert_array_equal(
+        alone.materialize((5,), dtype, 0, "a"), np.square(init.uniform(1.0).materialize((5,), dtype, 0, "a"))
+    )

@@ -187,6 +187,15 @@ CASES = [
         full=True,
     ),
     Bad(
+        "bad-dim-expression",
+        'dlc: 1\nname: bad\ninputs:\n  x: {shape: [N, "${size - 4}"]}\nparams: {size: 4}\nlayers: [relu]\n',
+        4,
+        18,
+        "a dimension must be positive, got 0",
+        "inputs.x.shape[1]",
+        full=True,
+    ),
+    Bad(
         "unknown-dtype",
         "dlc: 1\nname: bad\ninputs:\n  x: {shape: [N], dtype: float33}\nlayers: [relu]\n",
         4,

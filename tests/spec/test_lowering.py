@@ -186,6 +186,18 @@ def test_set_overrides_params() -> None:
     assert compile_text(text, overrides={"width": 5}).graph.outputs["output"].type.shape[1] == 10
 
 
+def test_input_shapes_take_param_expressions_so_set_can_shrink_a_model() -> None:
+    text = """
+        dlc: 1
+        name: t
+        inputs: {x: {shape: [N, "${features}"]}}
+        params: {features: 6}
+        layers: [{linear: 3}]
+        """
+    assert compile_text(text).graph.inputs()[0].output.type.shape[1] == 6
+    assert compile_text(text, overrides={"features": 2}).graph.inputs()[0].output.type.shape[1] == 2
+
+
 def test_residual_auto_projection_when_shapes_differ() -> None:
     model = compile_text(
         """

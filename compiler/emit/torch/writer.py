@@ -13,6 +13,7 @@ shape as a comment.
 
 from __future__ import annotations
 
+import builtins
 import keyword
 import re
 from collections.abc import Mapping, Sequence
@@ -63,27 +64,16 @@ NN_MODULE_ATTRIBUTES = frozenset((
 ))
 # fmt: on
 
-_SHADOWED_BUILTINS = {
-    "input",
-    "id",
-    "type",
-    "len",
-    "sum",
-    "min",
-    "max",
-    "abs",
-    "iter",
-    "list",
-    "dict",
-    "set",
-}
+# Names a generated variable must not take: Python's builtins (`slice`, `input`, `id`...)
+# and the names model.py itself uses.
+_RESERVED_NAMES = frozenset(dir(builtins)) | {"self", "torch", "nn", "F", "Path"}
 
 
 def _identifier(text: str) -> str:
     name = re.sub(r"\W+", "_", text).strip("_") or "x"
     if name[0].isdigit():
         name = f"v{name}"
-    if keyword.iskeyword(name) or name in _SHADOWED_BUILTINS or name in ("self", "torch", "nn", "F"):
+    if keyword.iskeyword(name) or name in _RESERVED_NAMES:
         name += "_"
     return name
 
@@ -131,6 +121,8 @@ def _init_code(init: Init, shape: tuple[int, ...], dtype: str) -> str:
         if shape
         else f"torch.empty((), dtype={dtype})"
     )
+    if init.transform is not None:
+        return empty  # a function of a draw (or of another parameter's): from the weights file
     if init.kind == "constant":
         if init.first == 0.0:
             return f"torch.zeros({dims or '()'}, dtype={dtype})"

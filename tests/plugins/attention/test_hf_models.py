@@ -2,7 +2,7 @@
 dlc's weights, loaded by name into BertModel, GPT2LMHeadModel and ViTForImageClassification,
 give the outputs of dlc's ONNX model (ONNX Runtime output and portable ONNX) and of the
 ejected PyTorch module. Reduced sizes (2 layers, width 64) keep this fast; the structure is
-the full one. Skipped without the `bench` extra (CI installs `.[dev]` only)."""
+the full one. transformers comes with the `dev` extra."""
 
 from __future__ import annotations
 
