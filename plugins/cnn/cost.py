@@ -39,12 +39,13 @@ def cache_directory() -> Path:
 class CostConstants:
     """Throughputs in MACs/s, bandwidth in bytes/s, overhead in seconds."""
 
-    gemm_peak: float = 100e9
+    gemm_peak: float = 200e9
     gemm_half: float = 12.0
-    depthwise_rate: float = 60e9
-    bandwidth: float = 15e9
-    overhead: float = 15e-6
-    direct_factor: float = 1.0  # measured dense direct conv time / GEMM-model prediction
+    depthwise_rate: float = 75e9  # 2-D depthwise convs
+    depthwise_rate_1d: float = 16e9  # 1-D ones run far slower in ONNX Runtime
+    bandwidth: float = 50e9
+    overhead: float = 2e-6
+    direct_factor: float = 0.85  # measured dense direct conv time / GEMM-model prediction
     source: str = "defaults"
 
     def efficiency(self, *dims: float) -> float:
@@ -105,7 +106,8 @@ class CostModel:
         """Seconds for one direct convolution (im2col-style GEMM per group, or depthwise)."""
         c = self.constants
         if shape.depthwise:
-            compute = shape.macs / c.depthwise_rate
+            rate = c.depthwise_rate_1d if len(shape.kernel) == 1 else c.depthwise_rate
+            compute = shape.macs / rate
         else:
             m = shape.out_channels // shape.groups
             k = shape.in_channels // shape.groups * math.prod(shape.kernel)
