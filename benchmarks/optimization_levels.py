@@ -1,8 +1,8 @@
 """-O0 against -O2: the optimizer's speed-up in ONNX Runtime (CPU) and in the ejected
 PyTorch model, per spec, measured in one run.
 
-Runs alternate between the two levels (ABAB...) and each level's median is taken, so slow
-drifts of the machine affect both alike. ONNX Runtime runs with its own graph optimizations
+Runs alternate between the two levels in blocks (a warm-up call, then timed ones for 0.1 s)
+and each level's median is taken, so slow drifts of the machine affect both alike. ONNX Runtime runs with its own graph optimizations
 on, as users run it. Outputs of the two levels are compared (max error relative to scale).
 
     python benchmarks/optimization_levels.py            # bench specs and the CNN zoo
@@ -50,16 +50,22 @@ def inputs_for(model, dims: dict[str, int]) -> dict[str, np.ndarray]:
     return arrays
 
 
-def alternate(runs: dict[str, callable], repeats: int) -> dict[str, float]:
-    """Median milliseconds of each callable, measured in alternation after a warm-up."""
-    for run in runs.values():
-        run()
+def alternate(runs: dict[str, callable], rounds: int, block_seconds: float = 0.1) -> dict[str, float]:
+    """Median milliseconds of each callable: in every round each one runs a block of calls
+    (a warm-up call, then timed ones for about `block_seconds`, at least three), so slow
+    drifts of the machine affect all alike while every timed call finds the caches as
+    repeated inference leaves them, not as the other candidate left them (that costs a
+    memory-heavy FFT plan up to 1.5x). Small models get many calls per block."""
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for name, run in runs.items():
             start = time.perf_counter()
             run()
-            times[name].append(time.perf_counter() - start)
+            calls = max(3, int(block_seconds / max(time.perf_counter() - start, 1e-6)))
+            for _ in range(calls):
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) * 1e3 for name, values in times.items()}
 
 
@@ -91,7 +97,7 @@ def measure(spec: str, repeats: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("specs", nargs="*", default=DEFAULT_SPECS)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of timed blocks per level")
     parser.add_argument("--json")
     args = parser.parse_args()
     results = {}
