@@ -79,9 +79,12 @@ class Init:
         rng = self._generator(seed, self.stream or name)
         for start in range(0, flat.size, CHUNK):
             self._draw_into(rng, flat[start : start + CHUNK], start, shape)
-        if self.transform is not None:
-            return np.asarray(self.transform.function(values), dtype=dtype)
-        return values.astype(dtype, copy=False)
+        if self.transform is None:
+            return values.astype(dtype, copy=False)
+        transformed = np.asarray(self.transform.function(values), dtype=dtype)
+        if self.zero_row is not None:  # zero after the transform too, as documented
+            transformed[self.zero_row] = 0
+        return transformed
 
     def chunks(
         self,

@@ -120,3 +120,11 @@ def test_transformed_draws_sharing_a_stream_see_the_same_values() -> None:
     np.testing.assert_array_equal(
         alone.materialize((5,), dtype, 0, "a"), np.square(init.uniform(1.0).materialize((5,), dtype, 0, "a"))
     )
+
+
+def test_a_zeroed_row_stays_zero_through_a_transform() -> None:
+    from dataclasses import replace
+
+    shifted = replace(init.transformed(init.normal(1.0), "plus_one", lambda v: v + 1.0), zero_row=1)
+    values = shifted.materialize((3, 4), np.dtype(np.float32), 0, "w")
+    assert not values[1].any() and values[0].all() and values[2].all()
