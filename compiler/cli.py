@@ -316,16 +316,31 @@ def cmd_schema(args: argparse.Namespace) -> int:
 # -- parser ----------------------------------------------------------------------------------
 
 
+def _global_options(parser: argparse.ArgumentParser, default: Any) -> argparse.ArgumentParser:
+    parser.add_argument(
+        "--strict-plugins",
+        action="store_true",
+        default=default,
+        help="treat a plugin that fails to load as an error",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="log what dlc does: passes run, files written, providers chosen, timings",
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dlc import __version__
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--strict-plugins",
-        action="store_true",
-        help="treat a plugin that fails to load as an error",
-    )
-    common.add_argument("-v", "--verbose", action="store_true", help="log what dlc does")
+    # The global options are accepted before the command (`dlc -v compile ...`) and after it
+    # (`dlc compile -v ...`). After it they default to SUPPRESS: otherwise the subcommand's
+    # default (False) would overwrite what was given before the command.
+    top_level = _global_options(argparse.ArgumentParser(add_help=False), default=False)
+    common = _global_options(argparse.ArgumentParser(add_help=False), default=argparse.SUPPRESS)
     spec_options = argparse.ArgumentParser(add_help=False)
     spec_options.add_argument(
         "--set",
@@ -339,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dlc",
         description="dlc: compile declarative YAML network specs to ONNX and PyTorch, "
         "and run them in ONNX Runtime.",
-        parents=[common],
+        parents=[top_level],
     )
     parser.add_argument("--version", action="version", version=f"dlc {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
