@@ -389,7 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compile_.add_argument("--passes", help="run exactly these passes, comma-separated (see `dlc passes`)")
     compile_.add_argument("--seed", type=int, default=0, help="seed of the weight initialization (default 0)")
-    compile_.add_argument("--weights", help="a .safetensors file with the weights to use instead")
+    compile_.add_argument(
+        "--weights",
+        help="weights to use instead of the seeded init: .safetensors, or a PyTorch checkpoint "
+        "(.pt/.pth/.bin, a state_dict; needs dlc[torch])",
+    )
     compile_.add_argument(
         "--print-ir",
         action="store_true",
