@@ -117,7 +117,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
     else:
-        _console().print(summary.render())
+        from dlc.tables import print_table
+
+        print_table(_console(), *summary.table())
     return 0
 
 
@@ -158,30 +160,37 @@ def cmd_run(args: argparse.Namespace) -> int:
             staged = staging / "outputs.npz"
             np.savez(staged, **outputs)
             publish(staged, destination)
-    _print_run(session, inputs, outputs, elapsed, args.output)
+    _print_run(session, inputs, outputs, elapsed, args.output, args.json)
     return 0
 
 
-def _print_run(session: Any, inputs: dict, outputs: dict, elapsed: float, saved: str | None) -> None:
-    from rich.table import Table
+def _print_run(
+    session: Any, inputs: dict, outputs: dict, elapsed: float, saved: str | None, as_json: bool
+) -> None:
+    from dlc.runtime.report import run_report
+
+    report = run_report(session.providers, inputs, outputs, elapsed, saved)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    from dlc.tables import Column, print_table
 
     console = _console()
-    console.print(f"providers: {', '.join(session.providers)}   run: {elapsed * 1e3:.2f} ms")
-    table = Table(title_justify="left")
-    for column in ("", "name", "shape", "dtype", "mean", "std", "min", "max"):
-        table.add_column(column, justify="right" if column in ("mean", "std", "min", "max") else "left")
-    for kind, arrays in (("input", inputs), ("output", outputs)):
-        for name, array in arrays.items():
-            numeric = array.astype("float64") if array.size else array
-            stats = (
-                [f"{v:.4g}" for v in (numeric.mean(), numeric.std(), numeric.min(), numeric.max())]
-                if array.size
-                else [""] * 4
-            )
-            table.add_row(kind, name, str(list(array.shape)), str(array.dtype), *stats)
-    console.print(table)
+    console.out(f"providers: {', '.join(report['providers'])}   run: {elapsed * 1e3:.2f} ms", highlight=False)
+    columns = [Column(""), Column("name"), Column("shape"), Column("dtype")]
+    columns += [Column(stat, numeric=True) for stat in ("mean", "std", "min", "max")]
+    rows = []
+    for kind in ("inputs", "outputs"):
+        for name, entry in report[kind].items():
+            stats = [_stat(entry[stat]) for stat in ("mean", "std", "min", "max")]
+            rows.append([kind[:-1], name, str(entry["shape"]), entry["dtype"], *stats])
+    print_table(console, "", columns, rows)
     if saved:
-        console.print(f"wrote {saved}")
+        console.out(f"wrote {saved}", highlight=False)
+
+
+def _stat(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -189,19 +198,20 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([p.to_json() for p in registry.plugins], indent=2))
         return 0
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title="plugins", title_justify="left")
-    for column in ("name", "status", "version", "source", "provides / error"):
-        table.add_column(column)
+    from dlc.tables import Column, print_table
+
+    rows = []
     for plugin in registry.plugins:
         provides = "; ".join(f"{k}: {len(v)}" for k, v in plugin.provides.items() if v)
         detail = plugin.error if plugin.status == "failed" else provides
-        status = {"failed": "[red]failed[/red]", "disabled": "[yellow]disabled[/yellow]"}.get(
-            plugin.status, plugin.status
+        style = {"failed": "red", "disabled": "yellow"}.get(plugin.status, "")
+        rows.append(
+            [plugin.name, Text(plugin.status, style=style), plugin.version or "", plugin.source, detail or ""]
         )
-        table.add_row(plugin.name, status, plugin.version or "", plugin.source, detail or "")
-    _console().print(table)
+    columns = [Column(c) for c in ("name", "status", "version", "source", "provides / error")]
+    print_table(_console(), "plugins", columns, rows)
     return 0
 
 
@@ -281,10 +291,20 @@ def cmd_passes(args: argparse.Namespace) -> int:
     ]
     if args.json:
         print(json.dumps(rows, indent=2))
-    else:
-        for row in rows:
-            level = f"-O{row['level']}" if row["level"] <= 2 else "opt-in"
-            print(f"{level:<6} {row['name']:<28} {row['description']} ({row['plugin']})")
+        return 0
+    from dlc.tables import Column, print_table
+
+    columns = [Column("level"), Column("pass"), Column("plugin"), Column("description")]
+    table = [
+        [
+            f"-O{row['level']}" if row["level"] <= 2 else "opt-in",
+            row["name"],
+            row["plugin"],
+            row["description"],
+        ]
+        for row in rows
+    ]
+    print_table(_console(), "passes (in pipeline order)", columns, table)
     return 0
 
 
@@ -454,6 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help="write the outputs to this .npz file")
     run.add_argument(
         "--seed", type=int, default=0, help="seed for random inputs and spec weights (default 0)"
+    )
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: providers, run time, and per input and output its shape, dtype and statistics",
     )
     run.set_defaults(handler=cmd_run)
 
