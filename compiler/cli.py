@@ -216,64 +216,34 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_blocks(args: argparse.Namespace) -> int:
-    registry = _registry(args)
-    rows = []
-    for block in registry.blocks():
-        fields = {}
-        for name, field in block.config.model_fields.items():
-            fields[name] = {
-                "required": field.is_required(),
-                "default": None if field.is_required() else repr(field.default),
-            }
-        inputs = (
-            f"{block.inputs[0]}+"
-            if block.inputs[1] is None
-            else f"{block.inputs[0]}"
-            if block.inputs[0] == block.inputs[1]
-            else f"{block.inputs[0]}-{block.inputs[1]}"
-        )
-        rows.append(
-            {
-                "name": block.name,
-                "plugin": block.plugin,
-                "kind": "block",
-                "doc": block.doc,
-                "inputs": inputs,
-                "outputs": list(block.outputs),
-                "options": fields,
-            }
-        )
-    for name, templates in sorted(registry.templates().items()):
-        template = templates[0]
-        rows.append(
-            {
-                "name": name,
-                "plugin": template.plugin,
-                "kind": "template",
-                "doc": template.definition.doc or "",
-                "inputs": str(len(template.definition.inputs)),
-                "outputs": [],
-                "options": {
-                    k: {
-                        "required": "default" not in p.model_fields_set,
-                        "default": repr(p.default) if "default" in p.model_fields_set else None,
-                    }
-                    for k, p in template.params.items()
-                },
-            }
-        )
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    from rich.table import Table
+    from dlc.block_docs import block_doc, block_docs, render_text, yaml_value
 
-    table = Table(title="blocks", title_justify="left")
-    for column in ("block", "plugin", "inputs", "options", "description"):
-        table.add_column(column)
-    for row in rows:
-        options = ", ".join(k if v["required"] else f"{k}={v['default']}" for k, v in row["options"].items())
-        table.add_row(row["name"], row["plugin"], row["inputs"], options, row["doc"])
-    _console().print(table)
+    registry = _registry(args)
+    if args.name:
+        doc = block_doc(registry, args.name)
+        if args.json:
+            print(json.dumps(doc.to_json(), indent=2))
+        else:
+            print("\n".join(render_text(doc)))
+        return 0
+    docs = block_docs(registry)
+    if args.json:
+        print(json.dumps([d.to_json() for d in docs], indent=2))
+        return 0
+    from dlc.tables import Column, print_table
+
+    rows = [
+        [
+            d.name,
+            d.plugin,
+            d.inputs,
+            ", ".join(o.name if o.required else f"{o.name}={yaml_value(o.default)}" for o in d.options),
+            d.description.split(". ")[0].rstrip("."),
+        ]
+        for d in docs
+    ]
+    columns = [Column(c) for c in ("block", "plugin", "inputs", "options", "description")]
+    print_table(_console(), "blocks (`dlc blocks NAME` for one block's options)", columns, rows)
     return 0
 
 
@@ -486,8 +456,19 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true")
     plugins.set_defaults(handler=cmd_plugins)
 
-    blocks = commands.add_parser("blocks", parents=[common], help="list the blocks specs can use")
-    blocks.add_argument("--json", action="store_true")
+    blocks = commands.add_parser(
+        "blocks",
+        parents=[common],
+        help="list the blocks specs can use, or document one (options, ports, example)",
+    )
+    blocks.add_argument(
+        "name", nargs="?", help="a block or template: print its options, ports and an example"
+    )
+    blocks.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: per block its plugin, ports, and options with types, JSON defaults and bounds",
+    )
     blocks.set_defaults(handler=cmd_blocks)
 
     passes = commands.add_parser(
