@@ -64,12 +64,17 @@ class CompiledModel:
     def tensors(self) -> dict[str, np.ndarray]:
         """Every parameter's and constant's data, by IR value name (drawn once, then cached)."""
         if self._tensors is None:
+            from dlc import progress
+
             tensors: dict[str, np.ndarray] = {}
-            for node in self.graph:
-                if node.op == "parameter":
-                    tensors[node.output.name] = parameter_data(node, self.seed)
-                elif node.op == "constant":
-                    tensors[node.output.name] = node.attrs.value
+            parameters = list(self.graph.parameters())
+            with progress.task("drawing weights", total=len(parameters)) as advance:
+                for node in self.graph:
+                    if node.op == "parameter":
+                        tensors[node.output.name] = parameter_data(node, self.seed)
+                        advance(1)
+                    elif node.op == "constant":
+                        tensors[node.output.name] = node.attrs.value
             self._tensors = tensors
         return self._tensors
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dlc import progress
 from dlc.errors import DlcError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
@@ -79,17 +80,18 @@ def cmd_compile(args: argparse.Namespace) -> int:
         ) from None
     passes = [p.strip() for p in args.passes.split(",") if p.strip()] if args.passes is not None else None
     start = time.perf_counter()
-    model = dlc.compile(
-        args.spec,
-        opt_level=args.opt_level,
-        passes=passes,
-        seed=args.seed,
-        weights=args.weights,
-        overrides=_overrides(args.set),
-        registry=registry,
-        portable=args.portable,
-        pass_options={"conv_algo": args.conv_algo},
-    )
+    with progress.task(f"compiling {args.spec}"):
+        model = dlc.compile(
+            args.spec,
+            opt_level=args.opt_level,
+            passes=passes,
+            seed=args.seed,
+            weights=args.weights,
+            overrides=_overrides(args.set),
+            registry=registry,
+            portable=args.portable,
+            pass_options={"conv_algo": args.conv_algo},
+        )
     if args.print_ir:
         print(model.graph)
         for record in model.pass_records:
@@ -136,14 +138,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if source.suffix in SPEC_SUFFIXES:
         import dlc
 
-        model: Any = dlc.compile(
-            source, seed=args.seed, overrides=_overrides(args.set), registry=_registry(args)
-        ).onnx_model()
+        with progress.task(f"compiling {source}"):
+            model: Any = dlc.compile(
+                source, seed=args.seed, overrides=_overrides(args.set), registry=_registry(args)
+            ).onnx_model()
     else:
         if args.set:
             raise UsageError("--set applies to specs, not to .onnx files")
         model = source
-    session = Session(model, args.provider)
+    with progress.task("loading the model into ONNX Runtime"):
+        session = Session(model, args.provider)
     inputs = (
         random_inputs(session, _dims(args.dim), seed=args.seed)
         if args.random_inputs
@@ -285,7 +289,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return 0
     for tuner in registry.tuners:
         print(f"{tuner.name} ({tuner.plugin}): {tuner.description}")
-        print(tuner.run(args.quick))
+        with progress.task(f"measuring: {tuner.name}"):
+            report = tuner.run(args.quick)
+        print(report)
     return 0
 
 
@@ -509,6 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
     logger.propagate = False
+    progress.enable_on_terminal()
     try:
         return args.handler(args)
     except UsageError as error:

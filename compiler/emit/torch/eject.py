@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dlc import progress
 from dlc.emit.files import publish, staging_directory
 from dlc.emit.torch.writer import TorchWriter, class_name, state_arrays
 from dlc.errors import EmitError
@@ -68,7 +69,7 @@ def write_package(package: TorchPackage, directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     weights = directory / "weights.safetensors"
-    with staging_directory(weights) as staging:
+    with staging_directory(weights) as staging, progress.task(f"writing {weights.name}"):
         staged = staging / weights.name
         # np.require, not np.ascontiguousarray: that one turns a 0-d tensor (num_batches_tracked) into [1].
         save_file({k: np.require(v, requirements="C") for k, v in package.state.items()}, str(staged))
