@@ -41,6 +41,10 @@ def _dims(values: Sequence[str]) -> dict[str, int]:
 def _overrides(values: Sequence[str]) -> dict[str, Any]:
     from dlc.spec.loader import parse_override
 
+    for text in values:
+        key, sep, _ = text.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set expects KEY=VALUE, e.g. width=64; got '{text}'")
     return dict(parse_override(text) for text in values)
 
 
@@ -78,6 +82,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise UsageError(
             f"unknown target '{args.target}' (available: {', '.join(registry.target_names)})"
         ) from None
+    if target.name != "onnx" and args.output and Path(args.output).suffix == ".onnx":
+        stem = Path(args.output).with_suffix("")
+        raise UsageError(
+            f"--target {target.name} writes a directory, but -o {args.output} names an ONNX file: "
+            f"drop --target {target.name} for ONNX, or name the directory (e.g. -o {stem}_{target.name})"
+        )
     passes = [p.strip() for p in args.passes.split(",") if p.strip()] if args.passes is not None else None
     start = time.perf_counter()
     with progress.task(f"compiling {args.spec}"):
@@ -146,8 +156,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.set:
             raise UsageError("--set applies to specs, not to .onnx files")
         model = source
-    with progress.task("loading the model into ONNX Runtime"):
-        session = Session(model, args.provider)
+    try:
+        with progress.task("loading the model into ONNX Runtime"):
+            session = Session(model, args.provider)
+    except DlcError:
+        if model is source and _looks_like_spec(source):
+            raise DlcError(
+                f"{source} is not an ONNX model; it looks like a dlc spec",
+                hint=f"`dlc run SPEC` compiles a spec on the fly when its name ends in .yaml or .yml: "
+                f"name it {source.stem}.yaml and run `dlc run {source.stem}.yaml --random-inputs`",
+            ) from None
+        raise
     inputs = (
         random_inputs(session, _dims(args.dim), seed=args.seed)
         if args.random_inputs
@@ -166,6 +185,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             publish(staged, destination)
     _print_run(session, inputs, outputs, elapsed, args.output, args.json)
     return 0
+
+
+def _looks_like_spec(path: Path) -> bool:
+    """A YAML mapping with the spec's `dlc:` version key near the top."""
+    try:
+        head = path.read_bytes()[:4096].decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return any(line.startswith("dlc:") for line in head.splitlines())
 
 
 def _print_run(
@@ -459,7 +487,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     plugins = commands.add_parser("plugins", parents=[common], help="list plugins and whether they loaded")
-    plugins.add_argument("--json", action="store_true")
+    plugins.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: per plugin its source, version, status, error and what it provides",
+    )
     plugins.set_defaults(handler=cmd_plugins)
 
     blocks = commands.add_parser(
@@ -480,7 +512,11 @@ def build_parser() -> argparse.ArgumentParser:
     passes = commands.add_parser(
         "passes", parents=[common], help="list optimization passes in pipeline order"
     )
-    passes.add_argument("--json", action="store_true")
+    passes.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: per pass its name, level (3: opt-in), phase, plugin and description",
+    )
     passes.set_defaults(handler=cmd_passes)
 
     tune = commands.add_parser(
@@ -499,6 +535,29 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("-o", "--output", help="write it to a file")
     schema.set_defaults(handler=cmd_schema)
     return parser
+
+
+def _name_overrides(error: DlcError, overrides: Sequence[str]) -> DlcError:
+    """A spec error under --set may come from a value given on the command line, not from the
+    file the error points into: say which --set values were in force."""
+    import dataclasses
+    import re
+
+    from dlc.errors import SpecError
+
+    if not overrides or not isinstance(error, SpecError):
+        return error
+    keys = {text.partition("=")[0].strip(): text for text in overrides}
+    diagnostics = []
+    for diagnostic in error.diagnostics:
+        line = diagnostic.source_line or ""
+        used = [text for key, text in keys.items() if re.search(rf"\$\{{[^}}]*\b{re.escape(key)}\b", line)]
+        if used:
+            note = "the value comes from " + ", ".join(f"--set {text}" for text in used)
+        else:
+            note = "the spec was loaded with " + " ".join(f"--set {text}" for text in overrides)
+        diagnostics.append(dataclasses.replace(diagnostic, notes=(*diagnostic.notes, note)))
+    return type(error)(diagnostics=diagnostics)
 
 
 class _WarningFormatter(logging.Formatter):
@@ -521,7 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         parser.exit(EXIT_USAGE, f"{parser.prog} {args.command}: error: {error}\n")
     except DlcError as error:
-        print(error.render(), file=sys.stderr)
+        print(_name_overrides(error, getattr(args, "set", [])).render(), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("dlc: interrupted", file=sys.stderr)
