@@ -337,6 +337,13 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    from dlc.completion import completion_script
+
+    sys.stdout.write(completion_script(build_parser(), args.shell))
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------------------
 
 
@@ -534,6 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schema.add_argument("-o", "--output", help="write it to a file")
     schema.set_defaults(handler=cmd_schema)
+
+    completion = commands.add_parser(
+        "completion",
+        help="print a shell completion script for bash, zsh or fish (see the README)",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+    completion.set_defaults(handler=cmd_completion)
     return parser
 
 

@@ -61,7 +61,9 @@ def example_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Built from a copy: pip builds in the source tree and would leave build/ and egg-info there."""
     target = tmp_path_factory.mktemp("example_plugin")
     source = tmp_path_factory.mktemp("example_plugin_source") / "dlc-example-plugin"
-    shutil.copytree(EXAMPLES / "dlc-example-plugin", source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    shutil.copytree(
+        EXAMPLES / "dlc-example-plugin", source, ignore=shutil.ignore_patterns("build", "*.egg-info")
+    )
     subprocess.run(
         [
             sys.executable,
