@@ -15,7 +15,6 @@ import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import annotated_types
 import yaml
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined, to_jsonable_python
@@ -157,11 +156,16 @@ def _constraints(info: FieldInfo) -> list[str]:
             value = getattr(item, attribute, None)
             if value is not None:
                 found.append(f"{symbol} {value}")
-        if isinstance(item, annotated_types.MinLen):
-            found.append(f"at least {item.min_length} items")
-        if isinstance(item, annotated_types.MaxLen):
-            found.append(f"at most {item.max_length} items")
+        # pydantic's metadata records (annotated_types.MinLen, MaxLen) are duck-typed here
+        if getattr(item, "min_length", None) is not None:
+            found.append(f"at least {_items(item.min_length)}")
+        if getattr(item, "max_length", None) is not None:
+            found.append(f"at most {_items(item.max_length)}")
     return found
+
+
+def _items(count: int) -> str:
+    return f"{count} item" if count == 1 else f"{count} items"
 
 
 def _example(block: BlockType, inputs: int) -> str:
