@@ -30,8 +30,10 @@ def _plain(cell: Cell) -> str:
 
 
 # A text column keeps at least this many characters (or its longest entry, if shorter)
-# before it wraps: dtypes, shapes and block names stay on one line; long names wrap.
+# before it wraps: dtypes, shapes and block names stay on one line; long names wrap. On a
+# narrow terminal the widest text columns give way, down to SHORTEST_TEXT characters.
 WRAP_AFTER = 24
+SHORTEST_TEXT = 10
 
 
 def print_table(
@@ -39,9 +41,9 @@ def print_table(
 ) -> None:
     """Print `rows` under `columns`: a rich table on a terminal, plain rows otherwise."""
     if console.is_terminal:
-        table, needed = rich_table_and_width(title, columns, rows)
-        # Wider than the terminal even with long names wrapped: draw it wider (the terminal
-        # wraps the lines) rather than cut anything.
+        table, needed = rich_table_and_width(title, columns, rows, console.width)
+        # Wider than the terminal even with text wrapped: draw it wider (the terminal wraps
+        # the lines) rather than cut anything.
         console.print(table, width=max(console.width, needed))
     else:
         for line in plain_lines(title, columns, rows):
@@ -53,27 +55,34 @@ def rich_table(title: str, columns: Sequence[Column], rows: Sequence[Sequence[Ce
 
 
 def rich_table_and_width(
-    title: str, columns: Sequence[Column], rows: Sequence[Sequence[Cell]]
+    title: str, columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int | None = None
 ) -> tuple[Table, int]:
-    """The table, and the narrowest width that draws it without wrapping a short entry."""
+    """The table for a terminal `width` columns wide, and the width it needs at least."""
+    longest = [
+        max([len(_plain(row[i])) for row in rows] + [len(c.footer), len(c.header)])
+        for i, c in enumerate(columns)
+    ]
+    minimum = [n if c.numeric else min(n, WRAP_AFTER) for n, c in zip(longest, columns, strict=True)]
+    border = 1 + 3 * len(columns)  # a space each side of a cell and a rule between cells
+    while width is not None and sum(minimum) + border > width:
+        shrinkable = [
+            i for i, c in enumerate(columns) if not c.numeric and minimum[i] > min(longest[i], SHORTEST_TEXT)
+        ]
+        if not shrinkable:
+            break
+        minimum[max(shrinkable, key=lambda i: minimum[i])] -= 1
     with_footer = any(c.footer for c in columns)
     table = Table(title=title or None, title_justify="left", show_footer=with_footer)
-    needed = 1
-    for index, column in enumerate(columns):
-        longest = max((len(_plain(row[index])) for row in rows), default=0)
-        longest = max(longest, len(column.footer), len(column.header))
+    for column, least in zip(columns, minimum, strict=True):
         if column.numeric:
-            minimum = longest
             table.add_column(
-                column.header, footer=column.footer, justify="right", no_wrap=True, min_width=minimum
+                column.header, footer=column.footer, justify="right", no_wrap=True, min_width=least
             )
         else:
-            minimum = min(longest, WRAP_AFTER)
-            table.add_column(column.header, footer=column.footer, overflow="fold", min_width=minimum)
-        needed += minimum + 3  # a space each side and a border
+            table.add_column(column.header, footer=column.footer, overflow="fold", min_width=least)
     for row in rows:
         table.add_row(*(cell if isinstance(cell, Text) else Text(cell) for cell in row))
-    return table, needed
+    return table, sum(minimum) + border
 
 
 def plain_lines(title: str, columns: Sequence[Column], rows: Sequence[Sequence[Cell]]) -> list[str]:

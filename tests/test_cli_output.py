@@ -33,7 +33,11 @@ def test_a_narrow_terminal_wraps_or_widens_but_never_truncates() -> None:
         "run", "specs/cnn/resnet18.yaml", "--random-inputs", "--set", "image=64", env=NARROW_TERMINAL
     )
     assert run.code == 0, run.output
-    assert "…" not in run.stdout and "[1, 3, 64, 64]" in run.stdout and "float32" in run.stdout
+    assert "…" not in run.stdout and "float32" in run.stdout and "┃" in run.stdout
+    # Where the terminal has room, short entries (shapes) stay on one line.
+    wide = {**NARROW_TERMINAL, "COLUMNS": "100"}
+    roomy = run_cli("run", "specs/cnn/resnet18.yaml", "--random-inputs", "--set", "image=64", env=wide)
+    assert "[1, 3, 64, 64]" in roomy.stdout
 
 
 def test_run_json_reports_providers_shapes_and_statistics() -> None:
