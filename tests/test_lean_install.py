@@ -84,10 +84,13 @@ def test_readme_first_command_works_without_torch(tmp_path: Path) -> None:
     assert probe.returncode != 0 and "No module named 'torch'" in probe.stderr
 
     dlc = clone / ".venv" / "bin" / "dlc"
-    summary = subprocess.run(
-        [str(dlc), "summary", "specs/mlp.yaml", "--json"], cwd=clone, env=env, capture_output=True, text=True
-    )
-    assert summary.returncode == 0, summary.stderr
+    for command in (
+        ["summary", "specs/mlp.yaml", "--json"],
+        ["blocks", "conv2d"],
+        ["validate", "specs/cnn/resnet18.yaml"],
+    ):
+        works = subprocess.run([str(dlc), *command], cwd=clone, env=env, capture_output=True, text=True)
+        assert works.returncode == 0, (command, works.stderr)
     needs_torch = subprocess.run(
         [str(dlc), "compile", "specs/mlp.yaml", "--target", "torch", "-o", "pkg"],
         cwd=clone,
