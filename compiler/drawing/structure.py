@@ -4,8 +4,9 @@ The spec picture has one box per spec layer (a block, or the `add` of a residual
 one group per template call, repeat, residual or other scope, nested as the spec nests
 them; names are the layers' dotted names (``layer2.0.conv1``), so a box belongs to every
 group whose name is a dotted prefix of its own. The IR picture has one box per IR node
-and the same groups. Graph inputs and outputs get boxes of their own (``output:NAME``). Parameter nodes are not drawn; their element counts go on the box
-that uses them. `collapse` folds every group at a given depth into a single box.
+and the same groups. Graph inputs and outputs get boxes of their own (``output:NAME``).
+Parameter nodes are not drawn; their element counts go on the box that uses them.
+`collapse` folds every group at a given depth into a single box.
 """
 
 from __future__ import annotations
