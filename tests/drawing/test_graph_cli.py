@@ -80,7 +80,7 @@ def test_html_is_one_file_that_names_no_outside_resource(tmp_path: Path) -> None
     html = _draw(tmp_path, "model.html")
     assert "http://" not in html and "https://" not in html
     assert not re.search(r"""(src|href)\s*=|@import|url\(\s*['"]?(?!#)""", html)
-    assert "<script>" in html and "data-layer=\"layer4.1.bn2\"" in html
+    assert "<script>" in html and 'data-layer="layer4.1.bn2"' in html
 
 
 def test_ir_picture_draws_the_optimized_graph(tmp_path: Path) -> None:
@@ -110,9 +110,7 @@ def test_unknown_picture_format_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def _chromium() -> str | None:
-    return next(
-        (found for name in ("chromium", "chromium-browser") if (found := shutil.which(name))), None
-    )
+    return next((found for name in ("chromium", "chromium-browser") if (found := shutil.which(name))), None)
 
 
 def _browse(page: str, tmp_path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
