@@ -60,10 +60,23 @@ def _or_expression(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _allow_expressions(schema: dict[str, Any]) -> dict[str, Any]:
+    """Options, and the items of list options (``sizes: ["${dim}", "${dim}"]``), may be
+    expressions."""
     schema = copy.deepcopy(schema)
     for name, prop in list(schema.get("properties", {}).items()):
-        schema["properties"][name] = _or_expression(prop)
+        schema["properties"][name] = _or_expression(_expression_items(prop))
     return schema
+
+
+def _expression_items(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_expression_items(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    walked = {key: _expression_items(value) for key, value in schema.items()}
+    if isinstance(walked.get("items"), dict) and walked["items"].get("type") != "string":
+        walked["items"] = _or_expression(walked["items"])
+    return walked
 
 
 def _hoist_defs(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:

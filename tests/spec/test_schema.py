@@ -119,3 +119,25 @@ def test_broken_spec_is_also_refused_by_dlc(tmp_path: Path, mistake: str) -> Non
     result = run_cli("validate", str(spec))
     assert result.code == 1, (mistake, result.output)
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "library", sorted((SPECS.parent / "plugins").rglob("templates.yaml")), ids=lambda p: p.parent.name
+)
+def test_plugin_template_libraries_pass_as_template_definitions(
+    validator: jsonschema.Draft202012Validator, library: Path
+) -> None:
+    """The plugins' own templates are written in the same language: their bodies check too."""
+    schema = validator.schema
+    library_schema = {
+        "$defs": schema["$defs"],
+        "type": "object",
+        "properties": {"doc": {"type": "string"}, "blocks": schema["properties"]["blocks"]},
+        "additionalProperties": False,
+    }
+    data = yaml.safe_load(library.read_text())
+    errors = [
+        f"{list(e.absolute_path)}: {e.message[:200]}"
+        for e in jsonschema.Draft202012Validator(library_schema).iter_errors(data)
+    ]
+    assert not errors, errors
