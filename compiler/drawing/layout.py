@@ -78,7 +78,7 @@ def box_lines(name: str, kind: str, params: int, folded: bool) -> list[str]:
 def layout(picture: Picture) -> Layout:
     vertices = {}
     for box in picture.boxes:
-        lines = box_lines(box.name, box.kind, box.params, box.folded)
+        lines = box_lines(picture.short_name(box.name), box.kind, box.params, box.folded)
         width = max(len(line) for line in lines) * CHARACTER_WIDTH + 20
         height = BOX_HEIGHT + (14 if len(lines) > 2 else 0)
         vertex = Vertex(box.name)

@@ -86,7 +86,7 @@ def _svg_body(picture: Picture, placed: Layout, depth: int) -> list[str]:
     for box in picture.boxes:
         spot = placed.boxes[box.name]
         fill = FOLDED_FILL if box.folded else INPUT_FILL if box.kind in ("input", "output") else "#ffffff"
-        lines = box_lines(box.name, box.kind, box.params, box.folded)
+        lines = box_lines(picture.short_name(box.name), box.kind, box.params, box.folded)
         texts = "".join(
             f'<text x="{spot.x:.1f}" y="{spot.y - spot.height / 2 + 18 + 14 * i:.1f}" '
             f'text-anchor="middle"{BOLD if i == 0 else ""}>{escape(line)}</text>'
@@ -101,7 +101,7 @@ def _svg_body(picture: Picture, placed: Layout, depth: int) -> list[str]:
             f'<g class="node{" folded" if box.folded else ""}" {attributes}>'
             f'<rect x="{spot.x - spot.width / 2:.1f}" y="{spot.y - spot.height / 2:.1f}" '
             f'width="{spot.width:.1f}" height="{spot.height:.1f}" rx="6" fill="{fill}" '
-            f'stroke="#333"{THICK if box.folded else ""}/>{texts}</g>'
+            f'stroke="#333"{THICK if box.folded else ""}/><title>{escape(box.name)}</title>{texts}</g>'
         )
     return parts
 

@@ -61,6 +61,12 @@ class Picture:
         names = {g.name for g in self.groups}
         return next((prefix for prefix in reversed(scopes_of(name)) if prefix in names), None)
 
+    def short_name(self, name: str) -> str:
+        """A box's name inside its group's frame (``conv1`` in ``layer1.0``); the frame
+        says the rest."""
+        group = self.group_of(name)
+        return name if group is None else name[len(group) + 1 :]
+
     @property
     def max_depth(self) -> int:
         return max((g.depth for g in self.groups), default=-1) + 1
