@@ -8,7 +8,6 @@ it. Nothing is fetched at view time: no script, style sheet or font comes from o
 
 from __future__ import annotations
 
-import json
 from html import escape
 
 from dlc.drawing.layout import Layout, box_lines, layout
@@ -22,7 +21,8 @@ GROUP_STROKE = {"template": "#c58a1b", "repeat": "#2e8b57", "residual": "#b0306b
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
 
 
 def to_dot(picture: Picture) -> str:
@@ -40,8 +40,8 @@ def to_dot(picture: Picture) -> str:
     def emit(scope: str | None, indent: str) -> None:
         for name in members.get(scope, []):
             box = boxes[name]
-            label = "\\n".join(box_lines(box.name, box.kind, box.params, box.folded))
-            lines.append(f'{indent}{_quote(name)} [label="{label}"];')
+            label = "\n".join(box_lines(box.name, box.kind, box.params, box.folded))
+            lines.append(f"{indent}{_quote(name)} [label={_quote(label)}];")
         for group in children.get(scope, []):
             lines.append(f"{indent}subgraph {_quote('cluster_' + group)} {{")
             lines.append(f"{indent}  label={_quote(f'{group} ({kinds[group]})')};")
@@ -186,7 +186,6 @@ def to_html(picture: Picture, title: str) -> str:
         f"<header><b>{escape(title)}</b> &middot; {len(picture.boxes)} nodes &middot; "
         f"{params:,} parameters &middot; <span id='level'></span><br>{buttons}</header>"
         + "".join(views)
-        + f"<script type='application/json' id='model'>{json.dumps({'name': picture.name})}</script>"
         + f"<script>{_SCRIPT}</script></body></html>\n"
     )
 
