@@ -36,6 +36,7 @@ from dlc.spec.entries import EntryReading
 from dlc.spec.expressions import ExpressionError, evaluate_text
 from dlc.spec.loader import Spec
 from dlc.spec.scope import Broken, Entry, Frame, LayerInfo, LayerResult
+from dlc.spec.sharing import SharedParameters, Sharing
 from dlc.spec.structures import StructureLowering
 from dlc.spec.tensor_info import input_names, mentions_input
 from dlc.spec.validation import diagnostics_from_validation
@@ -57,7 +58,7 @@ def lower_spec(spec: Spec, registry: Registry) -> LoweredSpec:
     return Lowering(spec, registry).run()
 
 
-class Lowering(EntryReading, StructureLowering):
+class Lowering(EntryReading, StructureLowering, SharedParameters):
     """Lowers one spec; collects every error on the way."""
 
     def __init__(self, spec: Spec, registry: Registry) -> None:
@@ -70,6 +71,7 @@ class Lowering(EntryReading, StructureLowering):
         self._plugin_templates = registry.templates()
         self._last_layer_name: str | None = None  # the last top-level layer's explicit id
         self._inner_names: dict[str, str] = {}  # ids inside repeat bodies -> the repeat's name
+        self._sharing: list[Sharing] = []  # active `share:` layers, innermost last
 
     def run(self) -> LoweredSpec:
         spec = self.spec
@@ -202,6 +204,16 @@ class Lowering(EntryReading, StructureLowering):
             inputs = get_inputs()  # the options read the input's shape: resolve it first
             frame = dataclasses.replace(frame, env=input_names(inputs, frame.env))
             get_inputs = lambda: inputs  # noqa: E731
+        if isinstance(raw, dict) and "share" in raw:
+            return self._lower_shared(
+                entry, frame, full, lambda: self._lower_kind(entry, frame, full, get_inputs)
+            )
+        return self._lower_kind(entry, frame, full, get_inputs)
+
+    def _lower_kind(
+        self, entry: Entry, frame: Frame, full: str, get_inputs: Callable[[], list[Value]]
+    ) -> LayerResult:
+        raw = entry.raw
         if entry.kind == "repeat":
             return self._lower_repeat(entry, frame, get_inputs(), full)
         if entry.kind == "residual":

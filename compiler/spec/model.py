@@ -101,6 +101,6 @@ class SpecModel(StrictModel):
     outputs: list[str] | dict[Identifier, str] | None = None
 
 
-COMMON_LAYER_KEYS = ("id", "in", "if")
+COMMON_LAYER_KEYS = ("id", "in", "if", "share")
 REPEAT_KEYS = ("repeat", "as", "input", "body", *COMMON_LAYER_KEYS)
 RESIDUAL_KEYS = ("residual", *COMMON_LAYER_KEYS)
