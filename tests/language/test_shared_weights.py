@@ -73,7 +73,9 @@ class Tower(nn.Module):
 def test_siamese_towers_have_one_tensor_per_shared_parameter(tmp_path) -> None:
     model = compile_text(SIAMESE, opt_level=0)
     assert [n.attrs.name for n in model.graph.parameters()] == KEYS
-    initializers = [t.name for t in model.onnx_model().graph.initializer if "/" not in t.name]  # not constants
+    initializers = [
+        t.name for t in model.onnx_model().graph.initializer if "/" not in t.name
+    ]  # not constants
     assert initializers == KEYS
     assert set(model.torch_module().state_dict()) <= set(KEYS)
     assert model.summary().params == 4 * 27 + 4 + 8 + 5 * 4 + 5  # counted once
