@@ -77,12 +77,13 @@ class Lowering(EntryReading, StructureLowering, SharedParameters):
         spec = self.spec
         root = Frame(scope="", names={}, parent=None, env=dict(spec.params), source=spec.source)
         self._check_template_names()
+        shapes = {name: self._input_shape(name, decl.shape, root) for name, decl in spec.model.inputs.items()}
+        self.errors.raise_if_any()  # layers on an input of unknown shape would only add noise
         for name, decl in spec.model.inputs.items():
-            shape = self._input_shape(name, decl.shape, root)
-            node = self.builder.add_input(name, TensorType(decl.dtype, shape), decl.range)
+            value_range = self._input_range(name, decl.range, root)  # its errors come with the layers'
+            node = self.builder.add_input(name, TensorType(decl.dtype, shapes[name]), value_range)
             root.names[name] = LayerResult.single(node.output)
             root.taken.add(name)
-        self.errors.raise_if_any()  # layers on an input of unknown shape would only add noise
         inputs = list(spec.model.inputs)
         first = root.names[inputs[0]] if len(inputs) == 1 else None
         last = self.lower_sequence(spec.raw["layers"], ("layers",), root, first, several_inputs=inputs)
@@ -104,6 +105,28 @@ class Lowering(EntryReading, StructureLowering, SharedParameters):
                 self._error(str(error), path, frame)
                 shape.append(1)
         return tuple(shape)
+
+    def _input_range(
+        self, name: str, bounds: Sequence[Any] | None, frame: Frame
+    ) -> tuple[float, float] | None:
+        """An input's `range: [low, high]`; each bound a number or an expression (`${vocab}`)."""
+        if bounds is None:
+            return None
+        values: list[float] = []
+        for index, bound in enumerate(bounds):
+            path = ("inputs", name, "range", index)
+            try:
+                value = self._expand(bound, path, frame)
+            except Broken:
+                return None
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self._error(f"`range` bounds are numbers, got {value!r}", path, frame)
+                return None
+            values.append(float(value))
+        if values[0] >= values[1]:
+            self._error(f"`range` needs low < high, got {values}", ("inputs", name, "range"), frame)
+            return None
+        return values[0], values[1]
 
     def _check_template_names(self) -> None:
         for name, template in self.spec.templates.items():

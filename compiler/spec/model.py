@@ -39,9 +39,10 @@ class InputDecl(StrictModel):
 
     shape: list[SpecDim]
     dtype: DType = DType.float32
-    range: tuple[float, float] | None = Field(
+    range: tuple[float | str, float | str] | None = Field(
         default=None,
-        description="Values random inputs are drawn from: [low, high) (token ids: [0, vocab)).",
+        description="Values random inputs are drawn from: [low, high) (token ids: [0, vocab)); "
+        "numbers or `${...}` expressions over params.",
     )
     doc: str | None = None
 
