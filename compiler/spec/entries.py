@@ -15,6 +15,7 @@ from dlc.ir.node import Value
 from dlc.spec.model import COMMON_LAYER_KEYS, IDENTIFIER, REPEAT_KEYS, RESIDUAL_KEYS
 from dlc.spec.scope import Broken, Entry, Frame, LayerResult
 from dlc.spec.suggest import block_suggestions, did_you_mean
+from dlc.spec.tensor_info import mentions_input
 from dlc.spec.yaml_source import YamlPath
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ class EntryReading:
             kind = self._classify(head, (*path, head), frame, key=True)
         entry_id = self._read_id(raw, path, frame)
         refs = self._read_refs(raw, path, frame)
+        reads_input = mentions_input(raw.get("if"))  # decided once the input is known
         return Entry(
             index,
             raw,
@@ -104,7 +106,8 @@ class EntryReading:
             refs,
             entry_id is not None,
             self._takes_input(kind, head),
-            skip=not self._read_condition(raw, path, frame),
+            skip=not reads_input and not self._read_condition(raw, path, frame),
+            condition_reads_input=reads_input,
         )
 
     def _read_condition(self, raw: dict[str, Any], path: YamlPath, frame: Frame, key: str = "if") -> bool:

@@ -236,6 +236,12 @@ class Lowering(EntryReading, StructureLowering, SharedParameters):
         raw = entry.raw
         if entry.skip:
             return self._skipped(entry, frame, name, get_inputs)
+        if entry.condition_reads_input:  # `if: "${input.shape[1] != out}"`
+            inputs = get_inputs()
+            decided = dataclasses.replace(frame, env=input_names(inputs, frame.env))
+            if not self._read_condition(raw, entry.path, decided):
+                return self._skipped(entry, frame, name, lambda: inputs)
+            get_inputs = lambda: inputs  # noqa: E731
         if isinstance(raw, dict) and mentions_input(
             {k: v for k, v in raw.items() if k not in ("in", "id", "if")}
         ):
