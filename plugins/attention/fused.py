@@ -6,9 +6,11 @@ and CUDA execution providers; dlc pins and tests 1.31.1.
 - `ort.attention` -> ``Attention``: self-attention with its query/key/value projection
   inside: one [E_in, 3E] matmul, then the heads. Inputs: x [N, S, E_in], the projection
   weight [3E, E_in] in nn.Linear's layout (rows: queries, keys, values), its bias [3E],
-  an optional key padding mask [N, S].
+  an optional key padding mask [N, S] and an optional additive bias [N|1, heads|1, S, S]
+  (``attention_bias``).
 - `ort.multi_head_attention` -> ``MultiHeadAttention``: the attention of already projected
-  queries, keys and values (cross-attention too), with an optional key padding mask.
+  queries, keys and values (cross-attention too), with an optional key padding mask [N, L]
+  and an optional additive bias [N|1, heads|1, S, L].
 
 Both set ``mask_filter_value`` to the most negative float, the additive bias dlc uses for
 padding, so fully padded rows attend uniformly, as in the standard lowering. ONNX Runtime
@@ -35,6 +37,7 @@ from dlc.plugin_api import (
     OpSample,
     TensorType,
     TorchWriter,
+    Value,
     require,
 )
 
@@ -68,12 +71,39 @@ def _contrib_attributes(node: Node) -> dict:
     return attributes
 
 
+def _optional_input(node: Node, index: int) -> Value | None:
+    return node.inputs[index] if len(node.inputs) > index else None
+
+
+def _attention_bias(b: OnnxBuilder, node: Node, index: int, gap: int) -> list[str]:
+    """The trailing ONNX inputs for an optional additive bias: `gap` empty inputs (Attention's
+    ``past`` comes between its mask and ``attention_bias``), then the bias."""
+    bias = _optional_input(node, index)
+    return [] if bias is None else [""] * gap + [b.name(bias)]
+
+
+def _check_bias(bias: TensorType | None, batch: Dim, heads: int, queries: Dim, keys: Dim, op: str) -> None:
+    if bias is None:
+        return
+    require(
+        bias.rank == 4
+        and bias.dtype is DType.float32
+        and bias.shape[0] in (batch, 1)
+        and bias.shape[1] in (heads, 1)
+        and bias.shape[2:] == (queries, keys),
+        f"{op}: the attention bias must be float32[{batch}|1, {heads}|1, {queries}, {keys}], got {bias}",
+    )
+
+
 def _helper_call(t: TorchWriter, node: Node, sequences: str, mask_index: int) -> str:
     helper = t.helper("attention", ATTENTION_HELPER)
     args = [sequences, f"heads={node.attrs.heads}"]
-    mask = node.inputs[mask_index] if len(node.inputs) > mask_index else None
+    mask = _optional_input(node, mask_index)
     if mask is not None:
         args.append(f"padding_mask={t.var(mask)}")
+    bias = _optional_input(node, mask_index + 1)
+    if bias is not None:
+        args.append(f"bias={t.var(bias)}")
     if node.attrs.causal:
         args.append("causal=True")
     if node.attrs.scale is not None:
@@ -105,6 +135,8 @@ def _attention_infer(attrs: FusedAttentionAttrs, inputs: Sequence[TensorType | N
     if mask is not None:
         require(mask.shape == x.shape[:2], f"ort.attention: the padding mask must be [N, S], got {mask}")
         require(not attrs.causal, "ort.attention takes a padding mask or `causal`, not both")
+    bias = inputs[4] if len(inputs) > 4 else None
+    _check_bias(bias, x.shape[0], attrs.heads, x.shape[1], x.shape[1], "ort.attention")
     return TensorType(x.dtype, (x.shape[0], x.shape[1], width))
 
 
@@ -121,7 +153,7 @@ def _attention_onnx(b: OnnxBuilder, node: Node) -> None:
     if not bias:  # the CPU kernel reads the bias unconditionally (it crashes without one)
         bias = b.constant(np.zeros(int(node.inputs[1].type.shape[0]), np.float32), "zero_bias")
     projection = b.op("Transpose", [weight], perm=[1, 0])[0]  # [E_in, 3E], folded at load
-    inputs = [x, projection, bias, _mask_index(b, node, 3)]
+    inputs = [x, projection, bias, _mask_index(b, node, 3), *_attention_bias(b, node, 4, gap=1)]
     b.op("Attention", inputs, b.outputs(node), domain=MICROSOFT, **_contrib_attributes(node))
 
 
@@ -156,6 +188,19 @@ def _attention_samples() -> list[OpSample]:
             symbols={0: {1: "S"}},
             name="causal",
         ),
+        OpSample(
+            (arr(2, 5, 8), arr(24, 8), arr(24), None, arr(1, 4, 5, 5)),
+            {"heads": 4, "causal": True},
+            params=frozenset({1, 2}),
+            symbolic_batch=False,
+            name="causal-bias-shared-by-the-batch",
+        ),
+        OpSample(
+            (arr(2, 5, 6), arr(12, 6), None, padding, arr(2, 1, 5, 5)),
+            {"heads": 2},
+            symbolic_batch=False,
+            name="mask-and-bias-shared-by-the-heads",
+        ),
     ]
 
 
@@ -172,7 +217,21 @@ def _multi_head_infer(attrs: FusedAttentionAttrs, inputs: Sequence[TensorType | 
         mask is None or not attrs.causal,
         "ort.multi_head_attention takes a padding mask or `causal`, not both",
     )
-    return attention_infer(AttentionAttrs(heads=attrs.heads, causal=attrs.causal, scale=attrs.scale), inputs)
+    query, key = inputs[0], inputs[1]
+    require(
+        not attrs.causal or query is None or key is None or query.shape[1] == key.shape[1],
+        "ort.multi_head_attention: `causal` needs as many queries as keys (ONNX Runtime aligns "
+        "the causal mask to the last key)",
+    )
+    result = attention_infer(
+        AttentionAttrs(heads=attrs.heads, causal=attrs.causal, scale=attrs.scale), inputs[:4]
+    )
+    bias = inputs[4] if len(inputs) > 4 else None
+    if query is not None and key is not None:
+        _check_bias(
+            bias, query.shape[0], attrs.heads, query.shape[1], key.shape[1], "ort.multi_head_attention"
+        )
+    return result
 
 
 def _multi_head_macs(node: Node) -> Dim:
@@ -182,7 +241,7 @@ def _multi_head_macs(node: Node) -> Dim:
 
 def _multi_head_onnx(b: OnnxBuilder, node: Node) -> None:
     query, key, value = b.inputs(node)[:3]
-    inputs = [query, key, value, "", _mask_index(b, node, 3)]
+    inputs = [query, key, value, "", _mask_index(b, node, 3), *_attention_bias(b, node, 4, gap=0)]
     b.op("MultiHeadAttention", inputs, b.outputs(node), domain=MICROSOFT, **_contrib_attributes(node))
 
 
@@ -191,12 +250,32 @@ def _multi_head_torch(t: TorchWriter, node: Node) -> str:
 
 
 def _multi_head_samples() -> list[OpSample]:
+    """The standard op's samples that the kernel takes: no dropout or GQA, a 4-D bias moved
+    to its own input when it is [N|1, heads|1, S, L], causal only with as many queries as keys."""
     samples = []
-    for sample in attention_samples():  # the standard op's samples, dropout and 4-D biases aside
+    for sample in attention_samples():
         attrs = {k: v for k, v in sample.attrs.items() if k != "dropout"}
+        query, key = sample.inputs[0], sample.inputs[1]
         mask = sample.inputs[3] if len(sample.inputs) > 3 else None
-        if mask is None or (mask.ndim == 2 and not attrs.get("causal")):
-            samples.append(OpSample(sample.inputs, attrs, symbols=sample.symbols, name=sample.name))
+        symbols = sample.symbols or {}
+        lengths_differ = query.shape[1] != key.shape[1] or symbols.get(0, {}).get(1) != symbols.get(
+            1, {}
+        ).get(1)
+        if "kv_heads" in attrs or (attrs.get("causal") and lengths_differ):
+            continue
+        if mask is not None and mask.ndim == 4:
+            if mask.shape[2:] != (query.shape[1], key.shape[1]):
+                continue
+            inputs = (*sample.inputs[:3], None, mask)
+        elif mask is not None and attrs.get("causal"):
+            continue
+        else:
+            inputs = sample.inputs
+        samples.append(
+            OpSample(
+                inputs, attrs, symbols=sample.symbols, symbolic_batch=sample.symbolic_batch, name=sample.name
+            )
+        )
     return samples
 
 

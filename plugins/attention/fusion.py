@@ -14,8 +14,13 @@ session starts), so initializer names stay the state_dict keys.
 use-multi-head-attention: any other attention (cross-attention, ...) becomes
 ``MultiHeadAttention`` on the projected queries, keys and values.
 
-Neither applies to a 4-D additive bias, or to a padding mask together with `causal` (ONNX
-Runtime masks future keys with the padding value, not -inf); `check` says which.
+Both take a 4-D additive bias as ONNX Runtime's ``attention_bias`` when it is
+``[N|1, heads|1, S, L]``: the kernels broadcast over batch and heads, not over queries or
+keys. Neither applies to grouped-query attention (their key/value heads equal the query
+heads), to a padding mask together with `causal` (ONNX Runtime masks future keys with the
+padding value, not -inf), or to `causal` where the query and key lengths may differ (ONNX
+Runtime aligns the causal mask to the last key, dlc and torch to the first); `check` says
+which.
 """
 
 from __future__ import annotations
@@ -28,14 +33,34 @@ from dlc.plugin_api import DType, Graph, Node, PassContext, PassResult, Value
 
 def _unfused_reason(node: Node) -> str | None:
     """Why no fused kernel can take this attention, if none can."""
-    if node.inputs[0].type.dtype is not DType.float32:
-        return f"the fused kernels are used for float32 only, not {node.inputs[0].type.dtype}"
+    query, key = node.inputs[0].type, node.inputs[1].type
+    if query.dtype is not DType.float32:
+        return f"the fused kernels are used for float32 only, not {query.dtype}"
+    if node.attrs.kv_heads not in (None, node.attrs.heads):
+        return (
+            f"grouped-query attention ({node.attrs.heads} query heads, {node.attrs.kv_heads} key/value "
+            "heads): ONNX Runtime's Attention and MultiHeadAttention need as many key/value heads"
+        )
     mask = node.inputs[3] if len(node.inputs) > 3 else None
-    if mask is not None and mask.type.rank != 2:
-        return "a 4-D additive bias has no fused form"
-    if mask is not None and node.attrs.causal:
+    if mask is not None and mask.type.rank == 4 and mask.type.shape[2:] != (query.shape[1], key.shape[1]):
+        return (
+            f"the bias {mask.type} broadcasts over queries or keys; ONNX Runtime's attention_bias "
+            f"must be [N|1, heads|1, {query.shape[1]}, {key.shape[1]}]"
+        )
+    if mask is not None and mask.type.rank == 2 and node.attrs.causal:
         return "ONNX Runtime would mask future keys with the padding value, not -inf"
+    if node.attrs.causal and query.shape[1] != key.shape[1]:
+        return (
+            f"causal attention of {query.shape[1]} queries over {key.shape[1]} keys: ONNX Runtime aligns "
+            "the causal mask to the last key, dlc (as torch's is_causal) to the first"
+        )
     return None
+
+
+def _mask_and_bias(node: Node) -> list[Value | None]:
+    """The fused ops' optional last inputs: a key padding mask [N, L], an additive bias."""
+    extra = node.inputs[3] if len(node.inputs) > 3 else None
+    return [extra] if extra is None or extra.type.rank == 2 else [None, extra]
 
 
 def _sole_user(graph: Graph, value: Value, user: Node) -> bool:
@@ -120,10 +145,13 @@ class FuseSelfAttention:
 
         weight = stacked(found.weights, "qkv_weight")
         bias = stacked(found.biases, "qkv_bias") if found.biases[0] is not None else None
-        mask = node.inputs[3] if len(node.inputs) > 3 else None
         attrs = {"heads": node.attrs.heads, "causal": node.attrs.causal, "scale": node.attrs.scale}
         fused = builder.add_op(
-            "ort.attention", [found.x, weight, bias, mask], attrs, name=f"{node.name}/fused", **place
+            "ort.attention",
+            [found.x, weight, bias, *_mask_and_bias(node)],
+            attrs,
+            name=f"{node.name}/fused",
+            **place,
         )
         graph.replace_all_uses(node.output, fused.output)
         graph.erase(node)
@@ -148,7 +176,7 @@ class UseMultiHeadAttention:
             attrs = {"heads": node.attrs.heads, "causal": node.attrs.causal, "scale": node.attrs.scale}
             fused = builder.add_op(
                 "ort.multi_head_attention",
-                list(node.inputs),
+                [*node.inputs[:3], *_mask_and_bias(node)],
                 attrs,
                 name=f"{node.name}/fused",
                 module=node.module,
