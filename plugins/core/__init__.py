@@ -4,10 +4,31 @@ from __future__ import annotations
 
 from dlc.plugin_api import BlockType, OpDef, ShortcutProjection, TensorType, hookimpl
 
-from . import activations, arithmetic, layers, reductions, shape_ops, tensors
+from . import (
+    activations,
+    arithmetic,
+    functions,
+    indexing,
+    layers,
+    normalization,
+    reductions,
+    shape_ops,
+    tensors,
+)
 
-# Activations, weighted layers, shape/merge blocks, arithmetic, shape ops, reductions.
-MODULES = (activations, layers, tensors, arithmetic, shape_ops, reductions)
+# Activations, weighted layers, shape/merge blocks, arithmetic, shape ops, reductions,
+# element-wise functions, normalizations, indexing.
+MODULES = (
+    activations,
+    layers,
+    tensors,
+    arithmetic,
+    shape_ops,
+    reductions,
+    functions,
+    normalization,
+    indexing,
+)
 
 
 @hookimpl
