@@ -45,7 +45,7 @@ from dlc.plugin_api import (
     TensorType,
     TorchWriter,
     Value,
-    broadcast,
+    format_shape,
     init,
     require,
 )
@@ -126,10 +126,11 @@ def _infer(attrs: AttentionAttrs, inputs: Sequence[TensorType | None]) -> Tensor
                 mask.rank == 4 and mask.dtype == query.dtype,
                 f"attention: a bias must be 4-D {query.dtype}, got {mask}",
             )
-            full = TensorType(query.dtype, (batch, heads, query.shape[1], length))
+            full = (batch, heads, query.shape[1], length)
             require(
-                broadcast([mask, full], "attention").shape == full.shape,
-                f"attention: the bias {mask} does not broadcast to {full}",
+                all(dim in (1, size) for dim, size in zip(mask.shape, full, strict=True)),
+                f"attention: the bias {format_shape(mask.shape)} does not broadcast to the scores "
+                f"{format_shape(full)} (each dim must be 1 or the scores' dim: [N|1, heads|1, S|1, L|1])",
             )
     return TensorType(query.dtype, (batch, query.shape[1], heads * (int(value.shape[2]) // kv_heads)))
 
