@@ -59,6 +59,11 @@ class ResidualOptions(StrictModel):
 
     shortcut: Literal["auto", "identity"] | list[Any] = "auto"
     projection: list[Any] | None = None
+    condition: bool | str = Field(
+        default=True,
+        alias="if",
+        description="`${...}`: add the shortcut only when true (MobileNetV2: stride 1, equal channels).",
+    )
 
 
 class ResidualLayer(StrictModel):
@@ -96,6 +101,6 @@ class SpecModel(StrictModel):
     outputs: list[str] | dict[Identifier, str] | None = None
 
 
-COMMON_LAYER_KEYS = ("id", "in")
+COMMON_LAYER_KEYS = ("id", "in", "if")
 REPEAT_KEYS = ("repeat", "as", "input", "body", *COMMON_LAYER_KEYS)
 RESIDUAL_KEYS = ("residual", *COMMON_LAYER_KEYS)

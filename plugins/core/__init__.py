@@ -11,13 +11,14 @@ from . import (
     indexing,
     layers,
     normalization,
+    parameters,
     reductions,
     shape_ops,
     tensors,
 )
 
 # Activations, weighted layers, shape/merge blocks, arithmetic, shape ops, reductions,
-# element-wise functions, normalizations, indexing.
+# element-wise functions, normalizations, indexing, free parameters.
 MODULES = (
     activations,
     layers,
@@ -28,6 +29,7 @@ MODULES = (
     functions,
     normalization,
     indexing,
+    parameters,
 )
 
 

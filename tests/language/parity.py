@@ -67,3 +67,31 @@ def assert_parity(model: dlc.CompiledModel, directory: Path, tolerance: float = 
         error = max_relative_error(value, actual[name])
         assert error <= tolerance, f"output {name}: torch vs ONNX Runtime error {error:.2e}"
     return expected
+
+
+def compile_with_weights(
+    text: str, state: dict[str, np.ndarray], tmp_path: Path, **kwargs
+) -> dlc.CompiledModel:
+    """Compile spec text with `state` (name -> array) as its weights, through a
+    safetensors file as `dlc compile --weights` takes them."""
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "weights.safetensors"
+    save_file({k: np.array(v, order="C") for k, v in state.items()}, str(path))  # keeps 0-d
+    return compile_text(text, weights=path, **kwargs)
+
+
+def random_state(module: torch.nn.Module, seed: int = 1) -> dict[str, torch.Tensor]:
+    """Random weights for `module` (positive running variances, integer counters kept),
+    loaded into it and returned, so that every weight matters in a comparison."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in module.state_dict().items():
+        if not value.is_floating_point():
+            state[key] = value
+        elif key.endswith("running_var"):
+            state[key] = torch.rand(value.shape, generator=generator) + 0.5
+        else:
+            state[key] = torch.randn(value.shape, generator=generator) * 0.5
+    module.load_state_dict(state)
+    return state
