@@ -224,3 +224,45 @@ def test_cli_runs_a_gqa_spec_with_a_bias_as_torch_does(tmp_path) -> None:
     assert result.code == 0, result.output
     actual = np.load(tmp_path / "out.npz")["attention"]
     assert max_relative_error(torch_reference(feeds, causal=True), actual) <= TOLERANCE
+
+
+TEMPLATE = """
+dlc: 1
+name: template
+inputs:
+  x: {shape: [N, T, 24]}
+layers:
+  - grouped_query_attention: {dim: 24, heads: 6, rotary: false, causal: false, bias: true}
+    id: mha
+    in: x
+  - grouped_query_attention: {dim: 24, heads: 6, kv_heads: 2, theta: 100.0}
+    id: gqa
+    in: x
+outputs: [mha, gqa]
+"""
+
+
+def test_one_template_is_multi_head_and_grouped_query_attention(tmp_path) -> None:
+    """kv_heads defaults to heads (multi-head attention); `rotary: false` skips the rotary
+    layers through `if:`, so they create no nodes."""
+    model = compile_text(TEMPLATE, portable=True)
+    shapes = {name: array.shape for name, array in model.weights().items()}
+    assert shapes["mha.k_proj.weight"] == shapes["mha.q_proj.weight"] == (24, 24)
+    assert shapes["mha.k_proj.bias"] == (24,) and "mha.o_proj.bias" not in shapes
+    assert shapes["gqa.k_proj.weight"] == shapes["gqa.v_proj.weight"] == (8, 24)
+    rotary_layers = {n.layer for n in model.graph if n.op == "rotary_embedding"}
+    assert rotary_layers == {"gqa.q_rotated", "gqa.k_rotated"}
+    weights = {name: torch.from_numpy(array.copy()) for name, array in model.weights().items()}
+    x = RNG.standard_normal((2, 5, 24)).astype(np.float32)
+
+    def heads(name: str) -> torch.Tensor:
+        out = F.linear(torch.from_numpy(x), weights[f"mha.{name}.weight"], weights[f"mha.{name}.bias"])
+        return out.unflatten(-1, (6, 4)).transpose(1, 2)
+
+    attended = F.scaled_dot_product_attention(heads("q_proj"), heads("k_proj"), heads("v_proj"))
+    expected = F.linear(attended.transpose(1, 2).flatten(2), weights["mha.o_proj.weight"])
+    outputs = model.run({"x": x}, provider="cpu")
+    assert max_relative_error(expected.numpy(), outputs["mha"]) <= TOLERANCE
+    ejected = ejected_outputs(compile_text(TEMPLATE), tmp_path, {"x": x})
+    for name in ("mha", "gqa"):
+        assert max_relative_error(outputs[name], ejected[name]) <= TOLERANCE
