@@ -86,16 +86,25 @@ def test_parameter_names_are_hf_state_dict_keys() -> None:
     assert ours == {name: tuple(t.shape) for name, t in reference.state_dict().items()}
 
 
+TINYLLAMA_MACS_T128 = 133_882_183_680  # HF's matmuls at batch 1, 128 tokens (checked below)
+
+
 @pytest.mark.parametrize("tie", [False, True])
-def test_full_size_parameter_count_is_hf_tinyllama(tie: bool) -> None:
+def test_full_size_parameter_and_mac_counts_are_hf_tinyllamas(tie: bool) -> None:
+    """HF's model at TinyLlama's config, built on the meta device (no memory, no weights):
+    its parameter count, and the MACs FlopCounterMode sees in its eager forward pass."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config = {**TINYLLAMA, "tie_word_embeddings": tie, "attn_implementation": "eager"}
     with torch.device("meta"):
-        reference = transformers.LlamaForCausalLM(
-            transformers.LlamaConfig(**{**TINYLLAMA, "tie_word_embeddings": tie})
-        )
+        reference = transformers.LlamaForCausalLM(transformers.LlamaConfig(**config)).eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            reference(input_ids=torch.zeros((1, 128), dtype=torch.int64))
     hf_count = sum(p.numel() for p in reference.parameters())  # a tied tensor once
-    summary = dlc.compile(SPEC, overrides={"tie_embeddings": tie}, opt_level=0).summary()
-    assert summary.params == hf_count
-    assert hf_count == TINYLLAMA_PARAMETERS - (32000 * 2048 if tie else 0)
+    summary = dlc.compile(SPEC, overrides={"tie_embeddings": tie}, opt_level=0).summary({"T": 128})
+    assert summary.params == hf_count == TINYLLAMA_PARAMETERS - (32000 * 2048 if tie else 0)
+    assert summary.macs == counter.get_total_flops() // 2 == TINYLLAMA_MACS_T128
+    assert summary.buffers == 0
 
 
 CONFIGS = {
