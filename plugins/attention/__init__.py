@@ -9,7 +9,7 @@ from pathlib import Path
 from dlc.plugin_api import PHASE_FUSION, BlockType, OpDef, PassInfo, TemplateLibrary, hookimpl
 
 from . import attention, embeddings, fused, layers, rotary
-from .fusion import FuseSelfAttention, UseMultiHeadAttention
+from .fusion import FuseSelfAttention, UseGroupQueryAttention, UseMultiHeadAttention
 
 
 @hookimpl
@@ -30,6 +30,14 @@ def dlc_passes() -> list[PassInfo]:
             FuseSelfAttention.name,
             FuseSelfAttention,
             "Self-attention and its projections -> ONNX Runtime Attention (not --portable).",
+            2,
+            PHASE_FUSION,
+        ),
+        # Causal grouped-query self-attention (Llama): ONNX Runtime's GroupQueryAttention.
+        PassInfo(
+            UseGroupQueryAttention.name,
+            UseGroupQueryAttention,
+            "Causal grouped-query self-attention -> ONNX Runtime GroupQueryAttention (not --portable).",
             2,
             PHASE_FUSION,
         ),

@@ -182,8 +182,9 @@ def _to_onnx(b: OnnxBuilder, node: Node) -> None:
     k = split_heads(key, kv_heads, d, [0, 2, 3, 1])  # [N, kv_heads, d, L]
     v = split_heads(value, kv_heads, dv, [0, 2, 1, 3])  # [N, kv_heads, L, dv]
     scores = b.op("MatMul", [regroup(q, [0, kv_heads, -1, d]), k])[0]  # [N, kv_heads, group*S, L]
-    scores = regroup(scores, [0, heads, -1, 0])  # [N, heads, S, L]
+    # Scaled before regrouping: ONNX Runtime folds a Mul right after a MatMul into it.
     scores = b.op("Mul", [scores, b.constant(np.array(attention_scale(node), np.float32), "scale")])[0]
+    scores = regroup(scores, [0, heads, -1, 0])  # [N, heads, S, L]
     mask = node.inputs[3] if len(node.inputs) > 3 else None
     if mask is not None:
         bias = padding_bias(b, mask) if mask.type.rank == 2 else b.name(mask)

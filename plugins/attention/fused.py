@@ -11,6 +11,9 @@ and CUDA execution providers; dlc pins and tests 1.31.1.
 - `ort.multi_head_attention` -> ``MultiHeadAttention``: the attention of already projected
   queries, keys and values (cross-attention too), with an optional key padding mask [N, L]
   and an optional additive bias [N|1, heads|1, S, L].
+- `ort.group_query_attention` -> ``GroupQueryAttention``: causal grouped-query
+  self-attention of projected queries [N, S, heads*d], keys and values [N, S, kv_heads*d],
+  with no past (a whole prompt), so its causal mask (aligned to the last key) is torch's.
 
 Both set ``mask_filter_value`` to the most negative float, the additive bias dlc uses for
 padding, so fully padded rows attend uniformly, as in the standard lowering. ONNX Runtime
@@ -279,6 +282,90 @@ def _multi_head_samples() -> list[OpSample]:
     return samples
 
 
+# -- ort.group_query_attention ---------------------------------------------------------------
+
+
+class GroupQueryAttrs(OpAttrs):
+    heads: int = Field(ge=1)
+    kv_heads: int = Field(ge=1)
+    scale: float | None = None
+
+
+def _group_query_infer(attrs: GroupQueryAttrs, inputs: Sequence[TensorType | None]) -> TensorType:
+    require(len(inputs) == 3, "ort.group_query_attention takes query, key and value")
+    query, key = inputs[0], inputs[1]
+    require(query is not None and key is not None, "ort.group_query_attention needs queries and keys")
+    assert query is not None and key is not None
+    require(
+        query.dtype is DType.float32 and query.shape[1] == key.shape[1],
+        f"ort.group_query_attention: causal self-attention of float32 queries and keys of one length, "
+        f"got {query} and {key}",
+    )
+    result = attention_infer(
+        AttentionAttrs(heads=attrs.heads, kv_heads=attrs.kv_heads, causal=True, scale=attrs.scale), inputs
+    )
+    require(
+        inputs[2] is not None and inputs[2].shape[2] == key.shape[2],
+        "ort.group_query_attention: values must be as wide as keys",
+    )
+    require(
+        int(query.shape[2]) // attrs.heads % 8 == 0,
+        "ort.group_query_attention: ONNX Runtime's kernel needs a head size that is a multiple of 8",
+    )
+    return result
+
+
+def _group_query_macs(node: Node) -> Dim:
+    query = node.inputs[0].type
+    return query.shape[0] * query.shape[1] * query.shape[1] * 2 * query.shape[2]
+
+
+def _group_query_onnx(b: OnnxBuilder, node: Node) -> None:
+    """No past: ``seqlens_k`` is S - 1 for every sequence, ``total_sequence_length`` S."""
+    query, key, value = b.inputs(node)
+    length = b.op("Cast", [b.op("Shape", [query], start=1, end=2)[0]], to=DType.int32.onnx)[0]
+    total = b.op("Squeeze", [length])[0]
+    last = b.op("Sub", [length, b.constant(np.array([1], np.int32), "one")])[0]
+    seqlens = b.op("Expand", [last, b.op("Shape", [query], start=0, end=1)[0]])[0]  # [N]
+    attributes = {"num_heads": node.attrs.heads, "kv_num_heads": node.attrs.kv_heads}
+    if node.attrs.scale is not None:
+        attributes["scale"] = node.attrs.scale
+    outputs = [*b.outputs(node), b.fresh("present_key"), b.fresh("present_value")]
+    b.op(
+        "GroupQueryAttention",
+        [query, key, value, "", "", seqlens, total],
+        outputs,
+        domain=MICROSOFT,
+        **attributes,
+    )
+
+
+def _group_query_torch(t: TorchWriter, node: Node) -> str:
+    helper = t.helper("attention", ATTENTION_HELPER)
+    args = [*(t.var(v) for v in node.inputs), f"heads={node.attrs.heads}", "causal=True"]
+    if node.attrs.scale is not None:
+        args.append(f"scale={node.attrs.scale!r}")
+    return f"{helper}({', '.join(args)}, kv_heads={node.attrs.kv_heads})"
+
+
+def _group_query_samples() -> list[OpSample]:
+    rng = np.random.default_rng(65)
+
+    def arr(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    lengths = {index: {0: "N", 1: "S"} for index in range(3)}
+    return [
+        OpSample((arr(2, 6, 32), arr(2, 6, 16), arr(2, 6, 16)), {"heads": 4, "kv_heads": 2}, symbols=lengths),
+        OpSample(
+            (arr(1, 5, 24), arr(1, 5, 8), arr(1, 5, 8)),
+            {"heads": 3, "kv_heads": 1, "scale": 0.2},
+            symbols=lengths,
+            name="multi-query-scale",
+        ),
+    ]
+
+
 OPS = [
     OpDef(
         "ort.attention",
@@ -301,5 +388,16 @@ OPS = [
         OpGroup.CONTRACTION,
         macs=_multi_head_macs,
         doc="ONNX Runtime's MultiHeadAttention on projected queries, keys and values.",
+    ),
+    OpDef(
+        "ort.group_query_attention",
+        _group_query_infer,
+        _group_query_onnx,
+        _group_query_torch,
+        _group_query_samples,
+        GroupQueryAttrs,
+        OpGroup.CONTRACTION,
+        macs=_group_query_macs,
+        doc="ONNX Runtime's GroupQueryAttention: causal grouped-query self-attention, no past.",
     ),
 ]

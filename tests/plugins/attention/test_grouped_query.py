@@ -266,3 +266,58 @@ def test_one_template_is_multi_head_and_grouped_query_attention(tmp_path) -> Non
     ejected = ejected_outputs(compile_text(TEMPLATE), tmp_path, {"x": x})
     for name in ("mha", "gqa"):
         assert max_relative_error(outputs[name], ejected[name]) <= TOLERANCE
+
+
+def gqa_spec_8(causal: bool = True, keys: str = "T", extra: str = "") -> str:
+    return f"""
+dlc: 1
+name: gqa8
+inputs:
+  q: {{shape: [N, T, 32]}}
+  k: {{shape: [N, {keys}, 16]}}
+  v: {{shape: [N, {keys}, 16]}}
+layers:
+  - scaled_dot_product_attention: {{heads: 4, kv_heads: 2, causal: {str(causal).lower()}{extra}}}
+    in: [q, k, v]
+    id: attention
+"""
+
+
+def test_causal_gqa_self_attention_uses_onnx_runtime_group_query_attention(tmp_path) -> None:
+    for extra in ("", ", scale: 0.3"):
+        fused = compile_text(gqa_spec_8(extra=extra))
+        assert fused_ops(fused) == ["ort.group_query_attention"]
+        assert "GroupQueryAttention" in {n.op_type for n in fused.onnx_model().graph.node}
+        for batch, length in ((2, 7), (1, 1), (3, 16)):
+            feeds = {
+                "q": RNG.standard_normal((batch, length, 32)).astype(np.float32),
+                "k": RNG.standard_normal((batch, length, 16)).astype(np.float32),
+                "v": RNG.standard_normal((batch, length, 16)).astype(np.float32),
+            }
+            q, k, v = (torch.from_numpy(feeds[n]).unflatten(-1, (-1, 8)).transpose(1, 2) for n in "qkv")
+            scale = 0.3 if extra else None
+            expected = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True, scale=scale)
+            expected = expected.transpose(1, 2).flatten(2).numpy()
+            assert max_relative_error(expected, fused.run(feeds, provider="cpu")["attention"]) <= TOLERANCE
+        ejected = ejected_outputs(fused, tmp_path / str(len(extra)), feeds)["attention"]
+        assert max_relative_error(expected, ejected) <= TOLERANCE
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (gqa_spec_8(causal=False), "GroupQueryAttention is causal only"),
+        (gqa_spec_8(keys="S"), "T queries over S keys"),
+        (sdpa_spec(2, None, True, "T", "T"), "head size 4: ONNX Runtime's kernel needs a multiple of 8"),
+        (sdpa_spec(2, ["N", HEADS, "T", "T"], True, "T", "T"), "takes no key padding mask or additive bias"),
+        (sdpa_spec(HEADS, None, True, "T", "T"), "not grouped-query attention"),
+    ],
+    ids=["not-causal", "cross", "head-size", "bias", "multi-head"],
+)
+def test_group_query_fusion_says_why_it_does_not_apply(text: str, reason: str) -> None:
+    from dlc.plugins.attention.fusion import _group_query_reason
+
+    model = compile_text(text, opt_level=0)
+    node = next(n for n in model.graph if n.op == "scaled_dot_product_attention")
+    assert reason in (_group_query_reason(node) or "")
+    assert "ort.group_query_attention" not in fused_ops(compile_text(text))

@@ -123,8 +123,12 @@ def test_logits_match_hf_llama_after_loading_its_state_dict(tmp_path: Path, name
     with torch.no_grad():
         expected = reference(input_ids=torch.from_numpy(ids)).logits.numpy()
     assert np.abs(expected).max() > 3  # peaked attention, not a near-uniform average
+    fused_kernel = (
+        "ort.group_query_attention" if sizes["kv_heads"] < sizes["heads"] else "ort.multi_head_attention"
+    )
     for portable in (False, True):
         model = dlc.compile(SPEC, overrides=sizes, weights=weights, portable=portable)
+        assert (fused_kernel in {n.op for n in model.graph}) is not portable
         actual = model.run({"input_ids": ids}, provider="cpu")["logits"]
         assert max_relative_error(expected, actual) <= TOLERANCE, f"portable={portable}"
     ejected = ejected_outputs(model, tmp_path / "ejected", {"input_ids": ids})["logits"]
