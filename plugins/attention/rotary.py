@@ -13,8 +13,10 @@ Two layouts pair the features differently:
 - interleaved (GPT-J, the RoFormer paper): ``a = x[2i]``, ``b = x[2i + 1]``.
 
 Positions are ``offset, offset + 1, ...`` along T, or an int64 input ``[T]`` or ``[N, T]``
-(a KV cache's next positions, packed sequences). The inverse frequencies are a constant
-input computed as HF computes them (float32), so nothing is stored as a parameter.
+(a KV cache's next positions, packed sequences). The inverse frequencies are computed as
+HF's default RoPE computes them (float32): an ONNX constant, and in torch a few ops in the
+helper, so neither the parameters nor the ejected module's state_dict hold anything
+(HF keeps them in a non-persistent buffer).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from dlc.plugin_api import (
 
 class RotaryAttrs(OpAttrs):
     head_dim: int = Field(ge=2)
+    dim: int | None = Field(None, ge=2)  # rotated features per head; None: head_dim
+    base: float = Field(10000.0, gt=0)
     interleaved: bool = False  # GPT-J's pairs (2i, 2i+1); default rotate-half (i, i + dim/2)
     offset: int = Field(0, ge=0)  # the first position, when no positions input is given
 
@@ -55,11 +59,15 @@ def rotary_inverse_frequencies(dim: int, base: float) -> np.ndarray:
     return (np.float32(1.0) / np.power(np.float32(base), exponents)).astype(np.float32)
 
 
+def rotary_dim(attrs: RotaryAttrs) -> int:
+    return attrs.dim if attrs.dim is not None else attrs.head_dim
+
+
 def _infer(attrs: RotaryAttrs, inputs: Sequence[TensorType | None]) -> TensorType:
-    require(len(inputs) in (2, 3), "rotary_embedding takes x, inverse frequencies and optional positions")
-    x, frequencies = inputs[0], inputs[1]
-    require(x is not None and frequencies is not None, "rotary_embedding needs x and inverse frequencies")
-    assert x is not None and frequencies is not None
+    require(len(inputs) in (1, 2), "rotary_embedding takes x and optional positions")
+    x = inputs[0]
+    require(x is not None, "rotary_embedding needs x")
+    assert x is not None
     require(
         x.rank == 3 and x.dtype.is_float,
         f"rotary_embedding: x must be float [N, T, heads * head_dim], got {x}",
@@ -69,18 +77,12 @@ def _infer(attrs: RotaryAttrs, inputs: Sequence[TensorType | None]) -> TensorTyp
         isinstance(features, int) and features % attrs.head_dim == 0,
         f"rotary_embedding: {features} features do not split into heads of {attrs.head_dim}",
     )
+    dim = rotary_dim(attrs)
     require(
-        frequencies.rank == 1
-        and frequencies.dtype is DType.float32
-        and isinstance(frequencies.shape[0], int),
-        f"rotary_embedding: inverse frequencies must be float32[dim / 2], got {frequencies}",
+        dim % 2 == 0 and dim <= attrs.head_dim,
+        f"rotary_embedding: the rotary dim {dim} must be even and at most the head dim {attrs.head_dim}",
     )
-    dim = 2 * int(frequencies.shape[0])
-    require(
-        0 < dim <= attrs.head_dim,
-        f"rotary_embedding: the rotary dim {dim} must be between 2 and the head dim {attrs.head_dim}",
-    )
-    positions = inputs[2] if len(inputs) > 2 else None
+    positions = inputs[1] if len(inputs) > 1 else None
     if positions is not None:
         require(
             positions.dtype in (DType.int64, DType.int32)
@@ -92,13 +94,13 @@ def _infer(attrs: RotaryAttrs, inputs: Sequence[TensorType | None]) -> TensorTyp
 
 
 def _to_onnx(b: OnnxBuilder, node: Node) -> None:
-    x, frequencies = b.name(node.inputs[0]), b.name(node.inputs[1])
-    head_dim = node.attrs.head_dim
-    half = int(node.inputs[1].type.shape[0])
-    dim = 2 * half
+    x = b.name(node.inputs[0])
+    head_dim, dim = node.attrs.head_dim, rotary_dim(node.attrs)
+    half = dim // 2
+    frequencies = b.constant(rotary_inverse_frequencies(dim, node.attrs.base), "inverse_frequencies")
     features = int(node.inputs[0].type.shape[2])
-    if len(node.inputs) > 2 and node.inputs[2] is not None:
-        positions = b.name(node.inputs[2])  # [T] or [N, T]
+    if len(node.inputs) > 1 and node.inputs[1] is not None:
+        positions = b.name(node.inputs[1])  # [T] or [N, T]
     else:
         length = b.op("Shape", [x], start=1, end=2)[0]
         start = b.constant(np.array([node.attrs.offset], np.int64), "offset")
@@ -139,16 +141,19 @@ def _to_onnx(b: OnnxBuilder, node: Node) -> None:
 ROTARY_HELPER = '''
 def rotary_embedding(
     x: torch.Tensor,
-    inverse_frequencies: torch.Tensor,
     head_dim: int,
+    dim: int | None = None,
+    base: float = 10000.0,
     interleaved: bool = False,
     positions: torch.Tensor | None = None,
     offset: int = 0,
 ) -> torch.Tensor:
-    """Rotary position embedding of x [N, T, heads * head_dim]: the first
-    2 * len(inverse_frequencies) features of each head are rotated in pairs, (i, i + dim / 2)
-    as HF's rotate_half or (2i, 2i + 1) with `interleaved` (GPT-J); the rest pass through."""
-    dim = 2 * inverse_frequencies.numel()
+    """Rotary position embedding of x [N, T, heads * head_dim]: the first `dim` features of
+    each head are rotated in pairs, (i, i + dim / 2) as HF's rotate_half or (2i, 2i + 1)
+    with `interleaved` (GPT-J), by position / base^(2i / dim); the rest pass through."""
+    dim = dim or head_dim
+    exponents = torch.arange(0, dim, 2, dtype=torch.int64, device=x.device).float() / dim
+    inverse_frequencies = 1.0 / (base**exponents)  # as HF's default RoPE
     if positions is None:
         positions = torch.arange(offset, offset + x.size(1), device=x.device)
     angles = positions.float()[..., None] * inverse_frequencies  # [(N,) T, dim / 2]
@@ -170,11 +175,16 @@ torch.fx.wrap("rotary_embedding")  # one call in torch.fx graphs
 
 def _to_torch(t: TorchWriter, node: Node) -> str:
     helper = t.helper("rotary_embedding", ROTARY_HELPER)
-    args = [t.var(node.inputs[0]), t.var(node.inputs[1]), f"head_dim={node.attrs.head_dim}"]
-    if node.attrs.interleaved:
+    a = node.attrs
+    args = [t.var(node.inputs[0]), f"head_dim={a.head_dim}"]
+    if a.dim is not None and a.dim != a.head_dim:
+        args.append(f"dim={a.dim}")
+    if a.base != 10000.0:
+        args.append(f"base={a.base!r}")
+    if a.interleaved:
         args.append("interleaved=True")
-    if len(node.inputs) > 2 and node.inputs[2] is not None:
-        args.append(f"positions={t.var(node.inputs[2])}")
+    if len(node.inputs) > 1 and node.inputs[1] is not None:
+        args.append(f"positions={t.var(node.inputs[1])}")
     elif node.attrs.offset:
         args.append(f"offset={node.attrs.offset}")
     return f"{helper}({', '.join(args)})"
@@ -186,25 +196,23 @@ def _samples() -> list[OpSample]:
     positions = rng.integers(0, 50, (2, 5)).astype(np.int64)
     lengths = {0: {0: "N", 1: "T"}}
     return [
+        OpSample((x,), {"head_dim": 6}, symbols=lengths, name="rotate-half"),
         OpSample(
-            (x, rotary_inverse_frequencies(6, 10000.0)), {"head_dim": 6}, symbols=lengths, name="rotate-half"
-        ),
-        OpSample(
-            (x, rotary_inverse_frequencies(4, 500.0)),
-            {"head_dim": 6, "interleaved": True, "offset": 7},
+            (x,),
+            {"head_dim": 6, "dim": 4, "base": 500.0, "interleaved": True, "offset": 7},
             symbols=lengths,
             name="interleaved-partial-offset",
         ),
         OpSample(
-            (x, rotary_inverse_frequencies(2, 10000.0), positions),
-            {"head_dim": 4},
-            symbols={**lengths, 2: {0: "N", 1: "T"}},
+            (x, positions),
+            {"head_dim": 4, "dim": 2},
+            symbols={**lengths, 1: {0: "N", 1: "T"}},
             name="partial-batch-positions",
         ),
         OpSample(
-            (x, rotary_inverse_frequencies(12, 10000.0), positions[0]),
-            {"head_dim": 12, "interleaved": True},
-            symbols={**lengths, 2: {0: "T"}},
+            (x, positions[0]),
+            {"head_dim": 12, "interleaved": True, "base": 1e6},
+            symbols={**lengths, 1: {0: "T"}},
             name="interleaved-positions",
         ),
     ]
@@ -249,9 +257,7 @@ def _rotary_block(ctx: BlockContext, config: RotaryConfig, inputs: list[Value]) 
             f"takes [N, T, heads * head_dim] with head_dim {config.head_dim}, "
             f"got {format_shape(x.type.shape)}"
         )
-    frequencies = ctx.constant(rotary_inverse_frequencies(dim, config.base), "inverse_frequencies")
-    attrs = {"head_dim": config.head_dim, "interleaved": config.interleaved, "offset": config.offset}
-    return ctx.op("rotary_embedding", x, frequencies, *inputs[1:], **attrs)
+    return ctx.op("rotary_embedding", x, *inputs[1:], **config.model_dump())
 
 
 BLOCKS = [

@@ -194,3 +194,22 @@ def test_macs_are_what_torch_counts_for_hf_llama() -> None:
             reference(input_ids=torch.zeros((1, 13), dtype=torch.int64))
         summary = dlc.compile(SPEC, overrides=sizes, opt_level=0).summary({"T": 13})
         assert summary.macs == counter.get_total_flops() // 2
+
+
+def test_the_ejected_module_loads_hf_state_dict_strictly(tmp_path: Path) -> None:
+    """The ejected model.py holds exactly HF's state_dict keys (the rotary frequencies are
+    computed, not stored), so `load_state_dict(hf.state_dict(), strict=True)` works on it."""
+    import importlib.util
+
+    reference = hf_model(SMALL, seed=2)
+    dlc.compile(SPEC, overrides=SMALL, opt_level=0).save(tmp_path, target="torch")
+    module_spec = importlib.util.spec_from_file_location("ejected_llama", tmp_path / "model.py")
+    assert module_spec is not None and module_spec.loader is not None
+    ejected = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(ejected)
+    network = ejected.load_model()
+    network.load_state_dict(reference.state_dict(), strict=True)
+    ids = torch.from_numpy(np.random.default_rng(7).integers(0, SMALL["vocab"], (2, 9)))
+    with torch.no_grad():
+        expected, actual = reference(input_ids=ids).logits.numpy(), network(ids).numpy()
+    assert max_relative_error(expected, actual) <= TOLERANCE
