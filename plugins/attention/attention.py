@@ -318,6 +318,12 @@ def _samples() -> list[OpSample]:
             symbolic_batch=False,
             name="multi-query-bias-wider-values",
         ),
+        OpSample(
+            (arr(2, 4, 8), arr(2, 5, 4), arr(2, 5, 4), padding),
+            {"heads": 2, "kv_heads": 1},
+            symbols={**sequence_dims, 3: {0: "N", 1: "L"}},
+            name="multi-query-padding-mask",
+        ),
     ]
 
 

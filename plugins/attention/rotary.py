@@ -54,9 +54,16 @@ class RotaryAttrs(OpAttrs):
 
 
 def rotary_inverse_frequencies(dim: int, base: float) -> np.ndarray:
-    """1 / base^(2i / dim), i < dim / 2, in float32 arithmetic as HF's default RoPE init."""
+    """1 / base^(2i / dim), i < dim / 2, as HF's default RoPE computes it in torch (float32).
+
+    The power is taken in float64 and rounded to float32, then inverted in float32: this
+    matches torch's float32 `base ** x` bit for bit in all but a handful of cases (numpy's
+    float32 power differs in the last bit for ~1 in 10 entries). The last bit matters: at
+    position p an angle is off by p times it, 5e-4 on Llama logits at 2048 tokens.
+    """
     exponents = np.arange(0, dim, 2, dtype=np.int64).astype(np.float32) / np.float32(dim)
-    return (np.float32(1.0) / np.power(np.float32(base), exponents)).astype(np.float32)
+    powers = np.power(np.float64(base), exponents.astype(np.float64)).astype(np.float32)
+    return (np.float32(1.0) / powers).astype(np.float32)
 
 
 def rotary_dim(attrs: RotaryAttrs) -> int:

@@ -213,3 +213,17 @@ def test_the_ejected_module_loads_hf_state_dict_strictly(tmp_path: Path) -> None
     with torch.no_grad():
         expected, actual = reference(input_ids=ids).logits.numpy(), network(ids).numpy()
     assert max_relative_error(expected, actual) <= TOLERANCE
+
+
+def test_late_positions_of_a_long_prompt_match_hf(tmp_path: Path) -> None:
+    """1024 tokens, head size 64: angles reach 1023 radians, so a last-bit difference in a
+    rotary frequency would show (3.4e-5 measured with numpy's float32 power; 2.3e-6 with
+    frequencies that follow torch's). Tolerance 1e-5 relative to the output scale."""
+    sizes = {"vocab": 97, "dim": 128, "layers": 1, "heads": 2, "kv_heads": 1, "hidden": 192, "theta": 10000.0}
+    reference = hf_model(sizes)
+    weights = save_state_dict(reference, tmp_path / "hf.safetensors")
+    ids = np.random.default_rng(8).integers(0, sizes["vocab"], (1, 1024))
+    with torch.no_grad():
+        expected = reference(input_ids=torch.from_numpy(ids)).logits.numpy()
+    model = dlc.compile(SPEC, overrides=sizes, weights=weights)
+    assert max_relative_error(expected, model.run({"input_ids": ids}, provider="cpu")["logits"]) <= 1e-5

@@ -115,3 +115,19 @@ def test_cli_rotates_as_hf_llama(tmp_path) -> None:
 def test_rotary_embedding_stores_no_parameters() -> None:
     model = compile_text(rotary_spec(f"{HEAD_DIM}"))
     assert model.weights() == {} and model.summary().params == 0
+
+
+def test_onnx_frequencies_are_torch_frequencies_to_the_last_bit() -> None:
+    """At position p an angle is off by p times any error in its frequency, so the ONNX
+    constant follows HF's torch computation: bit for bit at the common head sizes (Llama 2,
+    TinyLlama, Llama 3), within one unit in the last place elsewhere."""
+    from dlc.plugins.attention.rotary import rotary_inverse_frequencies
+
+    for base in (10000.0, 30000.0, 500000.0, 1e6):
+        for dim in (16, 32, 64, 96, 128, 256):
+            ours = rotary_inverse_frequencies(dim, base)
+            exponents = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
+            theirs = (1.0 / (base**exponents)).numpy()
+            assert np.all(np.abs(ours - theirs) <= np.spacing(theirs)), (base, dim)
+            if dim in (64, 128) and base in (10000.0, 500000.0):
+                assert np.array_equal(ours, theirs), (base, dim)
