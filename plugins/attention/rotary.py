@@ -12,6 +12,11 @@ Two layouts pair the features differently:
 - rotate-half (HF Llama's ``rotate_half``, GPT-NeoX): ``a = x[i]``, ``b = x[i + dim/2]``;
 - interleaved (GPT-J, the RoFormer paper): ``a = x[2i]``, ``b = x[2i + 1]``.
 
+`llama3_scaling` stretches the low frequencies for long contexts as Llama 3.1 does (HF's
+``rope_type: llama3``): wavelengths ``2 pi / theta_i`` longer than ``original / low`` are
+divided by `factor`, those shorter than ``original / high`` kept, and those between blended
+smoothly.
+
 Positions are ``offset, offset + 1, ...`` along T, or an int64 input ``[T]`` or ``[N, T]``
 (a KV cache's next positions, packed sequences). The inverse frequencies are computed as
 HF's default RoPE computes them (float32): an ONNX constant, and in torch a few ops in the
@@ -21,10 +26,11 @@ helper, so neither the parameters nor the ejected module's state_dict hold anyth
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from dlc.plugin_api import (
     BlockConfig,
@@ -51,6 +57,32 @@ class RotaryAttrs(OpAttrs):
     base: float = Field(10000.0, gt=0)
     interleaved: bool = False  # GPT-J's pairs (2i, 2i+1); default rotate-half (i, i + dim/2)
     offset: int = Field(0, ge=0)  # the first position, when no positions input is given
+    # Llama 3.1's (factor, low_freq_factor, high_freq_factor, original_max_position)
+    llama3_scaling: tuple[float, float, float, int] | None = None
+
+
+class Llama3Scaling(BaseModel):
+    """HF's ``rope_parameters`` of ``rope_type: llama3`` (Llama 3.1, 3.2: factor 32 or 8)."""
+
+    model_config = ConfigDict(extra="forbid")
+    factor: float = Field(gt=0, description="Divides the low frequencies (Llama 3.2: 32).")
+    low_freq_factor: float = Field(1.0, gt=0)
+    high_freq_factor: float = Field(4.0, gt=0)
+    original_max_position: int = Field(8192, ge=1, description="HF: original_max_position_embeddings.")
+
+    def as_tuple(self) -> tuple[float, float, float, int]:
+        return (self.factor, self.low_freq_factor, self.high_freq_factor, self.original_max_position)
+
+
+def llama3_rescaled(frequencies: np.ndarray, scaling: tuple[float, float, float, int]) -> np.ndarray:
+    """HF's `_compute_llama3_parameters` on float32 frequencies, in float32."""
+    factor, low, high, context = scaling
+    wavelength = np.float32(2 * math.pi) / frequencies
+    scaled = np.where(wavelength > context / low, frequencies / np.float32(factor), frequencies)
+    smooth = (np.float32(context) / wavelength - np.float32(low)) / np.float32(high - low)
+    smoothed = (1 - smooth) * scaled / np.float32(factor) + smooth * scaled
+    medium = (wavelength >= context / high) & (wavelength <= context / low)
+    return np.where(medium, smoothed, scaled).astype(np.float32)
 
 
 def rotary_inverse_frequencies(dim: int, base: float) -> np.ndarray:
@@ -104,7 +136,10 @@ def _to_onnx(b: OnnxBuilder, node: Node) -> None:
     x = b.name(node.inputs[0])
     head_dim, dim = node.attrs.head_dim, rotary_dim(node.attrs)
     half = dim // 2
-    frequencies = b.constant(rotary_inverse_frequencies(dim, node.attrs.base), "inverse_frequencies")
+    inverse = rotary_inverse_frequencies(dim, node.attrs.base)
+    if node.attrs.llama3_scaling is not None:
+        inverse = llama3_rescaled(inverse, node.attrs.llama3_scaling)
+    frequencies = b.constant(inverse, "inverse_frequencies")
     features = int(node.inputs[0].type.shape[2])
     if len(node.inputs) > 1 and node.inputs[1] is not None:
         positions = b.name(node.inputs[1])  # [T] or [N, T]
@@ -154,6 +189,7 @@ def rotary_embedding(
     interleaved: bool = False,
     positions: torch.Tensor | None = None,
     offset: int = 0,
+    llama3_scaling: tuple[float, float, float, int] | None = None,
 ) -> torch.Tensor:
     """Rotary position embedding of x [N, T, heads * head_dim]: the first `dim` features of
     each head are rotated in pairs, (i, i + dim / 2) as HF's rotate_half or (2i, 2i + 1)
@@ -161,6 +197,14 @@ def rotary_embedding(
     dim = dim or head_dim
     exponents = torch.arange(0, dim, 2, dtype=torch.int64, device=x.device).float() / dim
     inverse_frequencies = 1.0 / (base**exponents)  # as HF's default RoPE
+    if llama3_scaling is not None:  # Llama 3.1's long-context rescaling (HF's rope_type llama3)
+        factor, low, high, context = llama3_scaling
+        wavelength = 2 * torch.pi / inverse_frequencies
+        scaled = torch.where(wavelength > context / low, inverse_frequencies / factor, inverse_frequencies)
+        smooth = (context / wavelength - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelength >= context / high) & (wavelength <= context / low)
+        inverse_frequencies = torch.where(medium, smoothed, scaled)
     if positions is None:
         positions = torch.arange(offset, offset + x.size(1), device=x.device)
     angles = positions.float()[..., None] * inverse_frequencies  # [(N,) T, dim / 2]
@@ -194,6 +238,8 @@ def _to_torch(t: TorchWriter, node: Node) -> str:
         args.append(f"positions={t.var(node.inputs[1])}")
     elif node.attrs.offset:
         args.append(f"offset={node.attrs.offset}")
+    if a.llama3_scaling is not None:
+        args.append(f"llama3_scaling={a.llama3_scaling!r}")
     return f"{helper}({', '.join(args)})"
 
 
@@ -215,6 +261,12 @@ def _samples() -> list[OpSample]:
             {"head_dim": 4, "dim": 2},
             symbols={**lengths, 1: {0: "N", 1: "T"}},
             name="partial-batch-positions",
+        ),
+        OpSample(
+            (x, positions * 300),
+            {"head_dim": 12, "base": 500000.0, "llama3_scaling": (32.0, 1.0, 4.0, 8192)},
+            symbols={**lengths, 1: {0: "N", 1: "T"}},
+            name="llama3-scaling",
         ),
         OpSample(
             (x, positions[0]),
@@ -249,6 +301,9 @@ class RotaryConfig(BlockConfig):
         False, description="GPT-J's pairs (2i, 2i+1); default HF Llama's rotate-half (i, i + dim/2)."
     )
     offset: int = Field(0, ge=0, description="The first position when no positions input is given.")
+    llama3_scaling: Llama3Scaling | None = Field(
+        None, description="Llama 3.1's long-context frequency rescaling (HF's rope_type llama3)."
+    )
 
 
 def _rotary_block(ctx: BlockContext, config: RotaryConfig, inputs: list[Value]) -> Value:
@@ -264,7 +319,9 @@ def _rotary_block(ctx: BlockContext, config: RotaryConfig, inputs: list[Value]) 
             f"takes [N, T, heads * head_dim] with head_dim {config.head_dim}, "
             f"got {format_shape(x.type.shape)}"
         )
-    return ctx.op("rotary_embedding", x, *inputs[1:], **config.model_dump())
+    attrs = config.model_dump(exclude={"llama3_scaling"})
+    scaling = config.llama3_scaling.as_tuple() if config.llama3_scaling is not None else None
+    return ctx.op("rotary_embedding", x, *inputs[1:], **attrs, llama3_scaling=scaling)
 
 
 BLOCKS = [

@@ -227,3 +227,60 @@ def test_late_positions_of_a_long_prompt_match_hf(tmp_path: Path) -> None:
         expected = reference(input_ids=torch.from_numpy(ids)).logits.numpy()
     model = dlc.compile(SPEC, overrides=sizes, weights=weights)
     assert max_relative_error(expected, model.run({"input_ids": ids}, provider="cpu")["logits"]) <= 1e-5
+
+
+def test_llama3_rope_scaling_matches_hf(tmp_path: Path) -> None:
+    """Llama 3.2's structure at a small size: rope_type llama3 (an original context of 64
+    tokens, so the rescaling reaches the frequencies a short prompt uses), tied embeddings."""
+    sizes = {**SMALL, "theta": 500000.0}
+    rope = {"factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0}
+    config = hf_config(sizes, tie=True)
+    config.rope_parameters = {
+        "rope_type": "llama3",
+        "rope_theta": 500000.0,
+        **rope,
+        "original_max_position_embeddings": 64,
+    }
+    torch.manual_seed(9)
+    reference = hf_model(sizes, tie=True)
+    reference_scaled = transformers.LlamaForCausalLM(config).eval()
+    reference_scaled.load_state_dict(reference.state_dict())
+    weights = save_state_dict(reference_scaled, tmp_path / "hf.safetensors", drop=("lm_head.weight",))
+    ids = np.random.default_rng(10).integers(0, sizes["vocab"], (2, 40))
+    with torch.no_grad():
+        expected = reference_scaled(input_ids=torch.from_numpy(ids)).logits.numpy()
+        unscaled = reference(input_ids=torch.from_numpy(ids)).logits.numpy()
+    assert max_relative_error(expected, unscaled) > 1e-2  # the rescaling changes the logits
+    overrides = {**sizes, "tie_embeddings": True, "rope_scaling": {**rope, "original_max_position": 64}}
+    for portable in (False, True):
+        model = dlc.compile(SPEC, overrides=overrides, weights=weights, portable=portable)
+        actual = model.run({"input_ids": ids}, provider="cpu")["logits"]
+        assert max_relative_error(expected, actual) <= TOLERANCE
+    ejected = ejected_outputs(model, tmp_path / "ejected", {"input_ids": ids})["logits"]
+    assert max_relative_error(expected, ejected) <= TOLERANCE
+
+
+def test_llama_3_2_1b_parameter_count_is_hfs() -> None:
+    overrides = {
+        "vocab": 128256,
+        "layers": 16,
+        "heads": 32,
+        "kv_heads": 8,
+        "hidden": 8192,
+        "theta": 500000.0,
+        "tie_embeddings": True,
+        "rope_scaling": {"factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0},
+    }
+    config = transformers.LlamaConfig(
+        vocab_size=128256,
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        tie_word_embeddings=True,
+    )
+    with torch.device("meta"):
+        reference = transformers.LlamaForCausalLM(config)
+    hf_count = sum(p.numel() for p in reference.parameters())
+    assert dlc.compile(SPEC, overrides=overrides, opt_level=0).summary().params == hf_count == 1_235_814_400

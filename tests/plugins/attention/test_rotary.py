@@ -40,11 +40,18 @@ inputs:
 """
 
 
-def llama_reference(x: np.ndarray, positions: np.ndarray, dim: int, theta: float) -> np.ndarray:
+def llama_reference(
+    x: np.ndarray, positions: np.ndarray, dim: int, theta: float, scaling: dict | None = None
+) -> np.ndarray:
     """HF Llama's RoPE on the first `dim` features of each head (the rest pass through, as
-    HF's partial-rotary models do)."""
+    HF's partial-rotary models do); `scaling`: HF's rope_parameters of rope_type llama3."""
+    rope = {"rope_type": "llama3", "rope_theta": theta, **scaling} if scaling else {"rope_theta": theta}
     config = transformers.LlamaConfig(
-        hidden_size=HEADS * dim, num_attention_heads=HEADS, head_dim=dim, rope_theta=theta
+        hidden_size=HEADS * dim,
+        num_attention_heads=HEADS,
+        head_dim=dim,
+        rope_parameters=rope,
+        max_position_embeddings=131072,
     )
     rotary = modeling_llama.LlamaRotaryEmbedding(config)
     heads = torch.from_numpy(x).unflatten(-1, (HEADS, HEAD_DIM)).transpose(1, 2)  # [N, heads, T, d]
@@ -131,3 +138,25 @@ def test_onnx_frequencies_are_torch_frequencies_to_the_last_bit() -> None:
             assert np.all(np.abs(ours - theirs) <= np.spacing(theirs)), (base, dim)
             if dim in (64, 128) and base in (10000.0, 500000.0):
                 assert np.array_equal(ours, theirs), (base, dim)
+
+
+LLAMA3 = {
+    "factor": 32.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 8192,
+}
+
+
+def test_llama3_scaling_matches_hf_rope_type_llama3(tmp_path) -> None:
+    """Llama 3.2's long-context frequencies; positions up to 8000 reach the rescaled ones."""
+    x = RNG.standard_normal((2, 6, HEADS * HEAD_DIM)).astype(np.float32)
+    positions = RNG.integers(0, 8000, (2, 6))
+    options = (
+        f"{{head_dim: {HEAD_DIM}, base: 500000.0, llama3_scaling: "
+        "{factor: 32.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position: 8192}}"
+    )
+    expected = llama_reference(x, positions, HEAD_DIM, 500000.0, LLAMA3)
+    check(rotary_spec(options, "[N, T]"), {"x": x, "positions": positions}, expected, tmp_path)
+    unscaled = llama_reference(x, positions, HEAD_DIM, 500000.0)
+    assert max_relative_error(expected, unscaled) > 0.1  # the rescaling matters here
