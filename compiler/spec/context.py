@@ -42,6 +42,7 @@ class BlockContext:
         self.location = location
         self._scopes: list[str] = [name]
         self.created: list[str] = []  # node names created for this layer, in order
+        self.path: tuple[str | int, ...] = ()  # the layer's YAML path, for nested templates' errors
 
     @property
     def scope(self) -> str:
@@ -104,6 +105,9 @@ class BlockContext:
         if tie is not None:
             return self._tied_param(tie, name, tuple(shape), dtype)
         full = key or f"{self.scope}.{name}"
+        shared = self._lowering.shared_parameter(full, tuple(shape), dtype, self)
+        if shared is not None:
+            return shared
         if full in self._lowering.graph:
             raise self.error(f"parameter name '{full}' is already used by an earlier layer")
         node = self._lowering.builder.add_parameter(

@@ -14,9 +14,9 @@ template instance ``encoder.block1``), so checkpoints with bare tensors load as 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 from dlc.ir.init import Init
 from dlc.plugin_api import BlockConfig, BlockContext, BlockType, DType, Value, init
@@ -66,19 +66,49 @@ class InitChoice(_Options):
 
 
 _NAMED_INITS = {
-    "zeros": InitChoice(constant=0.0),
-    "ones": InitChoice(constant=1.0),
-    "normal": InitChoice(normal=NormalInit()),
-    "uniform": InitChoice(uniform=UniformInit()),
-    "trunc_normal": InitChoice(trunc_normal=NormalInit()),
+    "zeros": {"constant": 0.0},
+    "ones": {"constant": 1.0},
+    "normal": {"normal": {}},
+    "uniform": {"uniform": {}},
+    "trunc_normal": {"trunc_normal": {}},
+}
+
+
+def _named_init(value: Any) -> Any:
+    """A bare initializer name is short for its mapping with default options."""
+    if isinstance(value, str):
+        if value not in _NAMED_INITS:
+            names = ", ".join(_NAMED_INITS)
+            raise ValueError(f"unknown initializer '{value}'; use {names}, or {{constant: v}}")
+        return _NAMED_INITS[value]
+    return value
+
+
+_OPTIONS_SCHEMA = {"type": "object", "additionalProperties": {"type": "number"}}
+_INIT_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "enum": list(_NAMED_INITS)},
+        {
+            "type": "object",
+            "properties": {
+                "constant": {"type": "number"},
+                "normal": _OPTIONS_SCHEMA,
+                "uniform": _OPTIONS_SCHEMA,
+                "trunc_normal": _OPTIONS_SCHEMA,
+            },
+            "additionalProperties": False,
+            "minProperties": 1,
+            "maxProperties": 1,
+        },
+    ]
 }
 
 
 class ParameterConfig(BlockConfig):
     shape: list[int] = Field(description="The tensor's shape: ints or `${...}` expressions (>= 1).")
-    init: Literal["zeros", "ones", "normal", "uniform", "trunc_normal"] | InitChoice = Field(
-        "zeros",
-        description="zeros, ones, normal, uniform, trunc_normal, or one of {constant: v}, "
+    init: Annotated[InitChoice, BeforeValidator(_named_init), WithJsonSchema(_INIT_SCHEMA)] = Field(
+        default_factory=lambda: InitChoice(constant=0.0),
+        description="zeros (default), ones, normal, uniform, trunc_normal, or one of {constant: v}, "
         "{normal: {std, mean}}, {uniform: {low, high}}, {trunc_normal: {std, mean}}.",
     )
     name: str | None = Field(
@@ -98,14 +128,12 @@ class ParameterConfig(BlockConfig):
 
     @field_validator("init")
     @classmethod
-    def _one_initializer(cls, value: Any) -> Any:
-        if isinstance(value, InitChoice):
-            value.to_init()  # raises on zero or several initializers
+    def _one_initializer(cls, value: InitChoice) -> InitChoice:
+        value.to_init()  # raises on zero or several initializers
         return value
 
     def initializer(self) -> Init:
-        choice = _NAMED_INITS[self.init] if isinstance(self.init, str) else self.init
-        return choice.to_init()
+        return self.init.to_init()
 
 
 def _parameter_block(ctx: BlockContext, config: ParameterConfig, inputs: list[Value]) -> Value:

@@ -45,7 +45,7 @@ def ejected_outputs(
     with torch.no_grad():
         result = network(*(torch.from_numpy(inputs[name]) for name in names))
     results = result if isinstance(result, tuple) else (result,)
-    return {name: r.numpy() for name, r in zip(model.graph.outputs, results, strict=True)}
+    return {name: r.detach().numpy() for name, r in zip(model.graph.outputs, results, strict=True)}
 
 
 def onnx_and_torch(
