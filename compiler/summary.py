@@ -111,7 +111,7 @@ def summarize(
         by_layer.setdefault(node.layer, []).append((node, trips))
     rows = []
     for info in layers:
-        if info.kind != "block":
+        if info.kind not in ("block", "scan"):  # a scan's row: its body's work, every step
             continue
         nodes = [
             item

@@ -229,13 +229,13 @@ def _input_attrs(name: str) -> OpAttrs:
     return InputAttrs(name=name)
 
 
-def describe_loop(attrs: ScanAttrs, inputs: Sequence[Value | None]) -> str:
+def describe_loop(attrs: ScanAttrs, inputs: Sequence[Value | None], sigil: str = "%") -> str:
     """One line saying what a loop runs over, for the printer and the torch comments."""
     if attrs.steps is not None:
         return f"{attrs.steps} steps" + (", reversed" if attrs.reverse else "")
     sequences = inputs[attrs.carries : attrs.carries + attrs.scanned]
     over = ", ".join(
-        f"%{v.name}{format_shape(v.type.shape)} axis {a}"
+        f"{sigil}{v.name}{format_shape(v.type.shape)} axis {a}"
         for v, a in zip(sequences, attrs.scan_axes, strict=True)
         if v is not None
     )

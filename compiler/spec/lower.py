@@ -34,6 +34,7 @@ from dlc.spec.context import BlockContext
 from dlc.spec.entries import EntryReading
 from dlc.spec.expressions import ExpressionError, evaluate_text
 from dlc.spec.loader import Spec
+from dlc.spec.scan import ScanLowering
 from dlc.spec.scope import Broken, Entry, Frame, LayerInfo, LayerResult
 from dlc.spec.structures import StructureLowering
 from dlc.spec.validation import diagnostics_from_validation
@@ -55,7 +56,7 @@ def lower_spec(spec: Spec, registry: Registry) -> LoweredSpec:
     return Lowering(spec, registry).run()
 
 
-class Lowering(EntryReading, StructureLowering):
+class Lowering(EntryReading, StructureLowering, ScanLowering):
     """Lowers one spec; collects every error on the way."""
 
     def __init__(self, spec: Spec, registry: Registry) -> None:
@@ -196,6 +197,8 @@ class Lowering(EntryReading, StructureLowering):
             return self._lower_repeat(entry, frame, get_inputs(), full)
         if entry.kind == "residual":
             return self._lower_residual_layer(entry, frame, get_inputs(), full)
+        if entry.kind == "scan":
+            return self._lower_scan(entry, frame, get_inputs, full)
         config_raw = raw[entry.head] if isinstance(raw, dict) else None
         config_path = (*entry.path, entry.head) if isinstance(raw, dict) else entry.path
         if entry.kind == "template":
@@ -234,7 +237,7 @@ class Lowering(EntryReading, StructureLowering):
         layer = self._as_layer_result(result, block, ctx)
         producer = self.graph.producer(layer.value)
         # Name the node that makes the layer's output after the layer (`%fc1`, not `%fc1/linear`).
-        created_here = producer.name in ctx.created and producer.op != "parameter"
+        created_here = producer.name in ctx.created and producer.op not in ("parameter", "input")
         if created_here and producer.name != full and full not in self.graph:
             renamed = self.graph.rename_node(producer, full)
             mapping = {v.name: w for v, w in zip(producer.outputs, renamed.outputs, strict=True)}

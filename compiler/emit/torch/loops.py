@@ -52,13 +52,13 @@ def scan_to_torch(w: TorchWriter, node: Node) -> TorchExpr | str:
         assert first is not None
         length = f"{w.var(first)}.size({attrs.scan_axes[0]})"
     steps = f"reversed(range({length}))" if attrs.reverse else f"range({length})"
-    w.statement(f"for {step} in {steps}:  # {node.name}: {describe_loop(attrs, node.inputs)}")
+    w.statement(f"for {step} in {steps}:  # {node.name}: {describe_loop(attrs, node.inputs, sigil='')}")
 
     bindings = dict(zip((v.name for v in carries), state, strict=True))
     header: list[str] = []
     for value, sequence, axis in zip(slices, sequences, attrs.scan_axes, strict=True):
         assert sequence is not None
-        name = w.local(f"{value.name}_t")
+        name = w.local(value.name)
         header.append(f"{name} = {w.var(sequence)}[{':, ' * axis}{step}]  # {format_shape(value.type.shape)}")
         bindings[value.name] = name
     if attrs.index:
