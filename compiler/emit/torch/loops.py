@@ -66,7 +66,7 @@ def scan_to_torch(w: TorchWriter, node: Node) -> TorchExpr | str:
         name = w.local(index.name)
         header.append(f"{name} = torch.full((1,), float({step}))  # the step number")
         bindings[index.name] = name
-    inner = w.nested(body, bindings, captures)
+    inner = w.nested(body, bindings, captures, node.layer)
     lines = [*header, *inner.body_lines()]
     if state:
         updated = ", ".join(inner.var(value) for _, value in results[: attrs.carries])

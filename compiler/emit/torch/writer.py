@@ -78,10 +78,11 @@ def _identifier(text: str) -> str:
     return name
 
 
-def _group(node: Node) -> str | None:
+def _group(node: Node, scope: str = "") -> str | None:
     """The scope a node's layer sits in, as a variable name: ``stage.1.fc`` -> ``stage_1``;
-    None for a layer at the top level."""
-    segments = node.layer.split(".") if node.layer else []
+    None for a layer at the top level (of the loop body whose scope is `scope`)."""
+    layer = node.layer.removeprefix(f"{scope}.") if scope else node.layer
+    segments = layer.split(".") if layer else []
     if len(segments) < 2:
         return None
     group = [segments[0]]
@@ -159,6 +160,7 @@ class TorchWriter:
         self.current: Node | None = None
         self._parent: TorchWriter | None = None  # set for a loop body's writer
         self._captures: dict[str, Value] = {}  # body input value name -> the outer value it reads
+        self._scope = ""  # a loop body's layer scope: its variables are named within it
 
     # -- the API op lowerings use --------------------------------------------------------
 
@@ -225,7 +227,9 @@ class TorchWriter:
         self._used_names.add(name)
         return name
 
-    def nested(self, graph: Graph, bindings: Mapping[str, str], captures: Mapping[str, Value]) -> TorchWriter:
+    def nested(
+        self, graph: Graph, bindings: Mapping[str, str], captures: Mapping[str, Value], scope: str = ""
+    ) -> TorchWriter:
         """A writer for a loop body inlined in this forward pass: it shares this writer's
         submodules, parameters, helpers and variable names. `bindings`: body input value
         name -> the variable it reads for state, slices and the step index; `captures`: body input
@@ -237,7 +241,7 @@ class TorchWriter:
             self._helpers,
             self._helper_names,
         )
-        child._parent, child._captures = self, dict(captures)
+        child._parent, child._captures, child._scope = self, dict(captures), scope
         child._returned = {}
         for value_name, expression in bindings.items():
             child._vars[value_name] = expression
@@ -384,10 +388,14 @@ class TorchWriter:
         if any(self._last_use.get(v, -1) > self._position for v in values):
             return False
         producer = self.graph.producer(self.graph.value(values[-1])) if values else None
-        return producer is None or producer.op == "input" or _group(producer) == _group(node)
+        return (
+            producer is None
+            or producer.op == "input"
+            or _group(producer, self._scope) == _group(node, self._scope)
+        )
 
     def _new_name(self, node: Node, suffix: str = "") -> str:
-        base = _identifier((_group(node) or re.split(r"[./]", node.name)[-1]) + suffix)
+        base = _identifier((_group(node, self._scope) or re.split(r"[./]", node.name)[-1]) + suffix)
         name, index = base, 1
         while name in self._used_names:
             name = f"{base}_{index}"
