@@ -336,7 +336,8 @@ class EntryReading:
             return [results[entry.index - 1].value]
         values = []
         for name, port, ref_path in entry.refs:
-            value = self._resolve_ref(name, port, ref_path, frame, "`in`")
+            where = f"`{ref_path[-2]}`" if entry.kind == "scan" else "`in`"  # scan: over or carry
+            value = self._resolve_ref(name, port, ref_path, frame, where)
             if value is None:
                 raise Broken
             values.append(value)

@@ -344,7 +344,7 @@ class ScanLowering:
         for name, initial in carry.items():
             where = (*path, "next", name)
             try:
-                value = self._resolve(options.next[name], frame, where)
+                value = self._resolve_body_value(options.next[name], frame, where, "`next`")
             except Broken:
                 broken = True
                 continue
@@ -363,7 +363,7 @@ class ScanLowering:
             results[name] = value
         for name, reference in options.outputs.items():
             try:
-                value = self._resolve(reference, frame, (*path, "outputs", name))
+                value = self._resolve_body_value(reference, frame, (*path, "outputs", name), "`outputs`")
             except Broken:
                 broken = True
                 continue
@@ -374,3 +374,8 @@ class ScanLowering:
         if broken:
             raise Broken
         return results
+
+    def _resolve_body_value(self, reference: str, frame: Frame, path: YamlPath, where: str) -> Value | None:
+        """A body layer (``name`` or ``name.port``) named by `next` or `outputs`."""
+        layer, _, port = reference.partition(".")
+        return self._resolve_ref(layer, port or None, path, frame, where)

@@ -41,7 +41,7 @@ def scan_to_torch(w: TorchWriter, node: Node) -> TorchExpr | str:
     if state:
         initial = ", ".join(w.var(v) for v in node.inputs[: attrs.carries])
         w.statement(f"{', '.join(state)} = {initial}")
-    collected = [w.local(f"{name}s") for name, _ in results[attrs.carries :]]
+    collected = [w.local(f"{name}_steps") for name, _ in results[attrs.carries :]]
     for name in collected:
         w.statement(f"{name} = []")
     step = w.local("t")
