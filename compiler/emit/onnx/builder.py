@@ -7,7 +7,8 @@ the ONNX graph reads like the IR.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,6 +44,18 @@ class OnnxBuilder:
         child.initializers = self.initializers
         child.domains = self.domains
         return child
+
+    @contextmanager
+    def subgraph(self) -> Iterator[list[onnx.NodeProto]]:
+        """Collect the nodes `op` adds inside the block, for a subgraph written by hand (a
+        hand-built Scan or Loop body); constants still go to the outer graph, whose values
+        a subgraph may read. A loop over an IR body uses `nested` instead."""
+        outer = self.nodes
+        self.nodes = []
+        try:
+            yield self.nodes
+        finally:
+            self.nodes = outer
 
     def bind(self, value: Value, name: str) -> None:
         """Give an IR value (of a body being built) its ONNX name."""
