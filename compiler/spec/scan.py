@@ -100,6 +100,13 @@ class BodyBuilder(GraphBuilder):
         node = self.outer.add_constant(value, name, layer, location)
         return self.graph.producer(self.captures.value(node.output))
 
+    def parameter_value(self, name: str) -> Value | None:
+        value = self.outer.parameter_value(name)
+        return None if value is None else self.captures.value(value)
+
+    def parameter_names(self) -> list[str]:
+        return self.outer.parameter_names()
+
     def note_input_range(self, value: Value, low: float, high: float) -> None:
         """Body inputs are not model inputs: nothing to note."""
 

@@ -416,3 +416,39 @@ def test_misuse_is_a_located_error(case: Bad, tmp_path: Path) -> None:
     assert f"(at {case.path})" in result.stderr, result.stderr
     if case.hint:
         assert case.hint in result.stderr, result.stderr
+
+
+def test_a_body_layer_may_tie_its_weight_to_a_layer_outside_the_loop() -> None:
+    model = compile_text(
+        """
+        dlc: 1
+        name: tied
+        inputs:
+          tokens: {shape: [N, T], dtype: int64, range: [0, 30]}
+        layers:
+          - embedding: {vocab: 30, dim: 8}
+            id: embed
+          - reduce_mean: [1]
+            id: h0
+          - scan:
+              over: {e: embed}
+              carry: {h: h0}
+              body:
+                - add:
+                  in: [e, h]
+                - tanh:
+                  id: state
+                - linear: {out: 30, bias: false, tie: embed}
+                  id: logits
+              next: {h: state}
+              outputs: {logits: logits}
+            id: lm
+        outputs: [lm.logits]
+        """
+    )
+    assert list(model.weights()) == [
+        "embed.weight"
+    ]  # one tensor: the embedding and every step's output layer
+    tokens = np.random.default_rng(4).integers(0, 30, size=(2, 7)).astype(np.int64)
+    onnx_out = model.run({"tokens": tokens}, "cpu")
+    assert_close(onnx_out, torch_outputs(model.torch_module(), model, {"tokens": tokens}), "ONNX vs torch")
