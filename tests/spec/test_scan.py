@@ -6,6 +6,7 @@ Tolerance: 1e-5 relative to the output scale (measured at most 2e-7, float32).""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import textwrap
 from dataclasses import dataclass
@@ -16,11 +17,17 @@ import onnx
 import onnxruntime
 import pytest
 import torch
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import dlc
+from dlc.errors import DlcError
 from dlc.spec.loader import load_spec
+from dlc.spec.lower import InternalPluginError
 from dlc.testing import max_relative_error
 from tests.conftest import run_cli
+from tests.spec.test_fuzz_specs import SCALARS, _get, _paths
 
 TOLERANCE = 1e-5
 LENGTHS = (1, 7, 64)
@@ -452,3 +459,69 @@ def test_a_body_layer_may_tie_its_weight_to_a_layer_outside_the_loop() -> None:
     tokens = np.random.default_rng(4).integers(0, 30, size=(2, 7)).astype(np.int64)
     onnx_out = model.run({"tokens": tokens}, "cpu")
     assert_close(onnx_out, torch_outputs(model.torch_module(), model, {"tokens": tokens}), "ONNX vs torch")
+
+
+SCAN_KEYS = st.sampled_from(
+    ["over", "carry", "next", "outputs", "steps", "axis", "index", "body", "in", "id", "scan"]
+)
+
+
+@st.composite
+def scan_mutants(draw: st.DrawFn) -> str:
+    spec = yaml.safe_load(draw(st.sampled_from([ELMAN, SAMPLER, NESTED])))
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from([p for p in _paths(spec) if p]))
+        parent, key = _get(spec, path[:-1]), path[-1]
+        action = draw(st.sampled_from(["replace", "delete", "rename", "insert"]))
+        if action == "replace":
+            parent[key] = copy.deepcopy(draw(SCALARS))
+        elif action == "delete":
+            del parent[key]
+        elif action == "rename" and isinstance(parent, dict):
+            parent[draw(SCAN_KEYS)] = parent.pop(key)
+        elif action == "insert" and isinstance(parent, dict):
+            parent[draw(SCAN_KEYS)] = copy.deepcopy(draw(SCALARS))
+    return yaml.safe_dump(spec, sort_keys=False)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scan_mutants())
+def test_mutated_loops_compile_or_fail_with_located_errors(text: str) -> None:
+    try:
+        model = dlc.compile(dlc.load_spec("mutant.yaml", text=text))
+        model.onnx_model()
+        model.torch_source()
+    except InternalPluginError as error:
+        pytest.fail(f"internal error on a mutated spec:\n{text}\n{error}")
+    except DlcError as error:
+        assert error.diagnostics and all(d.message for d in error.diagnostics)
+        assert error.location is not None and error.location.file == "mutant.yaml", error.render()
+
+
+def test_fusion_passes_leave_bodies_intact_at_every_level() -> None:
+    text = """
+    dlc: 1
+    name: frames
+    inputs: {video: {shape: [N, T, 3, 16]}}
+    layers:
+      - scan:
+          over: {frame: video}
+          body:
+            - conv1d: {out: 8, kernel: 3, padding: 1, bias: false}
+            - batch_norm
+            - relu:
+              id: features
+          outputs: {features: features}
+        id: per_frame
+    """
+    feeds = {"video": np.random.default_rng(5).standard_normal((2, 7, 3, 16)).astype(np.float32)}
+    results = {}
+    for level in (0, 1, 2):
+        model = compile_text(text, opt_level=level, verify=True)
+        (loop,) = [n for n in model.graph if n.op == "scan"]
+        assert [n.op for n in loop.attrs.body if n.op != "input"] == ["conv", "batch_norm", "relu"]
+        results[level] = model.run(feeds, "cpu")
+        assert_close(
+            results[level], torch_outputs(model.torch_module(), model, feeds), f"-O{level} ONNX vs torch"
+        )
+    assert_close(results[0], results[2], "-O0 vs -O2")
