@@ -107,8 +107,8 @@ class ScanOptions(StrictModel):
     `axis` (one slice per step), or `steps` gives the count for a loop with nothing to
     scan. `carry` names the states and their initial values; `next` says which body layer
     gives each state's next value; `outputs` names per-step values, stacked along `axis`.
-    `index` names the step number t (float32 [1]) inside a `steps` loop; `reverse` runs
-    the steps last to first (outputs stay in step order)."""
+    `index` names the step number t (float32 [1]) inside the body; `reverse` runs the
+    steps last to first (outputs stay in step order)."""
 
     over: dict[Identifier, str] = Field(default_factory=dict)
     steps: int | None = Field(default=None, ge=1)

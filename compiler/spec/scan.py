@@ -247,13 +247,6 @@ class ScanLowering:
             )
         elif not options.over and options.steps is None:
             self._error("a scan needs `over: {name: sequence}` or `steps: count`", path, frame, key=True)
-        if options.index is not None and options.over:
-            self._error(
-                "`index` is for `steps` loops; scan the step values with `over` instead",
-                (*path, "index"),
-                frame,
-                key=True,
-            )
         seen: dict[str, str] = {}
         for key in ("over", "carry"):
             for name in getattr(options, key):

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dlc
-from dlc.errors import DlcError
+from dlc.errors import DlcError, EmitError
 from dlc.spec.loader import load_spec
 from dlc.spec.lower import InternalPluginError
 from dlc.testing import max_relative_error
@@ -391,11 +391,11 @@ BAD = [
         "did you mean 'next'?",
     ),
     Bad(
-        "index-with-over",
-        "      over: {x_t: x}\n      index: t\n      carry: {h: h0}\n" + BODY + "      next: {h: cell}\n",
+        "index-named-like-a-state",
+        "      over: {x_t: x}\n      index: h\n      carry: {h: h0}\n" + BODY + "      next: {h: cell}\n",
         10,
-        7,
-        "`index` is for `steps` loops",
+        14,
+        "`index` 'h' is also a carry name",
         "layers[0].scan.index",
     ),
     Bad(
@@ -525,3 +525,47 @@ def test_fusion_passes_leave_bodies_intact_at_every_level() -> None:
             results[level], torch_outputs(model.torch_module(), model, feeds), f"-O{level} ONNX vs torch"
         )
     assert_close(results[0], results[2], "-O0 vs -O2")
+
+
+def test_the_step_index_counts_the_steps_of_a_scan_forwards_and_reversed() -> None:
+    text = """
+    dlc: 1
+    name: ramp
+    inputs: {x: {shape: [N, T, 3]}}
+    layers:
+      - slice: {axis: 1, start: 0, end: 1}
+      - squeeze: 1
+        id: first
+      - scan:
+          over: {x_t: x}
+          index: t
+          reverse: REVERSE
+          carry: {last: first}
+          body:
+            - mul:
+              in: [x_t, t]
+              id: scaled
+          next: {last: scaled}
+          outputs: {y: scaled}
+        id: ramp
+    outputs: {y: ramp.y, last: ramp.last}
+    """
+    x = np.random.default_rng(6).standard_normal((2, 7, 3)).astype(np.float32)
+    for reverse, last_step in (("false", 6), ("true", 0)):
+        model = compile_text(text.replace("REVERSE", reverse))
+        onnx_out = model.run({"x": x}, "cpu")
+        np.testing.assert_allclose(
+            onnx_out["y"], x * np.arange(7, dtype=np.float32)[None, :, None], rtol=1e-6
+        )
+        np.testing.assert_allclose(onnx_out["last"], x[:, last_step] * last_step, rtol=1e-6)
+        assert_close(onnx_out, torch_outputs(model.torch_module(), model, {"x": x}), f"reverse={reverse}")
+
+
+def test_torch_fx_cannot_trace_a_loop_over_a_sequence_and_says_so() -> None:
+    with pytest.raises(EmitError, match="cannot trace the loop over a sequence in 'rnn'"):
+        compile_text(ELMAN).graph_module()
+    sampler = compile_text(SAMPLER)  # a `steps` loop unrolls
+    noise = np.ones((2, 8), np.float32)
+    with torch.no_grad():
+        traced = sampler.graph_module()(torch.from_numpy(noise))
+    assert max_relative_error(sampler.run({"noise": noise}, "cpu")["image"], traced[0].numpy()) <= TOLERANCE

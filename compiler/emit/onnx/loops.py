@@ -80,22 +80,39 @@ def _scan(b: OnnxBuilder, node: Node, attrs: ScanAttrs) -> None:
     nodes, outputs = _body(b, attrs.body, names, [])
     inputs = [value_info(names[n.output.name], n.output.type) for n in formal]
     graph = helper.make_graph(nodes, b.fresh("body"), inputs, outputs)
+    sequences = [b.name(v) for v in node.inputs[: attrs.carries + attrs.scanned]]
+    axes = list(attrs.scan_axes)
+    if attrs.index:  # the step numbers, scanned along with the sequences: [T, 1] float
+        sequences.append(_step_numbers(b, node, attrs))
+        axes.append(0)
     directions = {}
     if attrs.reverse:  # read the slices last to first; prepend outputs, so they stay in step order
         directions = {
-            "scan_input_directions": [1] * attrs.scanned,
+            "scan_input_directions": [1] * len(axes),
             "scan_output_directions": [1] * attrs.outputs,
         }
     b.op(
         "Scan",
-        [b.name(v) for v in node.inputs[: attrs.carries + attrs.scanned]],
+        sequences,
         b.outputs(node),
         body=graph,
-        num_scan_inputs=attrs.scanned,
-        scan_input_axes=list(attrs.scan_axes),
+        num_scan_inputs=len(axes),
+        scan_input_axes=axes,
         scan_output_axes=list(attrs.output_axes),
         **directions,
     )
+
+
+def _step_numbers(b: OnnxBuilder, node: Node, attrs: ScanAttrs) -> str:
+    """0, 1, ..., T - 1 as a [T, 1] float tensor, T read from the first scanned sequence."""
+    first, axis = node.inputs[attrs.carries], attrs.scan_axes[0]
+    assert first is not None
+    length = b.op("Shape", [b.name(first)], start=axis, end=axis + 1)[0]
+    zero = b.constant(np.array(0, dtype=np.int64), "zero")
+    one = b.constant(np.array(1, dtype=np.int64), "one")
+    steps = b.op("Range", [zero, b.op("Squeeze", [length])[0], one])[0]
+    steps = b.op("Cast", [steps], to=TensorProto.FLOAT)[0]
+    return b.op("Unsqueeze", [steps, b.int64s([1], "axes")])[0]
 
 
 def _loop(b: OnnxBuilder, node: Node, attrs: ScanAttrs) -> None:
