@@ -3,7 +3,8 @@
 Layers are sequential by default: a layer without `in` eats the output of the layer
 written before it. `id` + `in` wire DAGs (references may point forward; cycles are
 errors). Structural layers: `repeat` (stable names ``stage.0``, ``stage.1``, with a loop
-variable), `residual` (body + shortcut, summed) and template calls. Every block config is
+variable), `residual` (body + shortcut, summed), `scan` (a loop carrying state; see
+`dlc.spec.scan`) and template calls. Every block config is
 expanded (``${...}``) and validated against its block's Pydantic model here, so that all
 errors of a spec are reported together, each with file:line:col and YAML path.
 

@@ -42,7 +42,7 @@ class LayerInfo:
 
     name: str
     block: str
-    kind: str  # block | template | repeat | residual
+    kind: str  # block | template | repeat | residual | scan
     location: Location
     outputs: dict[str, Value]
     depth: int
