@@ -569,3 +569,44 @@ def test_torch_fx_cannot_trace_a_loop_over_a_sequence_and_says_so() -> None:
     with torch.no_grad():
         traced = sampler.graph_module()(torch.from_numpy(noise))
     assert max_relative_error(sampler.run({"noise": noise}, "cpu")["image"], traced[0].numpy()) <= TOLERANCE
+
+
+def test_scans_compose_with_templates_and_repeats() -> None:
+    text = """
+    dlc: 1
+    name: stacked
+    inputs: {x: {shape: [N, T, 4]}}
+    blocks:
+      rnn_layer:
+        params: {size: int}
+        body:
+          - reduce_mean: [1]
+          - linear: "${size}"
+            id: h0
+          - scan:
+              over: {x_t: input}
+              carry: {h: h0}
+              body:
+                - concat: {axis: 1}
+                  in: [x_t, h]
+                - repeat: 2
+                  body: [{linear: "${size}"}, tanh]
+                  id: deep
+              next: {h: deep}
+              outputs: {y: deep}
+            id: loop
+        outputs: [loop.y]
+    layers:
+      - repeat: 2
+        id: stack
+        body:
+          - rnn_layer: {size: 4}
+    outputs: [stack]
+    """
+    model = compile_text(text)
+    assert "stack.1.loop.deep.1.linear_0.weight" in model.weights() and len(model.weights()) == 12
+    module = model.torch_module()
+    rng = np.random.default_rng(7)
+    for steps in LENGTHS:
+        feeds = {"x": rng.standard_normal((2, steps, 4)).astype(np.float32)}
+        assert_close(model.run(feeds, "cpu"), torch_outputs(module, model, feeds), f"T={steps} ONNX vs torch")
