@@ -64,6 +64,10 @@ class GraphBuilder:
             return self.graph.node(name).output
         return None
 
+    def has_name(self, name: str) -> bool:
+        """Whether a node (a parameter, say) is called `name` where parameters are added."""
+        return name in self.graph
+
     def parameter_names(self) -> list[str]:
         return [n.attrs.name for n in self.graph.parameters()]
 

@@ -42,6 +42,7 @@ class BlockContext:
         self.location = location
         self._scopes: list[str] = [name]
         self.created: list[str] = []  # node names created for this layer, in order
+        self.path: tuple[str | int, ...] = ()  # the layer's YAML path, for nested templates' errors
 
     @property
     def scope(self) -> str:
@@ -94,14 +95,21 @@ class BlockContext:
         dtype: DType = DType.float32,
         trainable: bool = True,
         tie: str | None = None,
+        key: str | None = None,
     ) -> Value:
-        """A parameter named ``<scope>.<name>``; `trainable=False` makes it a buffer.
+        """A parameter named ``<scope>.<name>`` (or exactly `key`); `trainable=False` makes
+        it a buffer.
 
         With `tie`, no parameter is created: the existing parameter that `tie` names is
         returned instead (weight tying), after checking its shape and dtype."""
         if tie is not None:
             return self._tied_param(tie, name, tuple(shape), dtype)
-        full = f"{self.scope}.{name}"
+        full = key or f"{self.scope}.{name}"
+        shared = self._lowering.shared_parameter(full, tuple(shape), dtype, self)
+        if shared is not None:
+            return shared
+        if self._lowering.builder.has_name(full):
+            raise self.error(f"parameter name '{full}' is already used by an earlier layer")
         node = self._lowering.builder.add_parameter(
             full,
             tuple(shape),

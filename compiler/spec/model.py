@@ -39,9 +39,10 @@ class InputDecl(StrictModel):
 
     shape: list[SpecDim]
     dtype: DType = DType.float32
-    range: tuple[float, float] | None = Field(
+    range: tuple[float | str, float | str] | None = Field(
         default=None,
-        description="Values random inputs are drawn from: [low, high) (token ids: [0, vocab)).",
+        description="Values random inputs are drawn from: [low, high) (token ids: [0, vocab)); "
+        "numbers or `${...}` expressions over params.",
     )
     doc: str | None = None
 
@@ -59,6 +60,11 @@ class ResidualOptions(StrictModel):
 
     shortcut: Literal["auto", "identity"] | list[Any] = "auto"
     projection: list[Any] | None = None
+    condition: bool | str = Field(
+        default=True,
+        alias="if",
+        description="`${...}`: add the shortcut only when true (MobileNetV2: stride 1, equal channels).",
+    )
 
 
 class ResidualLayer(StrictModel):
@@ -96,10 +102,10 @@ class SpecModel(StrictModel):
     outputs: list[str] | dict[Identifier, str] | None = None
 
 
-COMMON_LAYER_KEYS = ("id", "in")
+COMMON_LAYER_KEYS = ("id", "in", "if", "share")
 REPEAT_KEYS = ("repeat", "as", "input", "body", *COMMON_LAYER_KEYS)
 RESIDUAL_KEYS = ("residual", *COMMON_LAYER_KEYS)
-SCAN_KEYS = ("scan", "id")  # a scan reads its inputs from `over` and `carry`, not `in`
+SCAN_KEYS = ("scan", "id", "if", "share")  # a scan reads its inputs from `over` and `carry`, not `in`
 
 
 class ScanOptions(StrictModel):

@@ -107,6 +107,9 @@ class BodyBuilder(GraphBuilder):
     def parameter_names(self) -> list[str]:
         return self.outer.parameter_names()
 
+    def has_name(self, name: str) -> bool:
+        return self.outer.has_name(name)
+
     def note_input_range(self, value: Value, low: float, high: float) -> None:
         """Body inputs are not model inputs: nothing to note."""
 

@@ -45,6 +45,15 @@ def _common_properties() -> dict[str, Any]:
             "description": "Input layer name(s), `name.port` for a named output; "
             "by default the previous layer.",
         },
+        "share": {
+            "type": ["string", "null"],
+            "description": "Reuse every parameter of this earlier layer (same options and shapes).",
+        },
+        "if": {
+            "anyOf": [{"type": "boolean"}, EXPRESSION],
+            "description": "Lower the layer only when true; a skipped layer's name stands for its "
+            "(first) input.",
+        },
     }
 
 
@@ -75,7 +84,7 @@ def spec_schema(registry: Registry) -> dict[str, Any]:
             "type": "object",
             "description": "Repeat a body of layers; iterations are named <id>.0, <id>.1, ...",
             "properties": {
-                "repeat": {"anyOf": [{"type": "integer", "minimum": 1}, EXPRESSION]},
+                "repeat": {"anyOf": [{"type": "integer", "minimum": 0}, EXPRESSION]},
                 "as": {"type": "string", "pattern": IDENTIFIER},
                 "input": {
                     "type": "string",
@@ -108,7 +117,7 @@ def spec_schema(registry: Registry) -> dict[str, Any]:
         {
             "type": "object",
             "description": "A loop: the body runs once per step, carrying named states.",
-            "properties": {"scan": scan, "id": _common_properties()["id"]},
+            "properties": {"scan": scan, **{k: v for k, v in _common_properties().items() if k != "in"}},
             "required": ["scan"],
             "additionalProperties": False,
         }

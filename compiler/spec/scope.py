@@ -62,6 +62,7 @@ class Frame:
     depth: int = 0
     counters: dict[str, int] = field(default_factory=dict)
     taken: set[str] = field(default_factory=set)
+    skipped: set[str] = field(default_factory=set)  # skipped layers with no input to stand for
     # A loop body's frame: names it does not define are looked up in `outer` (the frame the
     # loop is written in), and `capture` turns what is found there into body inputs.
     outer: Frame | None = None
@@ -77,6 +78,14 @@ class Frame:
                 return None if found is None else frame.capture(found)
             frame = frame.parent
         return None
+
+    def is_skipped(self, name: str) -> bool:
+        frame: Frame | None = self
+        while frame is not None:
+            if name in frame.skipped:
+                return True
+            frame = frame.parent if frame.outer is None else frame.outer
+        return False
 
     def visible(self) -> list[str]:
         names: set[str] = set()
@@ -116,3 +125,5 @@ class Entry:
     explicit_id: bool
     takes_input: bool = True
     sees_earlier: bool = False  # a scan: its body may read every layer written above it
+    skip: bool = False  # its `if:` is false: the layer stands for its (first) input
+    condition_reads_input: bool = False  # its `if:` reads `input`: decided when it is lowered

@@ -610,3 +610,79 @@ def test_scans_compose_with_templates_and_repeats() -> None:
     for steps in LENGTHS:
         feeds = {"x": rng.standard_normal((2, steps, 4)).astype(np.float32)}
         assert_close(model.run(feeds, "cpu"), torch_outputs(module, model, feeds), f"T={steps} ONNX vs torch")
+
+
+def test_share_and_if_work_on_loops_and_inside_their_bodies() -> None:
+    text = """
+    dlc: 1
+    name: siamese_rnn
+    inputs:
+      a: {shape: [N, T, 4]}
+      b: {shape: [N, T, 4]}
+      h0: {shape: [N, 6]}
+    params: {deep: false}
+    layers:
+      - scan:
+          over: {x_t: a}
+          carry: {h: h0}
+          body:
+            - concat: {axis: 1}
+              in: [x_t, h]
+            - linear: 6
+              id: cell
+            - linear: 6
+              id: cell2
+              if: "${deep}"
+            - tanh:
+              id: act
+            - linear: 6
+              in: act
+              id: proj
+            - linear: 6
+              in: act
+              share: proj
+              id: proj2
+          next: {h: act}
+          outputs: {y: proj2}
+        id: left
+      - scan:
+          over: {x_t: b}
+          carry: {h: h0}
+          body:
+            - concat: {axis: 1}
+              in: [x_t, h]
+            - linear: 6
+              id: cell
+            - tanh:
+              id: act
+            - linear: 6
+              in: act
+              id: proj
+          next: {h: act}
+          outputs: {y: proj}
+        share: left
+        id: right
+      - scan:
+          over: {x_t: b}
+          carry: {h: h0}
+          body:
+            - linear: 6
+              id: cell
+          next: {h: cell}
+        if: "${deep}"
+        id: skipped
+    outputs: {l: left.y, r: right.y}
+    """
+    model = compile_text(text)
+    assert list(model.weights()) == [
+        "left.cell.weight",
+        "left.cell.bias",
+        "left.proj.weight",
+        "left.proj.bias",
+    ]
+    x = np.random.default_rng(8).standard_normal((2, 7, 4)).astype(np.float32)
+    h0 = np.zeros((2, 6), np.float32)
+    onnx_out = model.run({"a": x, "b": x, "h0": h0}, "cpu")
+    np.testing.assert_allclose(onnx_out["l"], onnx_out["r"], rtol=1e-6)  # one set of weights, one input
+    torch_out = torch_outputs(model.torch_module(), model, {"a": x, "b": x, "h0": h0})
+    assert_close(onnx_out, torch_out, "ONNX vs torch")
