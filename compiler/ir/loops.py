@@ -32,7 +32,7 @@ from dlc.ir.graph import Graph, IRError
 from dlc.ir.node import Node, OpAttrs, Value
 from dlc.ir.ops import InferenceError, OpSample
 from dlc.ir.symbolic import Dim
-from dlc.ir.types import DType, TensorType, format_shape, normalize_axis
+from dlc.ir.types import DType, TensorType, format_shape
 
 INDEX_TYPE = TensorType(DType.float32, (1,))
 
@@ -169,11 +169,6 @@ def check_body(node: Node) -> None:
                     f"loop '{node.name}': body node '{inner.name}' is a {inner.op}; "
                     "weights and constants must live in the top graph and be captured"
                 )
-
-
-def output_axis(axis: int, rank: int) -> int:
-    """The stacking axis for a per-step output of `rank` (negative counts from the end)."""
-    return normalize_axis(axis, rank + 1)
 
 
 def scan_samples() -> list[OpSample]:
