@@ -108,7 +108,7 @@ class BlockContext:
         shared = self._lowering.shared_parameter(full, tuple(shape), dtype, self)
         if shared is not None:
             return shared
-        if full in self._lowering.graph:
+        if self._lowering.builder.has_name(full):
             raise self.error(f"parameter name '{full}' is already used by an earlier layer")
         node = self._lowering.builder.add_parameter(
             full,
@@ -125,21 +125,21 @@ class BlockContext:
     def _tied_param(self, reference: str, local: str, shape: tuple[int, ...], dtype: DType) -> Value:
         """Resolve `reference` (a layer such as ``wte``, or a parameter such as
         ``wte.weight``) from the innermost enclosing scope outwards."""
-        graph = self._lowering.graph
+        builder = self._lowering.builder  # in a loop body, it finds (and captures) outer weights
         parts = self.name.split(".")[:-1]
         prefixes = [".".join(parts[:i]) for i in range(len(parts), -1, -1)]
         for prefix in prefixes:
             base = f"{prefix}.{reference}" if prefix else reference
             for candidate in (base, f"{base}.{local}"):
-                if candidate in graph and graph.node(candidate).op == "parameter":
-                    value = graph.node(candidate).output
+                value = builder.parameter_value(candidate)
+                if value is not None:
                     if value.type.shape != shape or value.type.dtype != dtype:
                         raise self.error(
                             f"tie: '{candidate}' is {value.type}, but this layer's {local} must be "
                             f"{TensorType(dtype, shape)}"
                         )
                     return value
-        known = [n.attrs.name for n in graph.parameters()]
+        known = builder.parameter_names()
         hint = did_you_mean(reference, known + [name.rsplit(".", 1)[0] for name in known])
         raise self.error(
             f"tie: no parameter '{reference}' is defined before this layer",

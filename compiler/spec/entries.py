@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from dlc.ir.node import Value
-from dlc.spec.model import COMMON_LAYER_KEYS, IDENTIFIER, REPEAT_KEYS, RESIDUAL_KEYS
+from dlc.spec.model import COMMON_LAYER_KEYS, IDENTIFIER, REPEAT_KEYS, RESIDUAL_KEYS, SCAN_KEYS
 from dlc.spec.scope import Broken, Entry, Frame, LayerResult
 from dlc.spec.suggest import block_suggestions, did_you_mean
 from dlc.spec.tensor_info import mentions_input
@@ -60,6 +60,23 @@ class EntryReading:
         elif "residual" in raw:
             kind, head = "residual", "residual"
             self._check_keys(raw, RESIDUAL_KEYS, path, frame, "a residual layer")
+        elif "scan" in raw:
+            self._check_keys(raw, SCAN_KEYS, path, frame, "a scan layer")
+            entry_id = self._read_id(raw, path, frame)
+            refs = self._scan_refs(raw["scan"], (*path, "scan"), frame)
+            return Entry(
+                index,
+                raw,
+                path,
+                "scan",
+                "scan",
+                entry_id or "",
+                refs,
+                entry_id is not None,
+                takes_input=True,
+                sees_earlier=True,
+                skip=not self._read_condition(raw, path, frame),
+            )
         else:
             known = [k for k in heads if self._is_block_name(k, frame)]
             if len(known) > 1:
@@ -148,7 +165,7 @@ class EntryReading:
         )
 
     def _classify(self, head: str, path: YamlPath, frame: Frame, key: bool) -> str:
-        if head in ("repeat", "residual"):
+        if head in ("repeat", "residual", "scan"):
             self._error(f"`{head}` needs a mapping with its options", path, frame)
             raise Broken
         if head in self.spec.templates:
@@ -239,6 +256,23 @@ class EntryReading:
             raise Broken
         return refs
 
+    def _scan_refs(self, raw: Any, path: YamlPath, frame: Frame) -> list[tuple[str, str | None, YamlPath]]:
+        """The layers a scan reads directly: its scanned sequences, then its carries'
+        initial values (malformed options are reported when the scan is lowered)."""
+        refs: list[tuple[str, str | None, YamlPath]] = []
+        if not isinstance(raw, dict):
+            return refs
+        for key in ("over", "carry"):
+            items = raw.get(key)
+            if not isinstance(items, dict):
+                continue
+            for name, text in items.items():
+                text = self._expand(text, (*path, key, name), frame)
+                if isinstance(text, str) and text:
+                    layer, _, port = text.partition(".")
+                    refs.append((layer, port or None, (*path, key, name)))
+        return refs
+
     def _name_entries(self, entries: list[Entry | None], frame: Frame) -> None:
         explicit = {e.name for e in entries if e is not None and e.explicit_id}
         seen: dict[str, YamlPath] = {}
@@ -285,6 +319,10 @@ class EntryReading:
             if entry is None:
                 continue
             dag.add_node(entry.index)
+            if entry.sees_earlier:
+                for earlier in entries[: entry.index]:
+                    if earlier is not None:
+                        dag.add_edge(earlier.index, entry.index)
             if entry.refs is None:
                 if entry.takes_input and entry.index > 0 and entries[entry.index - 1] is not None:
                     dag.add_edge(entry.index - 1, entry.index)
@@ -339,7 +377,8 @@ class EntryReading:
             return [results[entry.index - 1].value]
         values = []
         for name, port, ref_path in entry.refs:
-            value = self._resolve_ref(name, port, ref_path, frame, "`in`")
+            where = f"`{ref_path[-2]}`" if entry.kind == "scan" else "`in`"  # scan: over or carry
+            value = self._resolve_ref(name, port, ref_path, frame, where)
             if value is None:
                 raise Broken
             values.append(value)
@@ -394,7 +433,7 @@ class EntryReading:
         current: Frame | None = frame
         while current is not None:
             names |= current.taken
-            current = current.parent
+            current = current.parent if current.outer is None else current.outer
         return names
 
 

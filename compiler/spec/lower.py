@@ -3,7 +3,8 @@
 Layers are sequential by default: a layer without `in` eats the output of the layer
 written before it. `id` + `in` wire DAGs (references may point forward; cycles are
 errors). Structural layers: `repeat` (stable names ``stage.0``, ``stage.1``, with a loop
-variable), `residual` (body + shortcut, summed) and template calls. Every block config is
+variable), `residual` (body + shortcut, summed), `scan` (a loop carrying state; see
+`dlc.spec.scan`) and template calls. Every block config is
 expanded (``${...}``) and validated against its block's Pydantic model here, so that all
 errors of a spec are reported together, each with file:line:col and YAML path.
 
@@ -36,6 +37,7 @@ from dlc.spec.context import BlockContext
 from dlc.spec.entries import EntryReading
 from dlc.spec.expressions import ExpressionError, evaluate_text
 from dlc.spec.loader import Spec
+from dlc.spec.scan import ScanLowering
 from dlc.spec.scope import Broken, Entry, Frame, LayerInfo, LayerResult
 from dlc.spec.sharing import SharedParameters, Sharing
 from dlc.spec.structures import StructureLowering
@@ -59,7 +61,7 @@ def lower_spec(spec: Spec, registry: Registry) -> LoweredSpec:
     return Lowering(spec, registry).run()
 
 
-class Lowering(EntryReading, StructureLowering, SharedParameters):
+class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
     """Lowers one spec; collects every error on the way."""
 
     def __init__(self, spec: Spec, registry: Registry) -> None:
@@ -262,6 +264,8 @@ class Lowering(EntryReading, StructureLowering, SharedParameters):
             return self._lower_repeat(entry, frame, get_inputs, full)
         if entry.kind == "residual":
             return self._lower_residual_layer(entry, frame, get_inputs(), full)
+        if entry.kind == "scan":
+            return self._lower_scan(entry, frame, get_inputs, full)
         config_raw = raw[entry.head] if isinstance(raw, dict) else None
         config_path = (*entry.path, entry.head) if isinstance(raw, dict) else entry.path
         try:
@@ -325,7 +329,7 @@ class Lowering(EntryReading, StructureLowering, SharedParameters):
         layer = self._as_layer_result(result, block, ctx)
         producer = self.graph.producer(layer.value)
         # Name the node that makes the layer's output after the layer (`%fc1`, not `%fc1/linear`).
-        created_here = producer.name in ctx.created and producer.op != "parameter"
+        created_here = producer.name in ctx.created and producer.op not in ("parameter", "input")
         if created_here and producer.name != full and full not in self.graph:
             renamed = self.graph.rename_node(producer, full)
             mapping = {v.name: w for v, w in zip(producer.outputs, renamed.outputs, strict=True)}

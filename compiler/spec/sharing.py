@@ -23,6 +23,7 @@ from dlc.spec.suggest import did_you_mean
 
 if TYPE_CHECKING:
     from dlc.errors import ErrorCollector
+    from dlc.ir.builder import GraphBuilder
     from dlc.ir.graph import Graph
     from dlc.spec.context import BlockContext
 
@@ -40,6 +41,7 @@ class SharedParameters:
     """`share:` for `Lowering`."""
 
     graph: Graph
+    builder: GraphBuilder  # parameters are looked up through it: a loop body's finds the top graph's
     errors: ErrorCollector
     _sharing: list[Sharing]
 
@@ -87,7 +89,7 @@ class SharedParameters:
         return result
 
     def _parameters_under(self, prefix: str) -> list[str]:
-        return [n.attrs.name for n in self.graph.parameters() if n.attrs.name.startswith(prefix + ".")]
+        return [name for name in self.builder.parameter_names() if name.startswith(prefix + ".")]
 
     def _share_source(self, reference: str, frame: Frame, full: str, path: Any) -> str:
         """The full name of the layer `reference` names, innermost scope first."""
@@ -99,7 +101,7 @@ class SharedParameters:
                 continue
             if self._parameters_under(candidate):
                 return candidate
-        owners = sorted({n.attrs.name.rsplit(".", 1)[0] for n in self.graph.parameters()})
+        owners = sorted({name.rsplit(".", 1)[0] for name in self.builder.parameter_names()})
         self._error(  # type: ignore[attr-defined]
             f"share: no layer '{reference}' with parameters is defined before '{full}'",
             path,
@@ -118,12 +120,12 @@ class SharedParameters:
                 continue
             rest = full[len(sharing.target) + 1 :]
             candidate = f"{sharing.source}.{rest}"
-            if candidate not in self.graph or self.graph.node(candidate).op != "parameter":
+            value = self.builder.parameter_value(candidate)  # in a loop body: captured
+            if value is None:
                 raise ctx.error(
                     f"share: '{sharing.source}' has no parameter '{rest}' (this layer's '{full}')",
                     hint="shared layers must be the same kind of layer with the same options",
                 )
-            value = self.graph.node(candidate).output
             wanted = TensorType(dtype, tuple(shape))
             if value.type != wanted:
                 raise ctx.error(
