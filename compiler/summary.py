@@ -3,7 +3,8 @@
 Counts follow the reference conventions: parameters are trainable tensors (batch-norm
 running statistics are buffers, counted separately), tied tensors count once, and MACs
 count contractions only (linear, conv, matmul; attention products included) at the
-given dims (every symbolic dim is 1 unless set, so batch 1).
+given dims (every symbolic dim is 1 unless set, so batch 1). A loop body's MACs count
+once per step (a scan over T steps: T times the body), its parameters once.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 
 from dlc.errors import DlcError
 from dlc.ir.graph import Graph
-from dlc.ir.symbolic import evaluate_dim, product
+from dlc.ir.loops import walk_with_trips
+from dlc.ir.node import Node
+from dlc.ir.symbolic import Dim, evaluate_dim, product
 from dlc.ir.types import format_shape
 from dlc.registry import Registry
 from dlc.spec.lower import LayerInfo
@@ -92,35 +95,35 @@ def summarize(
     bindings.update(dims or {})
     _check_sizes(layers, bindings)
 
-    def macs_of(node_names: list[str]) -> int:
+    def macs_of(nodes: list[tuple[Node, Dim]]) -> int:
         total = 0
-        for name in node_names:
-            node = graph.node(name)
+        for node, trips in nodes:
             op = registry.op(node.op)
             if op.macs is not None:
-                total += evaluate_dim(op.macs(node), bindings)
+                total += evaluate_dim(op.macs(node) * trips, bindings)
         return total
 
-    def elements(node_names: list[str], trainable: bool) -> int:
+    def elements(nodes: list[tuple[Node, Dim]], trainable: bool) -> int:
         total = 0
-        for name in node_names:
-            node = graph.node(name)
+        for node, _ in nodes:
             if node.op == "parameter" and node.attrs.trainable == trainable:
                 total += int(product(node.output.type.shape))
         return total
 
-    by_layer: dict[str, list[str]] = {}
-    for node in graph:
-        by_layer.setdefault(node.layer, []).append(node.name)
+    # A loop body's nodes count once per step (its weights, in the top graph, once).
+    every = list(walk_with_trips(graph))
+    by_layer: dict[str, list[tuple[Node, Dim]]] = {}
+    for node, trips in every:
+        by_layer.setdefault(node.layer, []).append((node, trips))
     rows = []
     for info in layers:
-        if info.kind != "block":
+        if info.kind not in ("block", "scan"):  # a scan's row: its body's work, every step
             continue
-        names = [
-            n
-            for layer, ns in by_layer.items()
+        nodes = [
+            item
+            for layer, items in by_layer.items()
             if layer == info.name or layer.startswith(info.name + ".")
-            for n in ns
+            for item in items
         ]
         output = next(iter(info.outputs.values()))
         rows.append(
@@ -128,12 +131,11 @@ def summarize(
                 info.name,
                 info.block,
                 format_shape(output.type.shape),
-                elements(names, True),
-                macs_of(names),
+                elements(nodes, True),
+                macs_of(nodes),
                 info.depth,
             )
         )
-    every = [n.name for n in graph]
     return Summary(
         name=graph.name,
         inputs={n.attrs.name: f"{n.output.type}" for n in graph.inputs()},

@@ -16,6 +16,7 @@ one, every layer must name a known block (`KnownLayer`).
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any
 
 from dlc.registry import Registry
@@ -24,8 +25,10 @@ from dlc.spec.model import (
     IDENTIFIER,
     REPEAT_KEYS,
     RESIDUAL_KEYS,
+    SCAN_KEYS,
     ResidualLayer,
     ResidualOptions,
+    ScanOptions,
     SpecModel,
     TemplateDef,
     TemplateParam,
@@ -97,6 +100,15 @@ def _common_properties() -> dict[str, Any]:
             "description": "Input layer name(s), `name.port` for a named output; "
             "by default the previous layer.",
         },
+        "share": {
+            "type": ["string", "null"],
+            "description": "Reuse every parameter of this earlier layer (same options and shapes).",
+        },
+        "if": {
+            "anyOf": [{"type": "boolean"}, EXPRESSION],
+            "description": "Lower the layer only when true; a skipped layer's name stands for its "
+            "(first) input.",
+        },
     }
 
 
@@ -145,13 +157,13 @@ def _template_layer(template: Any) -> dict[str, Any]:
     return _layer_with_head(template.name, value, doc[0] if doc else f"template {template.name}")
 
 
-def _structural_layers(kind: str, residual: dict[str, Any]) -> list[dict[str, Any]]:
-    """`repeat` and `residual` layers whose bodies hold `kind` layers."""
+def _structural_layers(kind: str, residual: dict[str, Any], scan: dict[str, Any]) -> list[dict[str, Any]]:
+    """`repeat`, `residual` and `scan` layers whose bodies hold `kind` layers."""
     repeat = {
         "type": "object",
         "description": "Repeat a body of layers; iterations are named <id>.0, <id>.1, ...",
         "properties": {
-            "repeat": {"anyOf": [{"type": "integer", "minimum": 1}, EXPRESSION]},
+            "repeat": {"anyOf": [{"type": "integer", "minimum": 0}, EXPRESSION]},
             "as": {"type": "string", "pattern": IDENTIFIER},
             "input": {
                 "type": "string",
@@ -171,7 +183,14 @@ def _structural_layers(kind: str, residual: dict[str, Any]) -> list[dict[str, An
     residual_layer = _layer_with_head(
         "residual", {"anyOf": [_layer_list(kind, minItems=1), long_form]}, "body(x) + shortcut(x)"
     )
-    return [repeat, residual_layer]
+    scan_options = copy.deepcopy(scan)
+    scan_options["properties"]["body"] = _layer_list(kind, minItems=1)
+    # A scan reads its inputs from `over` and `carry`, not `in`.
+    scan_layer = _layer_with_head(
+        "scan", scan_options, "A loop: the body runs once per step, carrying states."
+    )
+    scan_layer["properties"] = {k: v for k, v in scan_layer["properties"].items() if k in SCAN_KEYS}
+    return [repeat, residual_layer, scan_layer]
 
 
 def _layer_lists_in_shortcut(options: dict[str, Any], kind: str) -> None:
@@ -187,11 +206,18 @@ def _spec_template_call(reserved: list[str]) -> dict[str, Any]:
     """A call of a template from the spec's `blocks:`: one key that names no block, plugin
     template or structural keyword (those have their own, closed alternatives), with
     arguments, a single value or nothing; `id` and `in` as for any layer."""
-    has_id, has_in = {"required": ["id"]}, {"required": ["in"]}
-
-    def exactly(count: int) -> dict[str, Any]:
-        return {"minProperties": count, "maxProperties": count}
-
+    # One template name besides the optional common keys: for each set of common keys
+    # present, the layer has exactly one more key.
+    one_head = []
+    for count in range(len(COMMON_LAYER_KEYS) + 1):
+        for present in itertools.combinations(COMMON_LAYER_KEYS, count):
+            absent = [key for key in COMMON_LAYER_KEYS if key not in present]
+            condition: dict[str, Any] = {"required": list(present)} if present else {}
+            if absent:
+                condition["not"] = {"anyOf": [{"required": [key]} for key in absent]}
+            one_head.append(
+                {"if": condition, "then": {"minProperties": count + 1, "maxProperties": count + 1}}
+            )
     return {
         "type": "object",
         "description": "A call of a template defined under the spec's `blocks:`.",
@@ -202,20 +228,14 @@ def _spec_template_call(reserved: list[str]) -> dict[str, Any]:
                 {"pattern": IDENTIFIER, "not": {"enum": reserved}},
             ]
         },
-        # One template name besides the optional `id` and `in`.
-        "allOf": [
-            {"if": {"allOf": [has_id, has_in]}, "then": exactly(3)},
-            {"if": {"allOf": [has_id, {"not": has_in}]}, "then": exactly(2)},
-            {"if": {"allOf": [has_in, {"not": has_id}]}, "then": exactly(2)},
-            {"if": {"not": {"anyOf": [has_id, has_in]}}, "then": exactly(1)},
-        ],
+        "allOf": one_head,
     }
 
 
 def spec_schema(registry: Registry) -> dict[str, Any]:
     defs: dict[str, Any] = {}
     known = sorted({*registry.block_names, *registry.templates()})
-    structural = sorted({*REPEAT_KEYS, *RESIDUAL_KEYS} - set(COMMON_LAYER_KEYS))
+    structural = sorted({*REPEAT_KEYS, *RESIDUAL_KEYS, *SCAN_KEYS} - set(COMMON_LAYER_KEYS))
     named: list[dict[str, Any]] = [
         {"type": "string", "enum": known, "description": "A block or template with default options."}
     ]
@@ -227,17 +247,20 @@ def spec_schema(registry: Registry) -> dict[str, Any]:
             defs[f"template.{name}"] = _template_layer(templates[0])
             named.append({"$ref": f"#/$defs/template.{name}"})
     residual = _hoist_defs(ResidualLayer.model_json_schema(ref_template="#/$defs/{model}"), defs)
+    scan = _hoist_defs(
+        _allow_expressions(ScanOptions.model_json_schema(ref_template="#/$defs/{model}")), defs
+    )
     spec_template_name = {
         "type": "string",
         "pattern": IDENTIFIER,
         "not": {"enum": [*known, *structural]},
         "description": "A template from the spec's `blocks:`, with default arguments.",
     }
-    defs[KNOWN_LAYERS] = {"anyOf": [*named, *_structural_layers(KNOWN_LAYERS, residual)]}
+    defs[KNOWN_LAYERS] = {"anyOf": [*named, *_structural_layers(KNOWN_LAYERS, residual, scan)]}
     defs[ANY_LAYERS] = {
         "anyOf": [
             *named,
-            *_structural_layers(ANY_LAYERS, residual),
+            *_structural_layers(ANY_LAYERS, residual, scan),
             spec_template_name,
             _spec_template_call([*known, *structural]),
         ]

@@ -41,7 +41,7 @@ BROKEN: dict[str, str] = {
     "`in:` inside a block's options": BASE + "  - conv2d: {out: 8, kernel: 3, in: x}\n",
     "`in:` inside a template call's arguments": BASE + "  - basic_block: {planes: 3, in: x}\n",
     "string repeat count": BASE + '  - repeat: "3"\n    body: [relu]\n',
-    "zero repeat count": BASE + "  - repeat: 0\n    body: [relu]\n",
+    "negative repeat count": BASE + "  - repeat: -1\n    body: [relu]\n",
     "negative kernel": BASE + "  - conv2d: {out: 8, kernel: -3}\n",
     "negative kernel in a per-dim list": BASE + "  - conv2d: {out: 8, kernel: [3, -1]}\n",
     "zero stride of a pool": BASE + "  - max_pool2d: {kernel: 2, stride: 0}\n",
