@@ -63,8 +63,8 @@ def _or_expression(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _allow_expressions(schema: dict[str, Any]) -> dict[str, Any]:
-    """Options, and the items of list options (``sizes: ["${dim}", "${dim}"]``), may be
-    expressions."""
+    """Options, the items of list options (``sizes: ["${dim}", "${dim}"]``) and numbers
+    nested in options may be expressions."""
     schema = copy.deepcopy(schema)
     for name, prop in list(schema.get("properties", {}).items()):
         schema["properties"][name] = _or_expression(_expression_items(prop))
@@ -79,6 +79,9 @@ def _expression_items(schema: Any) -> Any:
     walked = {key: _expression_items(value) for key, value in schema.items()}
     if isinstance(walked.get("items"), dict) and walked["items"].get("type") != "string":
         walked["items"] = _or_expression(walked["items"])
+    # Nested values too (`init: {constant: "${scale}"}`).
+    if walked.get("type") in ("number", "integer", "boolean"):
+        return _or_expression(walked)
     return walked
 
 
