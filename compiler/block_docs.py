@@ -161,6 +161,11 @@ def _constraints(info: FieldInfo) -> list[str]:
             found.append(f"at least {_items(item.min_length)}")
         if getattr(item, "max_length", None) is not None:
             found.append(f"at most {_items(item.max_length)}")
+    # A bound checked by a validator and declared for the JSON Schema only (cnn's per-dim
+    # `kernel`, `stride`, `dilation`: json_schema_extra={"minimum": 1, ...}).
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    if "minimum" in extra and not any(text.startswith(">=") for text in found):
+        found.append(f">= {extra['minimum']}")
     return found
 
 
