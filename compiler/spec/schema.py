@@ -10,7 +10,7 @@ import copy
 from typing import Any
 
 from dlc.registry import Registry
-from dlc.spec.model import IDENTIFIER, ResidualLayer, SpecModel, TemplateDef
+from dlc.spec.model import IDENTIFIER, LAYER_NAME, ResidualLayer, SpecModel, TemplateDef
 
 EXPRESSION = {"type": "string", "pattern": r"\$\{.*\}", "description": "A ${...} expression."}
 LAYER_REF = {"$ref": "#/$defs/Layer"}
@@ -36,9 +36,13 @@ def _hoist_defs(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 def _common_properties() -> dict[str, Any]:
     return {
         "id": {
-            "type": "string",
-            "pattern": IDENTIFIER,
-            "description": "The layer's name, for `in` references.",
+            "anyOf": [
+                {"type": "string", "pattern": LAYER_NAME},
+                {"type": "integer", "minimum": 0},
+                EXPRESSION,
+            ],
+            "description": "The layer's name, for `in` references and parameter names; "
+            "letters, digits and _ (all digits as torchvision's `features.0`).",
         },
         "in": {
             "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
@@ -77,6 +81,15 @@ def spec_schema(registry: Registry) -> dict[str, Any]:
             "properties": {
                 "repeat": {"anyOf": [{"type": "integer", "minimum": 1}, EXPRESSION]},
                 "as": {"type": "string", "pattern": IDENTIFIER},
+                "start": {
+                    "anyOf": [{"type": "integer"}, EXPRESSION],
+                    "description": "The loop variable's first value and first iteration name (default 0).",
+                },
+                "name": {
+                    "type": "string",
+                    "description": "Each iteration's name, e.g. `denselayer${i}`; without `id`, "
+                    "iterations are named in the enclosing scope (torchvision's flat nn.Sequential).",
+                },
                 "input": {
                     "type": "string",
                     "pattern": IDENTIFIER,

@@ -34,8 +34,7 @@ from tests.plugins.cnn.references import (
     ResNet,
     inputs,
     randomize,
-    save_renamed,
-    torchvision_to_dlc,
+    save_state_dict,
 )
 from tests.test_specs import ejected_outputs, settings_for
 
@@ -136,9 +135,10 @@ def test_zoo_spec_runs_the_same_in_onnx_runtime_and_torch_with_a_live_signal(
 )
 def test_resnets_are_torchvisions_with_its_weights(spec: str, reference, tmp_path: Path) -> None:
     """torchvision's architecture (re-implemented in references.py, an eighth of the width,
-    64x64 inputs): its randomized state_dict loads by name and gives the same logits."""
+    64x64 inputs): its randomized state_dict loads with no renaming and gives the same
+    logits. test_torchvision_weights.py checks torchvision itself."""
     module = randomize(reference())
-    weights = save_renamed(module, tmp_path / "w.safetensors", torchvision_to_dlc)
+    weights = save_state_dict(module, tmp_path / "w.safetensors")
     model = dlc.compile(ZOO / spec, overrides={"image": 64, "width": 8, "classes": 10}, weights=weights)
     x = inputs(2, 3, 64, 64)
     with torch.no_grad():
