@@ -6,8 +6,8 @@ A mixin of `Lowering`: it uses the lowering's registry, spec and error collector
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -195,9 +195,7 @@ class EntryReading:
             return None
         value = layer_name(self._expand(raw["id"], (*path, "id"), frame))
         if value is None:
-            self._error(
-                f"`id` must be a name (letters, digits, _), got {raw['id']!r}", (*path, "id"), frame
-            )
+            self._error(f"`id` must be a name (letters, digits, _), got {raw['id']!r}", (*path, "id"), frame)
             raise Broken
         return value
 

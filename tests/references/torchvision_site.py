@@ -74,7 +74,10 @@ def torchvision_reference(model: str, size: str, image: np.ndarray, out: Path, *
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "input.npy", image)
     request = {"model": model, "size": size, "options": options, "folder": str(out)}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site_folder()), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site_folder()), os.environ.get("PYTHONPATH", "")]),
+    }
     result = subprocess.run(
         [sys.executable, str(MODELS_SCRIPT), json.dumps(request)],
         capture_output=True,

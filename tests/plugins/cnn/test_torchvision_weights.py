@@ -107,8 +107,13 @@ def test_dlc_compile_weights_takes_a_torchvision_resnet50_state_dict(tmp_path: P
     onnx_path = tmp_path / "resnet50.onnx"
     settings = [f"--set={key}={value}" for key, value in {"image": case.image, **case.overrides}.items()]
     result = run_cli(
-        "compile", str(SPECS / case.spec), *settings, "--weights", str(reference / "weights.safetensors"),
-        "-o", str(onnx_path),
+        "compile",
+        str(SPECS / case.spec),
+        *settings,
+        "--weights",
+        str(reference / "weights.safetensors"),
+        "-o",
+        str(onnx_path),
     )
     assert result.code == 0, result.output
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
