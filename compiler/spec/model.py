@@ -106,5 +106,5 @@ class SpecModel(StrictModel):
 
 
 COMMON_LAYER_KEYS = ("id", "in")
-REPEAT_KEYS = ("repeat", "as", "start", "name", "input", "body", *COMMON_LAYER_KEYS)
+REPEAT_KEYS = ("repeat", "as", "start", "name", "flat", "input", "body", *COMMON_LAYER_KEYS)
 RESIDUAL_KEYS = ("residual", *COMMON_LAYER_KEYS)

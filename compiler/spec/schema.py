@@ -90,6 +90,11 @@ def spec_schema(registry: Registry) -> dict[str, Any]:
                     "description": "Each iteration's name, e.g. `denselayer${i}`; without `id`, "
                     "iterations are named in the enclosing scope (torchvision's flat nn.Sequential).",
                 },
+                "flat": {
+                    "type": "boolean",
+                    "description": "Name the body's layers in the enclosing scope, by their own "
+                    "(computed) ids, as a loop appending modules to one nn.Sequential does.",
+                },
                 "input": {
                     "type": "string",
                     "pattern": IDENTIFIER,

@@ -190,10 +190,17 @@ class StructureLowering:
             raise Broken
         # Iterations live under the repeat's name (`stage.0`), or, for a `name:` pattern
         # without an `id`, directly in the enclosing scope, as the items of torchvision's
-        # flat nn.Sequential do (`features.1` after `features.0`).
+        # flat nn.Sequential do (`features.1` after `features.0`). With `flat: true` an
+        # iteration has no name: its layers are named in the enclosing scope by their own
+        # (computed) ids, as a loop appending modules to one nn.Sequential names them.
         pattern = raw.get("name")
         inline = pattern is not None and not entry.explicit_id
         base = frame.scope if inline else full
+        flat = raw.get("flat", False)
+        if not isinstance(flat, bool) or (flat and pattern is not None):
+            problem = "takes true or false" if not isinstance(flat, bool) else "and `name` exclude each other"
+            self._error(f"`flat` {problem}", (*entry.path, "flat"), frame)
+            raise Broken
         current = LayerResult.single(inputs[0])
         single = len(body) == 1 and not (isinstance(body[0], dict) and "id" in body[0])
         errors_before = len(self.errors.diagnostics)
@@ -206,7 +213,10 @@ class StructureLowering:
             if carried is not None:
                 child.names[carried] = current
                 child.taken.add(carried)
-            if single:
+            if flat:  # layers named as if written out in the enclosing sequence
+                child.scope, child.counters, child.taken = frame.scope, frame.counters, frame.taken
+                result = self.lower_sequence(body, (*entry.path, "body"), child, current)
+            elif single:
                 child.scope = base
                 child.taken = set()
                 result = self._lower_single(body[0], (*entry.path, "body", 0), child, current, name)

@@ -115,6 +115,33 @@ def test_a_named_repeat_without_id_names_its_iterations_in_the_enclosing_scope()
     assert param_names(model) == [f"features.{i}.{p}" for i in range(5) for p in ("weight", "bias")]
 
 
+def test_flat_repeats_name_their_layers_in_the_enclosing_scope_by_computed_ids() -> None:
+    """VGG's features: nested loops appending to one nn.Sequential (conv, ReLU per conv, a
+    pool per stage); auto-named layers stay unique across iterations."""
+    model = compile_text(
+        with_header(
+            """
+        params: {convs: [1, 2]}
+        layers:
+          - repeat: 2
+            as: s
+            flat: true
+            body:
+              - repeat: "${convs[s]}"
+                as: j
+                flat: true
+                body:
+                  - linear: 4
+                    id: "${2 * sum(convs[:s]) + s + 2 * j}"
+                  - relu
+              - dropout: 0.5
+        """
+        )
+    )
+    assert param_names(model) == [f"{i}.{p}" for i in (0, 3, 5) for p in ("weight", "bias")]
+    assert len({layer.name for layer in model.lowered.layers}) == len(model.lowered.layers)
+
+
 def test_a_torch_sequential_state_dict_loads_into_digit_ids(tmp_path: Path) -> None:
     reference = nn.Sequential(
         nn.Linear(4, 8), nn.ReLU(), nn.Sequential(nn.Linear(8, 8), nn.Tanh()), nn.Linear(8, 2)
@@ -172,6 +199,18 @@ def test_a_residual_shortcut_takes_the_name_of_torchvisions_downsample() -> None
 
 
 BAD = [
+    (
+        "layers:\n  - repeat: 2\n    flat: true\n    body:\n      - linear: 4\n        id: fc\n",
+        10,
+        13,
+        "duplicate id 'fc'",
+    ),
+    (
+        "layers:\n  - repeat: 2\n    flat: yes please\n    body: [relu]\n",
+        7,
+        11,
+        "`flat` takes true or false",
+    ),
     (
         "layers:\n  - linear: 4\n    id: features.0\n",
         7,
