@@ -82,12 +82,12 @@ def test_inception_modules_concatenate_their_branches() -> None:
     model = dlc.compile(load_spec("t.yaml", text=text), opt_level=0)  # the spec's layers, unfused
     assert model.graph.outputs["block"].type.shape[1:] == (17, 7, 7)
     names = {name: array.shape for name, array in model.weights().items()}
-    assert names["block.branch3.conv.weight"] == (5, 2, 5, 5)  # the paper's true 5x5
-    assert names["block.branch4.conv.bias"] == (6,)
+    assert names["block.branch3.1.conv.weight"] == (5, 2, 5, 5)  # the paper's true 5x5
+    assert names["block.branch4.1.conv.bias"] == (6,)
     torchvision = dlc.compile(
         load_spec("t.yaml", text=text.replace("inception:", "inception_bn:")), opt_level=0
     )
     shapes = {name: array.shape for name, array in torchvision.weights().items()}
-    assert shapes["block.branch3.conv.weight"] == (5, 2, 3, 3)  # torchvision's 3x3 "5x5" branch
-    assert "block.branch3.conv.bias" not in shapes
-    assert shapes["block.branch3.bn.running_var"] == (5,)
+    assert shapes["block.branch3.1.conv.weight"] == (5, 2, 3, 3)  # torchvision's 3x3 "5x5" branch
+    assert "block.branch3.1.conv.bias" not in shapes
+    assert shapes["block.branch3.1.bn.running_var"] == (5,)
