@@ -94,14 +94,18 @@ class BlockContext:
         dtype: DType = DType.float32,
         trainable: bool = True,
         tie: str | None = None,
+        key: str | None = None,
     ) -> Value:
-        """A parameter named ``<scope>.<name>``; `trainable=False` makes it a buffer.
+        """A parameter named ``<scope>.<name>`` (or exactly `key`); `trainable=False` makes
+        it a buffer.
 
         With `tie`, no parameter is created: the existing parameter that `tie` names is
         returned instead (weight tying), after checking its shape and dtype."""
         if tie is not None:
             return self._tied_param(tie, name, tuple(shape), dtype)
-        full = f"{self.scope}.{name}"
+        full = key or f"{self.scope}.{name}"
+        if full in self._lowering.graph:
+            raise self.error(f"parameter name '{full}' is already used by an earlier layer")
         node = self._lowering.builder.add_parameter(
             full,
             tuple(shape),

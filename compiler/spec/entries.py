@@ -107,7 +107,23 @@ class EntryReading:
             refs,
             entry_id is not None,
             self._takes_input(kind, head),
+            skip=not self._read_condition(raw, path, frame),
         )
+
+    def _read_condition(self, raw: dict[str, Any], path: YamlPath, frame: Frame, key: str = "if") -> bool:
+        """The value of a layer's `if:` (true when absent); anything but a bool is an error."""
+        if key not in raw:
+            return True
+        value = self._expand(raw[key], (*path, key), frame)
+        if not isinstance(value, bool):
+            self._error(
+                f"`if` takes a condition that is true or false, got {value!r}",
+                (*path, key),
+                frame,
+                hint='compare explicitly, e.g. `if: "${expand != 1}"`',
+            )
+            raise Broken
+        return value
 
     def _check_keys(
         self, raw: dict[str, Any], allowed: Sequence[str], path: YamlPath, frame: Frame, what: str
@@ -238,6 +254,9 @@ class EntryReading:
                     )
                 seen.setdefault(entry.name, (*entry.path, "id"))
                 continue
+            if entry.skip:  # takes no automatic name, so the others are named as without it
+                entry.name = f"{entry.head}_skipped_{entry.index}"
+                continue
             while True:
                 count = frame.counters.get(entry.head, 0)
                 frame.counters[entry.head] = count + 1
@@ -330,6 +349,14 @@ class EntryReading:
     ) -> Value | None:
         result = frame.lookup(name)
         if result is None:
+            if frame.is_skipped(name):
+                self._error(
+                    f"layer '{name}' is skipped (its `if:` is false) and has no input to stand for it",
+                    path,
+                    frame,
+                    hint=f"give the layers that use '{name}' the same `if:`",
+                )
+                raise Broken
             if name in self._defined_anywhere(frame):
                 return None  # defined but broken: its own error is reported
             hint = did_you_mean(name, frame.visible())

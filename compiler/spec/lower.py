@@ -14,6 +14,7 @@ whose body is one layer without `id` names each iteration's layer ``stage.<i>`` 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from dlc.spec.expressions import ExpressionError, evaluate_text
 from dlc.spec.loader import Spec
 from dlc.spec.scope import Broken, Entry, Frame, LayerInfo, LayerResult
 from dlc.spec.structures import StructureLowering
+from dlc.spec.tensor_info import input_names, mentions_input
 from dlc.spec.validation import diagnostics_from_validation
 from dlc.spec.yaml_source import YamlPath
 
@@ -192,6 +194,14 @@ class Lowering(EntryReading, StructureLowering):
         checked first so that a layer downstream of a broken one still reports its own errors."""
         full = frame.qualify(name)
         raw = entry.raw
+        if entry.skip:
+            return self._skipped(entry, frame, name, get_inputs)
+        if isinstance(raw, dict) and mentions_input(
+            {k: v for k, v in raw.items() if k not in ("in", "id", "if")}
+        ):
+            inputs = get_inputs()  # the options read the input's shape: resolve it first
+            frame = dataclasses.replace(frame, env=input_names(inputs, frame.env))
+            get_inputs = lambda: inputs  # noqa: E731
         if entry.kind == "repeat":
             return self._lower_repeat(entry, frame, get_inputs(), full)
         if entry.kind == "residual":
@@ -205,6 +215,17 @@ class Lowering(EntryReading, StructureLowering):
         block = self._block(entry.head, entry.path, frame)
         config = self._block_config(block, config_raw, config_path, frame)
         return self._lower_block(block, config, entry.path, frame, get_inputs(), full)
+
+    def _skipped(
+        self, entry: Entry, frame: Frame, name: str, get_inputs: Callable[[], list[Value]]
+    ) -> LayerResult:
+        """A layer whose `if:` is false: no nodes, no parameters, no summary row; its name
+        stands for its first input."""
+        inputs = get_inputs() if entry.takes_input else []
+        if not inputs:
+            frame.skipped.add(name)
+            raise Broken
+        return LayerResult.single(inputs[0])
 
     def _block(self, name: str, path: YamlPath, frame: Frame) -> BlockType:
         try:

@@ -67,6 +67,11 @@ class ResidualOptions(StrictModel):
     shortcut: Literal["auto", "identity"] | list[Any] = "auto"
     projection: list[Any] | None = None
     name: Annotated[str, Field(pattern=LAYER_NAME)] = Field("shortcut", description=SHORTCUT_NAME_DESCRIPTION)
+    condition: bool | str = Field(
+        default=True,
+        alias="if",
+        description="`${...}`: add the shortcut only when true (MobileNetV2: stride 1, equal channels).",
+    )
 
 
 class ResidualLayer(StrictModel):
@@ -105,6 +110,6 @@ class SpecModel(StrictModel):
     outputs: list[str] | dict[Identifier, str] | None = None
 
 
-COMMON_LAYER_KEYS = ("id", "in")
+COMMON_LAYER_KEYS = ("id", "in", "if")
 REPEAT_KEYS = ("repeat", "as", "start", "name", "flat", "input", "body", *COMMON_LAYER_KEYS)
 RESIDUAL_KEYS = ("residual", *COMMON_LAYER_KEYS)

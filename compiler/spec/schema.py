@@ -49,6 +49,11 @@ def _common_properties() -> dict[str, Any]:
             "description": "Input layer name(s), `name.port` for a named output; "
             "by default the previous layer.",
         },
+        "if": {
+            "anyOf": [{"type": "boolean"}, EXPRESSION],
+            "description": "Lower the layer only when true; a skipped layer's name stands for its "
+            "(first) input.",
+        },
     }
 
 
@@ -79,7 +84,7 @@ def spec_schema(registry: Registry) -> dict[str, Any]:
             "type": "object",
             "description": "Repeat a body of layers; iterations are named <id>.0, <id>.1, ...",
             "properties": {
-                "repeat": {"anyOf": [{"type": "integer", "minimum": 1}, EXPRESSION]},
+                "repeat": {"anyOf": [{"type": "integer", "minimum": 0}, EXPRESSION]},
                 "as": {"type": "string", "pattern": IDENTIFIER},
                 "start": {
                     "anyOf": [{"type": "integer"}, EXPRESSION],

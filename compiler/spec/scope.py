@@ -61,6 +61,7 @@ class Frame:
     depth: int = 0
     counters: dict[str, int] = field(default_factory=dict)
     taken: set[str] = field(default_factory=set)
+    skipped: set[str] = field(default_factory=set)  # skipped layers with no input to stand for
 
     def lookup(self, name: str) -> LayerResult | None:
         frame: Frame | None = self
@@ -69,6 +70,14 @@ class Frame:
                 return frame.names[name]
             frame = frame.parent
         return None
+
+    def is_skipped(self, name: str) -> bool:
+        frame: Frame | None = self
+        while frame is not None:
+            if name in frame.skipped:
+                return True
+            frame = frame.parent
+        return False
 
     def visible(self) -> list[str]:
         names: set[str] = set()
@@ -107,3 +116,4 @@ class Entry:
     refs: list[tuple[str, str | None, YamlPath]] | None  # (name, port, path); None = implicit
     explicit_id: bool
     takes_input: bool = True
+    skip: bool = False  # its `if:` is false: the layer stands for its (first) input

@@ -7,6 +7,7 @@ sums its body with a shortcut that is the identity, a projection, or explicit la
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -20,6 +21,7 @@ from dlc.spec.expressions import ExpressionError, substitute
 from dlc.spec.model import ResidualLayer
 from dlc.spec.scope import Broken, Entry, Frame, LayerInfo, LayerResult
 from dlc.spec.templates import Template
+from dlc.spec.tensor_info import input_names
 from dlc.spec.validation import diagnostics_from_validation
 from dlc.spec.yaml_source import YamlPath
 
@@ -93,7 +95,7 @@ class StructureLowering:
         if body is None:
             raise Broken
         result = body
-        if definition.residual is not None:
+        if definition.residual is not None and self._residual_enabled(template, body_frame, inputs):
             result = self._residual_merge(
                 body,
                 first,
@@ -112,6 +114,15 @@ class StructureLowering:
         if definition.outputs is not None:
             result = self._template_outputs(template, body_frame, result)
         return self._record(full, template.name, "template", location, result, frame)
+
+    def _residual_enabled(self, template: Template, frame: Frame, inputs: list[Value]) -> bool:
+        """A template's `residual: {if: ...}`, evaluated with its arguments and its inputs'
+        shapes (``${stride == 1 and input.shape[1] == out}``)."""
+        raw = template.raw.get("residual")
+        if not isinstance(raw, dict):
+            return True
+        with_inputs = dataclasses.replace(frame, env=input_names(inputs, frame.env))
+        return self._read_condition(raw, (*template.path, "residual"), with_inputs)
 
     def _template_args(self, template: Template, raw: Any, path: YamlPath, frame: Frame) -> dict[str, Any]:
         expanded = self._expand_all(raw, path, frame)
@@ -168,8 +179,8 @@ class StructureLowering:
     def _lower_repeat(self, entry: Entry, frame: Frame, inputs: list[Value], full: str) -> LayerResult:
         raw = entry.raw
         count = self._expand(raw["repeat"], (*entry.path, "repeat"), frame)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            self._error(f"`repeat` takes a count >= 1, got {count!r}", (*entry.path, "repeat"), frame)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            self._error(f"`repeat` takes a count >= 0, got {count!r}", (*entry.path, "repeat"), frame)
             raise Broken
         start = self._expand(raw.get("start", 0), (*entry.path, "start"), frame)
         if isinstance(start, bool) or not isinstance(start, int):
@@ -202,6 +213,8 @@ class StructureLowering:
             self._error(f"`flat` {problem}", (*entry.path, "flat"), frame)
             raise Broken
         current = LayerResult.single(inputs[0])
+        if count == 0:  # the identity, like a skipped layer: no nodes and no summary row
+            return current
         single = len(body) == 1 and not (isinstance(body[0], dict) and "id" in body[0])
         errors_before = len(self.errors.diagnostics)
         named: set[str] = set()  # iteration names under the repeat's own name
