@@ -67,12 +67,12 @@ def site_folder() -> Path:
     return folder
 
 
-def torchvision_reference(model: str, size: str, image: np.ndarray, out: Path, **options: object) -> Path:
-    """Run torchvision's `model` (see torchvision_models.BUILDERS) in a subprocess on `image`;
+def torchvision_reference(model: str, size: str, pixels: np.ndarray, out: Path, **options: object) -> Path:
+    """Run torchvision's `model` (see torchvision_models.BUILDERS) in a subprocess on `pixels`;
     returns the folder holding `weights.safetensors` (its state_dict, randomized) and
     `output.npy`."""
     out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "input.npy", image)
+    np.save(out / "input.npy", pixels)
     request = {"model": model, "size": size, "options": options, "folder": str(out)}
     env = {
         **os.environ,
