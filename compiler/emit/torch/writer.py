@@ -445,8 +445,9 @@ class TorchWriter:
                 continue
             numbered = [int(k) for k in children if k.isdigit()]
             if numbered:
+                count = max(numbered) + 1
                 lines.append(
-                    f"{attribute_access(path)} = nn.ModuleList([nn.Module() for _ in range({max(numbered) + 1})])"
+                    f"{attribute_access(path)} = nn.ModuleList([nn.Module() for _ in range({count})])"
                 )
             elif not (listed and segment.isdigit()):
                 lines.append(f"{attribute_access(path)} = nn.Module()")
