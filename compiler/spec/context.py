@@ -104,6 +104,9 @@ class BlockContext:
         if tie is not None:
             return self._tied_param(tie, name, tuple(shape), dtype)
         full = key or f"{self.scope}.{name}"
+        shared = self._lowering.shared_parameter(full, tuple(shape), dtype, self)
+        if shared is not None:
+            return shared
         if full in self._lowering.graph:
             raise self.error(f"parameter name '{full}' is already used by an earlier layer")
         node = self._lowering.builder.add_parameter(

@@ -221,10 +221,13 @@ class EntryReading:
         if "in" not in raw:
             return None
         value = raw["in"]
+        computed = isinstance(value, str) and "${" in value  # `in: "${[f'b{i}' for i in range(k)]}"`
+        if computed:
+            value = self._expand(value, (*path, "in"), frame)
         items = value if isinstance(value, list) else [value]
         refs = []
         for index, item in enumerate(items):
-            item_path = (*path, "in", index) if isinstance(value, list) else (*path, "in")
+            item_path = (*path, "in", index) if isinstance(value, list) and not computed else (*path, "in")
             text = self._expand(item, item_path, frame)
             if not isinstance(text, str) or not text:
                 self._error(f"`in` takes layer names, got {text!r}", item_path, frame)

@@ -36,6 +36,7 @@ from dlc.spec.entries import EntryReading
 from dlc.spec.expressions import ExpressionError, evaluate_text
 from dlc.spec.loader import Spec
 from dlc.spec.scope import Broken, Entry, Frame, LayerInfo, LayerResult
+from dlc.spec.sharing import SharedParameters, Sharing
 from dlc.spec.structures import StructureLowering
 from dlc.spec.tensor_info import input_names, mentions_input
 from dlc.spec.validation import diagnostics_from_validation
@@ -57,7 +58,7 @@ def lower_spec(spec: Spec, registry: Registry) -> LoweredSpec:
     return Lowering(spec, registry).run()
 
 
-class Lowering(EntryReading, StructureLowering):
+class Lowering(EntryReading, StructureLowering, SharedParameters):
     """Lowers one spec; collects every error on the way."""
 
     def __init__(self, spec: Spec, registry: Registry) -> None:
@@ -70,17 +71,19 @@ class Lowering(EntryReading, StructureLowering):
         self._plugin_templates = registry.templates()
         self._last_layer_name: str | None = None  # the last top-level layer's explicit id
         self._inner_names: dict[str, str] = {}  # ids inside repeat bodies -> the repeat's name
+        self._sharing: list[Sharing] = []  # active `share:` layers, innermost last
 
     def run(self) -> LoweredSpec:
         spec = self.spec
         root = Frame(scope="", names={}, parent=None, env=dict(spec.params), source=spec.source)
         self._check_template_names()
+        shapes = {name: self._input_shape(name, decl.shape, root) for name, decl in spec.model.inputs.items()}
+        self.errors.raise_if_any()  # layers on an input of unknown shape would only add noise
         for name, decl in spec.model.inputs.items():
-            shape = self._input_shape(name, decl.shape, root)
-            node = self.builder.add_input(name, TensorType(decl.dtype, shape), decl.range)
+            value_range = self._input_range(name, decl.range, root)  # its errors come with the layers'
+            node = self.builder.add_input(name, TensorType(decl.dtype, shapes[name]), value_range)
             root.names[name] = LayerResult.single(node.output)
             root.taken.add(name)
-        self.errors.raise_if_any()  # layers on an input of unknown shape would only add noise
         inputs = list(spec.model.inputs)
         first = root.names[inputs[0]] if len(inputs) == 1 else None
         last = self.lower_sequence(spec.raw["layers"], ("layers",), root, first, several_inputs=inputs)
@@ -102,6 +105,28 @@ class Lowering(EntryReading, StructureLowering):
                 self._error(str(error), path, frame)
                 shape.append(1)
         return tuple(shape)
+
+    def _input_range(
+        self, name: str, bounds: Sequence[Any] | None, frame: Frame
+    ) -> tuple[float, float] | None:
+        """An input's `range: [low, high]`; each bound a number or an expression (`${vocab}`)."""
+        if bounds is None:
+            return None
+        values: list[float] = []
+        for index, bound in enumerate(bounds):
+            path = ("inputs", name, "range", index)
+            try:
+                value = self._expand(bound, path, frame)
+            except Broken:
+                return None
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self._error(f"`range` bounds are numbers, got {value!r}", path, frame)
+                return None
+            values.append(float(value))
+        if values[0] >= values[1]:
+            self._error(f"`range` needs low < high, got {values}", ("inputs", name, "range"), frame)
+            return None
+        return values[0], values[1]
 
     def _check_template_names(self) -> None:
         for name, template in self.spec.templates.items():
@@ -202,6 +227,16 @@ class Lowering(EntryReading, StructureLowering):
             inputs = get_inputs()  # the options read the input's shape: resolve it first
             frame = dataclasses.replace(frame, env=input_names(inputs, frame.env))
             get_inputs = lambda: inputs  # noqa: E731
+        if isinstance(raw, dict) and "share" in raw:
+            return self._lower_shared(
+                entry, frame, full, lambda: self._lower_kind(entry, frame, full, get_inputs)
+            )
+        return self._lower_kind(entry, frame, full, get_inputs)
+
+    def _lower_kind(
+        self, entry: Entry, frame: Frame, full: str, get_inputs: Callable[[], list[Value]]
+    ) -> LayerResult:
+        raw = entry.raw
         if entry.kind == "repeat":
             return self._lower_repeat(entry, frame, get_inputs(), full)
         if entry.kind == "residual":

@@ -41,9 +41,10 @@ class InputDecl(StrictModel):
 
     shape: list[SpecDim]
     dtype: DType = DType.float32
-    range: tuple[float, float] | None = Field(
+    range: tuple[float | str, float | str] | None = Field(
         default=None,
-        description="Values random inputs are drawn from: [low, high) (token ids: [0, vocab)).",
+        description="Values random inputs are drawn from: [low, high) (token ids: [0, vocab)); "
+        "numbers or `${...}` expressions over params.",
     )
     doc: str | None = None
 
@@ -110,6 +111,6 @@ class SpecModel(StrictModel):
     outputs: list[str] | dict[Identifier, str] | None = None
 
 
-COMMON_LAYER_KEYS = ("id", "in", "if")
+COMMON_LAYER_KEYS = ("id", "in", "if", "share")
 REPEAT_KEYS = ("repeat", "as", "start", "name", "flat", "input", "body", *COMMON_LAYER_KEYS)
 RESIDUAL_KEYS = ("residual", *COMMON_LAYER_KEYS)

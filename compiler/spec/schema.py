@@ -49,6 +49,10 @@ def _common_properties() -> dict[str, Any]:
             "description": "Input layer name(s), `name.port` for a named output; "
             "by default the previous layer.",
         },
+        "share": {
+            "type": "string",
+            "description": "Reuse every parameter of this earlier layer (same options and shapes).",
+        },
         "if": {
             "anyOf": [{"type": "boolean"}, EXPRESSION],
             "description": "Lower the layer only when true; a skipped layer's name stands for its "

@@ -16,7 +16,7 @@ from typing import Any
 
 from dlc.ir.node import Value
 
-_MENTION = re.compile(r"\$\{[^{}]*\binputs?\b[^{}]*\}")
+_MENTION = re.compile(r"\binputs?\b")
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class TensorInfo:
 def mentions_input(raw: Any) -> bool:
     """Whether an expression in `raw` (a layer's options, nested) names `input` or `inputs`."""
     if isinstance(raw, str):
-        return _MENTION.search(raw) is not None
+        return "${" in raw and _MENTION.search(raw) is not None
     if isinstance(raw, dict):
         return any(mentions_input(v) for v in raw.values())
     if isinstance(raw, list):
