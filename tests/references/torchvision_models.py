@@ -81,6 +81,22 @@ def _vit(size: str, options: dict) -> nn.Module:
     )
 
 
+def _convnext(size: str, options: dict) -> nn.Module:
+    classes = options.get("classes", 1000)
+    if size == "full":
+        return models.convnext_tiny(num_classes=classes)
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+
+    # a quarter of the channels and fewer blocks (dims [24, 48, 96, 192], depths [1, 1, 2, 1])
+    setting = [
+        CNBlockConfig(24, 48, 1),
+        CNBlockConfig(48, 96, 1),
+        CNBlockConfig(96, 192, 2),
+        CNBlockConfig(192, None, 1),
+    ]
+    return ConvNeXt(setting, stochastic_depth_prob=0.1, num_classes=classes)
+
+
 BUILDERS: dict[str, Callable[[str, dict], nn.Module]] = {
     "resnet18": _plain(models.resnet18),
     "resnet50": _plain(models.resnet50),
@@ -91,7 +107,7 @@ BUILDERS: dict[str, Callable[[str, dict], nn.Module]] = {
     "vit_b_16": _vit,
     "mobilenet_v2": _plain(models.mobilenet_v2),
     "efficientnet_b0": _plain(models.efficientnet_b0),
-    "convnext_tiny": _plain(models.convnext_tiny),
+    "convnext_tiny": _convnext,
 }
 
 

@@ -4,8 +4,8 @@ Each reference is torchvision's own model class, run in a subprocess
 (tests/references/torchvision_site.py says why and how), with randomized weights and
 normalization statistics; its state_dict, saved to safetensors with no renaming, is passed
 to dlc, and the logits must agree within 1e-4 relative to their scale. CI runs small
-configurations (smaller inputs, and for AlexNet and VGG narrower classifiers or channels,
-keeping every key); DLC_FULL_REFERENCES=1 also runs every model at full size on 224x224.
+configurations (smaller inputs, and for AlexNet, VGG, ViT and ConvNeXt narrower
+classifiers, channels or fewer layers, keeping every kind of key); DLC_FULL_REFERENCES=1 also runs every model at full size on 224x224.
 """
 
 from __future__ import annotations
@@ -58,6 +58,17 @@ SMALL = {
         {"image": 64, "dim": 64, "heads": 4, "mlp": 128, "layers": 2, "classes": 10},
         {"image": 64, "classes": 10},
     ),
+    "mobilenet_v2": Case("cnn/mobilenet_v2.yaml", "mobilenet_v2", 64, {"classes": 10}, {"classes": 10}),
+    "efficientnet_b0": Case(
+        "cnn/efficientnet_b0.yaml", "efficientnet_b0", 64, {"classes": 10}, {"classes": 10}
+    ),
+    "convnext_tiny": Case(
+        "cnn/convnext_tiny.yaml",
+        "convnext_tiny",
+        64,
+        {"dims": [24, 48, 96, 192], "depths": [1, 1, 2, 1], "classes": 10},
+        {"classes": 10},
+    ),
 }
 FULL = {
     name: Case(spec, model, 224, {}, {})
@@ -69,6 +80,9 @@ FULL = {
         "vgg16_bn": ("cnn/vgg16_bn.yaml", "vgg16_bn"),
         "googlenet": ("cnn/googlenet.yaml", "googlenet"),
         "vit_b_16": ("attention/vit_b16.yaml", "vit_b_16"),
+        "mobilenet_v2": ("cnn/mobilenet_v2.yaml", "mobilenet_v2"),
+        "efficientnet_b0": ("cnn/efficientnet_b0.yaml", "efficientnet_b0"),
+        "convnext_tiny": ("cnn/convnext_tiny.yaml", "convnext_tiny"),
     }.items()
 }
 
