@@ -10,7 +10,9 @@ files that the test compares dlc against.
 
 The folder is `$DLC_TORCHVISION_DIR`, or `~/.cache/dlc/torchvision-<version>`; the version is
 the torchvision release paired with the installed torch (`$DLC_TORCHVISION_VERSION`
-overrides it). Without network access and without a filled folder the tests skip, saying why.
+overrides it). Without network access and without a filled folder the tests skip, saying
+why; with `DLC_REQUIRE_REFERENCES=1` (set by .ci/run) they fail instead, so CI cannot pass
+without having compared against torchvision.
 """
 
 from __future__ import annotations
@@ -59,7 +61,10 @@ def site_folder() -> Path:
     )
     if result.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
-        pytest.skip(f"cannot install torchvision {version} for the reference models: {result.stderr[-500:]}")
+        reason = f"cannot install torchvision {version} for the reference models: {result.stderr[-500:]}"
+        if os.environ.get("DLC_REQUIRE_REFERENCES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
     try:
         staging.rename(folder)  # atomic: a concurrent run either finds a full folder or none
     except OSError:
