@@ -112,9 +112,11 @@ BUILDERS: dict[str, Callable[[str, dict], nn.Module]] = {
 
 
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """torchvision's initialization, plus random normalization statistics and scales, and
-    random values wherever it starts a tensor at a constant (zero biases, ViT's zero class
-    token and head, ConvNeXt's 1e-6 layer scales), so that a misplaced tensor shows."""
+    """Random weights that keep the signal alive through every layer (He-normal for convs
+    and linears, whose torchvision initializations shrink it: GoogLeNet's std 0.01 leaves
+    logits that do not depend on the input), random normalization statistics and scales,
+    random biases, and random values wherever torchvision starts a tensor at a constant
+    (ViT's zero class token, ConvNeXt's 1e-6 layer scales), so that a misplaced tensor shows."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
@@ -127,6 +129,9 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
                 tensor.copy_(torch.randn(shape, generator=generator) * 0.1)
             elif "layer_scale" in name:
                 tensor.copy_(torch.rand(shape, generator=generator) * 0.5 + 0.25)
+            elif name.endswith("weight") and tensor.ndim >= 2:  # conv, linear, in_proj_weight
+                fan_in = tensor[0].numel()
+                tensor.copy_(torch.randn(shape, generator=generator) * (2.0 / fan_in) ** 0.5)
             elif tensor.numel() > 1 and bool((tensor == tensor.flatten()[0]).all()):
                 tensor.copy_(torch.randn(shape, generator=generator) * 0.05)
     return model.eval()
