@@ -42,6 +42,7 @@ class BlockContext:
         self.location = location
         self._scopes: list[str] = [name]
         self.created: list[str] = []  # node names created for this layer, in order
+        self.path: tuple[str | int, ...] = ()  # the layer's YAML path, for nested templates' errors
 
     @property
     def scope(self) -> str:

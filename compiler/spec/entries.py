@@ -15,7 +15,8 @@ import networkx as nx
 from dlc.ir.node import Value
 from dlc.spec.model import COMMON_LAYER_KEYS, LAYER_NAME, REPEAT_KEYS, RESIDUAL_KEYS
 from dlc.spec.scope import Broken, Entry, Frame, LayerResult
-from dlc.spec.suggest import closest, did_you_mean
+from dlc.spec.suggest import block_suggestions, did_you_mean
+from dlc.spec.tensor_info import mentions_input
 from dlc.spec.yaml_source import YamlPath
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ class EntryReading:
             kind = self._classify(head, (*path, head), frame, key=True)
         entry_id = self._read_id(raw, path, frame)
         refs = self._read_refs(raw, path, frame)
+        reads_input = mentions_input(raw.get("if"))  # decided once the input is known
         return Entry(
             index,
             raw,
@@ -107,7 +109,8 @@ class EntryReading:
             refs,
             entry_id is not None,
             self._takes_input(kind, head),
-            skip=not self._read_condition(raw, path, frame),
+            skip=not reads_input and not self._read_condition(raw, path, frame),
+            condition_reads_input=reads_input,
         )
 
     def _read_condition(self, raw: dict[str, Any], path: YamlPath, frame: Frame, key: str = "if") -> bool:
@@ -171,7 +174,7 @@ class EntryReading:
                 notes=[f"plugin '{failed.name}': {failed.error}"],
             )
             return
-        suggestions = closest(
+        suggestions = block_suggestions(
             head, [*self.registry.block_names, *self.spec.templates, *self._plugin_templates]
         )
         hint = None
@@ -273,7 +276,13 @@ class EntryReading:
 
     def _order(self, entries: list[Entry | None], frame: Frame) -> list[int]:
         """Dependency order of the entries (forward references allowed); cycles are errors."""
-        by_name = {e.name: e.index for e in entries if e is not None}
+        by_name: dict[str, int] = {}
+        duplicated: set[str] = set()
+        for entry in entries:
+            if entry is not None:
+                if entry.name in by_name:
+                    duplicated.add(entry.name)  # reported as a duplicate id already
+                by_name.setdefault(entry.name, entry.index)
         dag = nx.DiGraph()
         for entry in entries:
             if entry is None:
@@ -286,7 +295,7 @@ class EntryReading:
                 for name, _, _ in entry.refs:
                     if name in by_name and by_name[name] != entry.index:
                         dag.add_edge(by_name[name], entry.index)
-                    elif name in by_name:
+                    elif name in by_name and name not in duplicated:
                         self._error(f"layer '{name}' takes its own output as input", entry.path, frame)
                         dag.remove_node(entry.index)
                         break
@@ -362,7 +371,10 @@ class EntryReading:
                 raise Broken
             if name in self._defined_anywhere(frame):
                 return None  # defined but broken: its own error is reported
-            hint = did_you_mean(name, frame.visible())
+            candidates = sorted(
+                n for n in {*frame.visible(), *self._defined_anywhere(frame)} if "_skipped_" not in n
+            )
+            hint = did_you_mean(name, candidates) or _list_names(candidates)
             hidden = self._inner_names.get(name)
             notes = [f"'{name}' is defined inside '{hidden}'; refer to '{hidden}' instead"] if hidden else []
             self._error(f"unknown layer '{name}' in {where}", path, frame, hint=hint, notes=notes)
@@ -387,6 +399,14 @@ class EntryReading:
             names |= current.taken
             current = current.parent
         return names
+
+
+def _list_names(names: list[str], limit: int = 12) -> str | None:
+    """A hint listing the layer names available (automatic ones such as `where_0` too)."""
+    if not names:
+        return None
+    shown = ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+    return f"layers defined here: {shown}"
 
 
 def layer_name(value: Any) -> str | None:

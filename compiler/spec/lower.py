@@ -14,6 +14,7 @@ whose body is one layer without `id` names each iteration's layer ``stage.<i>`` 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -209,8 +210,22 @@ class Lowering(EntryReading, StructureLowering, SharedParameters):
             frame.names[entry.name] = result
             if frame.parent is None:
                 self._last_layer_name = entry.name if entry.explicit_id else None
+        for index, raw in enumerate(entries):
+            if parsed[index] is None:
+                self._check_unread_references(raw, (*path, index), frame)
         last = len(entries) - 1
         return results.get(last)
+
+    def _check_unread_references(self, raw: Any, path: YamlPath, frame: Frame) -> None:
+        """An entry whose header is broken (an unknown block) still has its `in:` names
+        checked, so that every mistake of a spec is reported at once."""
+        if not isinstance(raw, dict) or "in" not in raw:
+            return
+        with contextlib.suppress(Broken):
+            for name, port, ref_path in self._read_refs(raw, path, frame) or []:
+                if frame.lookup(name) is None and name not in self._defined_anywhere(frame):
+                    with contextlib.suppress(Broken):
+                        self._resolve_ref(name, port, ref_path, frame)
 
     def _lower_entry(
         self, entry: Entry, frame: Frame, name: str, get_inputs: Callable[[], list[Value]]
@@ -221,6 +236,12 @@ class Lowering(EntryReading, StructureLowering, SharedParameters):
         raw = entry.raw
         if entry.skip:
             return self._skipped(entry, frame, name, get_inputs)
+        if entry.condition_reads_input:  # `if: "${input.shape[1] != out}"`
+            inputs = get_inputs()
+            decided = dataclasses.replace(frame, env=input_names(inputs, frame.env))
+            if not self._read_condition(raw, entry.path, decided):
+                return self._skipped(entry, frame, name, lambda: inputs)
+            get_inputs = lambda: inputs  # noqa: E731
         if isinstance(raw, dict) and mentions_input(
             {k: v for k, v in raw.items() if k not in ("in", "id", "if")}
         ):
@@ -238,18 +259,31 @@ class Lowering(EntryReading, StructureLowering, SharedParameters):
     ) -> LayerResult:
         raw = entry.raw
         if entry.kind == "repeat":
-            return self._lower_repeat(entry, frame, get_inputs(), full)
+            return self._lower_repeat(entry, frame, get_inputs, full)
         if entry.kind == "residual":
             return self._lower_residual_layer(entry, frame, get_inputs(), full)
         config_raw = raw[entry.head] if isinstance(raw, dict) else None
         config_path = (*entry.path, entry.head) if isinstance(raw, dict) else entry.path
+        try:
+            if entry.kind == "template":
+                template = self._template(entry.head, entry.path, frame)
+                args = self._template_args(template, config_raw, config_path, frame)
+            else:
+                block = self._block(entry.head, entry.path, frame)
+                config = self._block_config(block, config_raw, config_path, frame)
+        except Broken:
+            self._report_reference_errors(get_inputs)
+            raise
         if entry.kind == "template":
-            template = self._template(entry.head, entry.path, frame)
-            args = self._template_args(template, config_raw, config_path, frame)
             return self._instantiate(template, args, entry.path, frame, get_inputs(), full)
-        block = self._block(entry.head, entry.path, frame)
-        config = self._block_config(block, config_raw, config_path, frame)
         return self._lower_block(block, config, entry.path, frame, get_inputs(), full)
+
+    @staticmethod
+    def _report_reference_errors(get_inputs: Callable[[], list[Value]]) -> None:
+        """Resolve a broken layer's inputs anyway, so that a bad `in:` reference is reported
+        together with the layer's other mistakes."""
+        with contextlib.suppress(Broken):
+            get_inputs()
 
     def _skipped(
         self, entry: Entry, frame: Frame, name: str, get_inputs: Callable[[], list[Value]]
@@ -286,6 +320,7 @@ class Lowering(EntryReading, StructureLowering, SharedParameters):
         location = self._locate(entry_path, frame)
         self._check_arity(block.name, block.inputs, len(inputs), entry_path, frame)
         ctx = BlockContext(self, frame, block, full, location)
+        ctx.path = entry_path
         result = self._call_lower(block, ctx, config, inputs)
         layer = self._as_layer_result(result, block, ctx)
         producer = self.graph.producer(layer.value)
@@ -307,6 +342,8 @@ class Lowering(EntryReading, StructureLowering, SharedParameters):
     def _call_lower(self, block: BlockType, ctx: BlockContext, config: BaseModel, inputs: list[Value]) -> Any:
         try:
             return block.lower(ctx, config, inputs)
+        except Broken:
+            raise  # a template lowered inside the block reported its own errors
         except DlcError as error:
             self.errors.add(error)
             raise Broken from None
@@ -393,12 +430,31 @@ class Lowering(EntryReading, StructureLowering, SharedParameters):
         inputs: list[Value],
         name: str,
     ) -> Value:
-        """A block lowered from inside another block's lowering (composite blocks)."""
+        """A block, or a template, lowered from inside another block's lowering (composite
+        blocks, `time_distributed`)."""
+        if not self.registry.block_providers(block_name) and (
+            block_name in self.spec.templates or block_name in self._plugin_templates
+        ):
+            return self._nested_template(ctx, block_name, config, inputs, name)
         block = self.registry.block(block_name)
         parsed = block.config.model_validate(config)
         child = BlockContext(self, ctx.frame, block, f"{ctx.scope}.{name}", ctx.location)
+        child.path = ctx.path
         result = self._as_layer_result(block.lower(child, parsed, inputs), block, child)
         ctx.created.extend(child.created)
+        return result.value
+
+    def _nested_template(
+        self, ctx: BlockContext, name: str, config: dict[str, Any], inputs: list[Value], scope: str
+    ) -> Value:
+        """A template called by a block; its errors point at the calling layer's options."""
+        template = self._template(name, ctx.path, ctx.frame)
+        options_path = (*ctx.path, ctx.block.name, "options")
+        args = self._template_args(template, config, options_path, ctx.frame)
+        rows = len(self.layers)
+        result = self._instantiate(template, args, ctx.path, ctx.frame, inputs, f"{ctx.scope}.{scope}")
+        del self.layers[rows:]  # summarized as part of the calling layer, as nested blocks are
+        ctx.created.extend(n.name for n in self.graph if n.layer.startswith(f"{ctx.scope}.{scope}."))
         return result.value
 
     def _expand(self, value: Any, path: YamlPath, frame: Frame) -> Any:

@@ -50,7 +50,7 @@ def _common_properties() -> dict[str, Any]:
             "by default the previous layer.",
         },
         "share": {
-            "type": "string",
+            "type": ["string", "null"],
             "description": "Reuse every parameter of this earlier layer (same options and shapes).",
         },
         "if": {

@@ -117,3 +117,4 @@ class Entry:
     explicit_id: bool
     takes_input: bool = True
     skip: bool = False  # its `if:` is false: the layer stands for its (first) input
+    condition_reads_input: bool = False  # its `if:` reads `input`: decided when it is lowered

@@ -1,6 +1,7 @@
 """`share: LAYER` on any layer: reuse every parameter (weights, biases, buffers) of an
 earlier layer instead of creating new ones; a Siamese network is two calls of one
-template on two inputs.
+template on two inputs. A reference may be dotted (`layers.0`), and `None` means no
+sharing, so the iterations of a repeat can share the first one's weights (ALBERT).
 
 A mixin of `Lowering`. While a sharing layer lowers, each parameter it asks for,
 ``<layer>.<rest>``, is looked up as ``<source>.<rest>`` among the parameters the source
@@ -51,6 +52,8 @@ class SharedParameters:
     ) -> LayerResult:
         path = (*entry.path, "share")
         reference = self._expand(entry.raw["share"], path, frame)  # type: ignore[attr-defined]
+        if reference is None:  # `share: "${'layers.0.fc' if i > 0 else None}"`: the first one owns them
+            return lower()
         if not isinstance(reference, str) or not reference:
             self._error(f"`share` takes the name of an earlier layer, got {reference!r}", path, frame)  # type: ignore[attr-defined]
             raise Broken

@@ -8,6 +8,7 @@ sums its body with a shortcut that is the identity, a projection, or explicit la
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -176,9 +177,21 @@ class StructureLowering:
             ports[port] = value
         return LayerResult(ports, items[0][0])
 
-    def _lower_repeat(self, entry: Entry, frame: Frame, inputs: list[Value], full: str) -> LayerResult:
+    def _lower_repeat(
+        self, entry: Entry, frame: Frame, get_inputs: Callable[[], list[Value]], full: str
+    ) -> LayerResult:
+        """The header (count, `as`, `input`, `body`) is checked before the input is
+        resolved, so a repeat after a broken layer still reports its own mistakes."""
         raw = entry.raw
         count = self._expand(raw["repeat"], (*entry.path, "repeat"), frame)
+        if isinstance(count, str):
+            self._error(
+                f"`repeat` takes a count >= 0, got the string {count!r}",
+                (*entry.path, "repeat"),
+                frame,
+                hint=f"write `repeat: {count}` without quotes" if count.strip().isdigit() else None,
+            )
+            raise Broken
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             self._error(f"`repeat` takes a count >= 0, got {count!r}", (*entry.path, "repeat"), frame)
             raise Broken
@@ -212,7 +225,7 @@ class StructureLowering:
             problem = "takes true or false" if not isinstance(flat, bool) else "and `name` exclude each other"
             self._error(f"`flat` {problem}", (*entry.path, "flat"), frame)
             raise Broken
-        current = LayerResult.single(inputs[0])
+        current = LayerResult.single(get_inputs()[0])
         if count == 0:  # the identity, like a skipped layer: no nodes and no summary row
             return current
         single = len(body) == 1 and not (isinstance(body[0], dict) and "id" in body[0])

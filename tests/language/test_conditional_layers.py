@@ -325,3 +325,36 @@ def test_multi_head_attention_is_the_kv_heads_equals_heads_case(tmp_path) -> Non
         )
     actual = model.run({"x": x}, provider="cpu")["attn"]
     assert max_relative_error(expected.transpose(0, 1).numpy(), actual) <= 1e-5
+
+
+def test_a_condition_may_read_the_input_shape(tmp_path) -> None:
+    """`if: "${input.shape[1] != out}"` is decided when the input is known: a projection
+    only when the width changes."""
+    path = write_spec(
+        tmp_path,
+        """
+        dlc: 1
+        name: maybe_project
+        inputs:
+          x: {shape: [N, 8]}
+        params:
+          out: 8
+        layers:
+          - linear: "${out}"
+            if: "${input.shape[1] != out}"
+            id: project
+          - relu:
+            id: act
+        """,
+    )
+    import dlc
+
+    same = dlc.compile(path)
+    assert list(same.graph.parameters()) == []
+    x = np.random.default_rng(6).standard_normal((2, 8)).astype(np.float32)
+    np.testing.assert_array_equal(same.run({"x": x}, provider="cpu")["act"], np.maximum(x, 0))
+    changed = dlc.compile(path, overrides={"out": 4})
+    assert [n.attrs.name for n in changed.graph.parameters()] == ["project.weight", "project.bias"]
+    assert_parity(changed, tmp_path / "eject")
+    result = run_cli("summary", str(path), "--set", "out=4")
+    assert result.code == 0 and "project" in result.stdout

@@ -213,3 +213,15 @@ def test_misused_blocks_are_located_errors(tmp_path) -> None:
     assert f"{path}:8:" in result.output and "clip needs `min`, `max` or both" in result.output
     assert "the index (second input) must be int64 or int32" in result.output
     assert "axis 7 is out of range for [N, 6, 5]" in result.output
+
+
+def test_new_blocks_compile_and_run_through_the_cli(tmp_path) -> None:
+    path = write_spec(tmp_path, ACTIVATIONS)
+    result = run_cli("run", str(path), "--random-inputs", "--dim", "N=2")
+    assert result.code == 0, result.output
+    assert "rms" in result.output
+    result = run_cli("compile", str(path), "--target", "torch", "-o", str(tmp_path / "ejected"))
+    assert result.code == 0, result.output
+    source = (tmp_path / "ejected" / "model.py").read_text()
+    for expected in ("nn.GroupNorm(3, 6", "nn.InstanceNorm2d(6", "nn.RMSNorm(4", "F.silu(", "torch.roll("):
+        assert expected in source, expected

@@ -188,3 +188,36 @@ def test_misused_share_is_a_located_error(tmp_path) -> None:
     assert f"{path}:15:12: error: share: layer 'linear_1' does not use 'fc.bias' of 'fc'" in out
     assert f"{path}:18:12: error: share: no layer 'fcc' with parameters" in out and "did you mean 'fc'" in out
     assert f"{path}:21:12: error: share: no layer 'later' with parameters is defined before" in out
+
+
+def test_repeat_iterations_can_share_the_first_ones_weights(tmp_path) -> None:
+    """ALBERT-style cross-layer sharing: `share` is an expression, None for the owner."""
+    model = compile_text(
+        """
+        dlc: 1
+        name: albert_like
+        inputs:
+          x: {shape: [N, 6]}
+        layers:
+          - repeat: 3
+            as: i
+            id: layers
+            body:
+              - linear: 6
+                share: "${'layers.0.linear_0' if i > 0 else None}"
+              - relu
+        """
+    )
+    assert [n.attrs.name for n in model.graph.parameters()] == [
+        "layers.0.linear_0.weight",
+        "layers.0.linear_0.bias",
+    ]
+    weights = model.weights()
+    x = np.random.default_rng(3).standard_normal((2, 6)).astype(np.float32)
+    expected = x
+    for _ in range(3):
+        expected = np.maximum(
+            expected @ weights["layers.0.linear_0.weight"].T + weights["layers.0.linear_0.bias"], 0
+        )
+    assert max_relative_error(expected, model.run({"x": x}, provider="cpu")["layers"]) <= 1e-5
+    assert_parity(model, tmp_path)
