@@ -236,11 +236,12 @@ class StructureLowering:
             child = frame.child(base, env)
             name = self._iteration_name(pattern, iteration, entry, child, frame.taken if inline else named)
             child.scope = f"{base}.{name}" if base else name
+            if flat:  # layers named as if written out in the enclosing sequence
+                child.scope, child.counters, child.taken = frame.scope, frame.counters, frame.taken
             if carried is not None:
                 child.names[carried] = current
                 child.taken.add(carried)
-            if flat:  # layers named as if written out in the enclosing sequence
-                child.scope, child.counters, child.taken = frame.scope, frame.counters, frame.taken
+            if flat:
                 result = self.lower_sequence(body, (*entry.path, "body"), child, current)
             elif single:
                 child.scope = base
