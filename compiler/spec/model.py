@@ -16,6 +16,8 @@ from dlc.spec.expressions import has_expression
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
+# A layer's `id` and a repeat iteration's name: all digits allowed (torchvision's `features.0`).
+LAYER_NAME = r"^[A-Za-z0-9_]+$"
 TemplateParamType = Literal["int", "float", "bool", "str", "list", "any"]
 
 
@@ -54,12 +56,18 @@ class TemplateParam(StrictModel):
     doc: str | None = None
 
 
+SHORTCUT_NAME_DESCRIPTION = (
+    "The shortcut's name, the scope of its parameters (torchvision's ResNet: `downsample`)."
+)
+
+
 class ResidualOptions(StrictModel):
     """`shortcut`: `auto` (identity when shapes match, else a projection), `identity`, or
     a list of layers. `projection`: the layers `auto` uses when shapes differ."""
 
     shortcut: Literal["auto", "identity"] | list[Any] = "auto"
     projection: list[Any] | None = None
+    name: Annotated[str, Field(pattern=LAYER_NAME)] = Field("shortcut", description=SHORTCUT_NAME_DESCRIPTION)
     condition: bool | str = Field(
         default=True,
         alias="if",
@@ -73,6 +81,7 @@ class ResidualLayer(StrictModel):
     body: list[Any] = Field(min_length=1)
     shortcut: Literal["auto", "identity"] | list[Any] = "auto"
     projection: list[Any] | None = None
+    name: Annotated[str, Field(pattern=LAYER_NAME)] = Field("shortcut", description=SHORTCUT_NAME_DESCRIPTION)
     post: list[Any] = Field(default_factory=list)
 
 
@@ -103,7 +112,7 @@ class SpecModel(StrictModel):
 
 
 COMMON_LAYER_KEYS = ("id", "in", "if", "share")
-REPEAT_KEYS = ("repeat", "as", "input", "body", *COMMON_LAYER_KEYS)
+REPEAT_KEYS = ("repeat", "as", "start", "name", "flat", "input", "body", *COMMON_LAYER_KEYS)
 RESIDUAL_KEYS = ("residual", *COMMON_LAYER_KEYS)
 SCAN_KEYS = ("scan", "id", "if", "share")  # a scan reads its inputs from `over` and `carry`, not `in`
 

@@ -357,10 +357,12 @@ class NoOptions(BlockConfig):
 
 
 def _class_token(ctx: BlockContext, config: NoOptions, inputs: list[Value]) -> Value:
-    """Prepend a learned token (zeros at first, as torchvision's ViT): [N, T, dim] -> [N, T+1, dim]."""
+    """Prepend a learned token (zeros at first, as torchvision's ViT): [N, T, dim] -> [N, T+1, dim].
+    The token is named as the layer itself (`class_token`, not `class_token.weight`): a
+    bare tensor, as in torchvision's, timm's and HF's state_dicts."""
     x = inputs[0]
     dim = _features(ctx, x)
-    token = ctx.param("weight", (1, 1, dim), init.zeros())
+    token = ctx.param("weight", (1, 1, dim), init.zeros(), key=ctx.name)
     batch = ctx.op("expand", token, x, shape=(x.type.shape[0], 1, dim))
     return ctx.op("concat", batch, x, axis=1)
 
@@ -397,6 +399,6 @@ BLOCKS = [
         "class_token",
         NoOptions,
         _class_token,
-        "Prepend a learned class token: [N, T, dim] -> [N, T + 1, dim].",
+        "Prepend a learned class token (a tensor named as the layer): [N, T, dim] -> [N, T + 1, dim].",
     ),
 ]

@@ -512,21 +512,23 @@ class TorchWriter:
     def _emit_containers(
         self, tree: dict[str, dict], prefix: str, lines: list[str], listed: bool = False
     ) -> None:
-        """`listed`: the containers at this level were made by their ModuleList already."""
+        """`listed`: the numbered containers at this level were made by their ModuleList
+        already. A container with numbered children is a ModuleList (`self.features[0]`),
+        its other children attributes beside them (torchvision's MLPBlock: `mlp[0]`,
+        `mlp.dropout_0`, `mlp[3]`), so state_dict keys stay `mlp.0.weight`."""
         for segment, children in tree.items():
             path = f"{prefix}.{segment}" if prefix else segment
             if path in self._leaves or not children:
                 continue
-            keys = list(children)
-            as_list = all(k.isdigit() for k in keys)
-            if as_list:
-                count = max(int(k) for k in keys) + 1
+            numbered = [int(k) for k in children if k.isdigit()]
+            if numbered:
+                count = max(numbered) + 1
                 lines.append(
                     f"{attribute_access(path)} = nn.ModuleList([nn.Module() for _ in range({count})])"
                 )
-            elif not listed:
+            elif not (listed and segment.isdigit()):
                 lines.append(f"{attribute_access(path)} = nn.Module()")
-            self._emit_containers(children, path, lines, listed=as_list)
+            self._emit_containers(children, path, lines, listed=bool(numbered))
 
 
 def state_arrays(writer: TorchWriter, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
