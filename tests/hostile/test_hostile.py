@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.hostile.cases import CASES, KNOWN_FAILING
-from tests.hostile.harness import Case, check_case, plant, run_case, snapshot
+from tests.hostile.harness import Case, check_case, check_outputs, plant, run_case, snapshot
 
 
 def _marks(case: Case) -> list[pytest.MarkDecorator]:
@@ -22,6 +22,7 @@ def test_hostile_input_gets_a_clean_answer(case: Case, tmp_path: Path) -> None:
     before = snapshot(tmp_path)
     outcome = run_case(case, tmp_path)
     check_case(case, outcome, before, snapshot(tmp_path))
+    check_outputs(case, outcome, tmp_path)
 
 
 def test_case_names_are_unique() -> None:
