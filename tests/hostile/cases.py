@@ -102,6 +102,7 @@ CASES: list[Case] = [
     Case("yaml-utf16-bom", V, 1, "UTF-16", spec=b"\xff\xfe" + TINY.encode("utf-16-le")),
     Case("yaml-nul-byte", V, 1, "character", spec=TINY.replace("tiny", "ti\0ny")),
     Case("yaml-control-char", V, 1, "character", spec=TINY.replace("tiny", "ti\x07ny")),
+    Case("yaml-lone-surrogate-escape", V, 1, "surrogate", spec=spec_with_value('"\\ud800"')),
     Case("yaml-utf8-bom-is-fine", V, 0, "ok", spec=b"\xef\xbb\xbf" + TINY.encode()),
     Case("yaml-set-deep", ("validate", "{spec}", "--set", "v=" + "[" * 5000), 1, "nest", spec=spec_with_value("1"), located=False),
     Case("yaml-set-python-tag", ("validate", "{spec}", "--set", "v=!!python/name:os.system"), 1, "tag", spec=spec_with_value("1"), located=False),
@@ -182,6 +183,3 @@ CASES: list[Case] = [
     # -- 3. Sizes (helper `scale`, issue 18) ---------------------------------------------------
 ]
 # fmt: on
-
-# Cases that fail today and are being fixed (issue 12); each is an expected failure until then.
-KNOWN_FAILING: frozenset[str] = frozenset({})
