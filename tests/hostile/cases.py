@@ -103,6 +103,7 @@ CASES: list[Case] = [
     Case("yaml-nul-byte", V, 1, "character", spec=TINY.replace("tiny", "ti\0ny")),
     Case("yaml-control-char", V, 1, "character", spec=TINY.replace("tiny", "ti\x07ny")),
     Case("yaml-lone-surrogate-escape", V, 1, "surrogate", spec=spec_with_value('"\\ud800"')),
+    Case("yaml-escape-sequence-in-key", V, 1, "\\x1b[2J", spec=TINY.replace("name: tiny", "name: tiny\n\"\\e[2J\": 1")),
     Case("yaml-utf8-bom-is-fine", V, 0, "ok", spec=b"\xef\xbb\xbf" + TINY.encode()),
     Case("yaml-set-deep", ("validate", "{spec}", "--set", "v=" + "[" * 5000), 1, "nest", spec=spec_with_value("1"), located=False),
     Case("yaml-set-python-tag", ("validate", "{spec}", "--set", "v=!!python/name:os.system"), 1, "tag", spec=spec_with_value("1"), located=False),

@@ -151,6 +151,7 @@ def check_case(case: Case, outcome: Outcome, before: dict[str, object], after: d
     assert outcome.code >= 0, f"killed by signal {-outcome.code} (CPU or memory limit?)\n{report}"
     assert "Traceback" not in outcome.stderr, report
     assert "internal error" not in outcome.stderr, report
+    assert "\x1b" not in outcome.stderr, f"a raw terminal escape reached the output\n{report}"
     assert outcome.code == case.exit, f"expected exit {case.exit}\n{report}"
     assert case.message in outcome.stdout + outcome.stderr, f"expected {case.message!r}\n{report}"
     if case.wants_location:
