@@ -120,7 +120,9 @@ def _deadline(seconds: float) -> Iterator[None]:
         raise _Hang
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # Fires again every second: an exception raised where Python ignores it (a __del__)
+    # must not let a runaway case go on.
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
     try:
         yield
     finally:
