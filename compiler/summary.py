@@ -3,7 +3,8 @@
 Counts follow the reference conventions: parameters are trainable tensors (batch-norm
 running statistics are buffers, counted separately), tied tensors count once, and MACs
 count contractions only (linear, conv, matmul; attention products included) at the
-given dims (every symbolic dim is 1 unless set, so batch 1).
+given dims (every symbolic dim is 1 unless set, so batch 1). A loop body's MACs count
+once per step (a scan over T steps: T times the body), its parameters once.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from typing import Any
 
 from dlc.errors import DlcError
 from dlc.ir.graph import Graph
-from dlc.ir.symbolic import evaluate_dim, product
+from dlc.ir.loops import walk_with_trips
+from dlc.ir.node import Node
+from dlc.ir.symbolic import Dim, evaluate_dim, product
 from dlc.ir.types import format_shape
 from dlc.registry import Registry
 from dlc.spec.lower import LayerInfo
+from dlc.tables import Column, rich_table
 
 
 @dataclass
@@ -53,27 +57,32 @@ class Summary:
             "layers": [vars(layer) for layer in self.layers],
         }
 
-    def render(self) -> Any:
-        """A rich renderable: the per-layer table with totals."""
-        from rich.table import Table
-
+    def table(self) -> tuple[str, list[Column], list[list[str]]]:
+        """Title, columns and rows of the per-layer table with totals (see `dlc.tables`)."""
         dims = ", ".join(f"{k}={v}" for k, v in self.dims.items())
         title = f"{self.name}" + (f" ({dims})" if dims else "")
-        table = Table(title=title, title_justify="left", show_footer=True)
-        table.add_column("layer", footer="total")
-        table.add_column("block")
-        table.add_column("output shape")
-        table.add_column("params", justify="right", footer=f"{self.params:,}")
-        table.add_column("MACs", justify="right", footer=f"{self.macs:,}")
-        for layer in self.layers:
-            table.add_row(
+        columns = [
+            Column("layer", footer="total"),
+            Column("block"),
+            Column("output shape"),
+            Column("params", numeric=True, footer=f"{self.params:,}"),
+            Column("MACs", numeric=True, footer=f"{self.macs:,}"),
+        ]
+        rows = [
+            [
                 "  " * layer.depth + layer.name,
                 layer.block,
                 layer.output_shape,
                 f"{layer.params:,}",
                 f"{layer.macs:,}",
-            )
-        return table
+            ]
+            for layer in self.layers
+        ]
+        return title, columns, rows
+
+    def render(self) -> Any:
+        """A rich renderable: the per-layer table with totals."""
+        return rich_table(*self.table())
 
 
 def summarize(
@@ -86,35 +95,35 @@ def summarize(
     bindings.update(dims or {})
     _check_sizes(layers, bindings)
 
-    def macs_of(node_names: list[str]) -> int:
+    def macs_of(nodes: list[tuple[Node, Dim]]) -> int:
         total = 0
-        for name in node_names:
-            node = graph.node(name)
+        for node, trips in nodes:
             op = registry.op(node.op)
             if op.macs is not None:
-                total += evaluate_dim(op.macs(node), bindings)
+                total += evaluate_dim(op.macs(node) * trips, bindings)
         return total
 
-    def elements(node_names: list[str], trainable: bool) -> int:
+    def elements(nodes: list[tuple[Node, Dim]], trainable: bool) -> int:
         total = 0
-        for name in node_names:
-            node = graph.node(name)
+        for node, _ in nodes:
             if node.op == "parameter" and node.attrs.trainable == trainable:
                 total += int(product(node.output.type.shape))
         return total
 
-    by_layer: dict[str, list[str]] = {}
-    for node in graph:
-        by_layer.setdefault(node.layer, []).append(node.name)
+    # A loop body's nodes count once per step (its weights, in the top graph, once).
+    every = list(walk_with_trips(graph))
+    by_layer: dict[str, list[tuple[Node, Dim]]] = {}
+    for node, trips in every:
+        by_layer.setdefault(node.layer, []).append((node, trips))
     rows = []
     for info in layers:
-        if info.kind != "block":
+        if info.kind not in ("block", "scan"):  # a scan's row: its body's work, every step
             continue
-        names = [
-            n
-            for layer, ns in by_layer.items()
+        nodes = [
+            item
+            for layer, items in by_layer.items()
             if layer == info.name or layer.startswith(info.name + ".")
-            for n in ns
+            for item in items
         ]
         output = next(iter(info.outputs.values()))
         rows.append(
@@ -122,12 +131,11 @@ def summarize(
                 info.name,
                 info.block,
                 format_shape(output.type.shape),
-                elements(names, True),
-                macs_of(names),
+                elements(nodes, True),
+                macs_of(nodes),
                 info.depth,
             )
         )
-    every = [n.name for n in graph]
     return Summary(
         name=graph.name,
         inputs={n.attrs.name: f"{n.output.type}" for n in graph.inputs()},
