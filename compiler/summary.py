@@ -85,59 +85,58 @@ def summarize(
     bindings = {s: 1 for s in sorted(symbols)}
     bindings.update(dims or {})
     _check_sizes(layers, bindings)
-
-    def macs_of(node_names: list[str]) -> int:
-        total = 0
-        for name in node_names:
-            node = graph.node(name)
-            op = registry.op(node.op)
-            if op.macs is not None:
-                total += evaluate_dim(op.macs(node), bindings)
-        return total
-
-    def elements(node_names: list[str], trainable: bool) -> int:
-        total = 0
-        for name in node_names:
-            node = graph.node(name)
-            if node.op == "parameter" and node.attrs.trainable == trainable:
-                total += int(product(node.output.type.shape))
-        return total
-
-    by_layer: dict[str, list[str]] = {}
-    for node in graph:
-        by_layer.setdefault(node.layer, []).append(node.name)
+    counts = _count_by_layer(graph, layers, registry, bindings)
     rows = []
     for info in layers:
         if info.kind != "block":
             continue
-        names = [
-            n
-            for layer, ns in by_layer.items()
-            if layer == info.name or layer.startswith(info.name + ".")
-            for n in ns
-        ]
         output = next(iter(info.outputs.values()))
+        params, _, macs = counts.get(info.name, (0, 0, 0))
         rows.append(
-            LayerSummary(
-                info.name,
-                info.block,
-                format_shape(output.type.shape),
-                elements(names, True),
-                macs_of(names),
-                info.depth,
-            )
+            LayerSummary(info.name, info.block, format_shape(output.type.shape), params, macs, info.depth)
         )
-    every = [n.name for n in graph]
+    params, buffers, macs = counts[""]
     return Summary(
         name=graph.name,
         inputs={n.attrs.name: f"{n.output.type}" for n in graph.inputs()},
         outputs={k: f"{v.type}" for k, v in graph.outputs.items()},
-        params=elements(every, True),
-        buffers=elements(every, False),
-        macs=macs_of(every),
+        params=params,
+        buffers=buffers,
+        macs=macs,
         dims=bindings,
         layers=rows,
     )
+
+
+def _count_by_layer(
+    graph: Graph, layers: list[LayerInfo], registry: Registry, bindings: Mapping[str, int]
+) -> dict[str, tuple[int, int, int]]:
+    """(parameters, buffers, MACs) of every block layer, counting the nodes of the layer and
+    of the layers nested in it (``stage.0`` holds ``stage.0.conv2d_1``), and of the whole
+    graph under ``""``. One pass over the nodes: each node adds to the block layers among
+    its dotted name's prefixes, so the cost is linear in the graph, not layers x nodes."""
+    blocks = {info.name for info in layers if info.kind == "block"}
+    totals: dict[str, list[int]] = {"": [0, 0, 0]}
+    for node in graph:
+        if node.op == "parameter":
+            size = int(product(node.output.type.shape))
+            counted = (size, 0, 0) if node.attrs.trainable else (0, size, 0)
+        else:
+            op = registry.op(node.op)
+            if op.macs is None:
+                continue
+            counted = (0, 0, evaluate_dim(op.macs(node), bindings))
+        prefix = node.layer
+        owners = [""]
+        while prefix:
+            if prefix in blocks:
+                owners.append(prefix)
+            prefix = prefix.rpartition(".")[0]
+        for owner in owners:
+            total = totals.setdefault(owner, [0, 0, 0])
+            for index, amount in enumerate(counted):
+                total[index] += amount
+    return {name: (total[0], total[1], total[2]) for name, total in totals.items()}
 
 
 def _check_sizes(layers: list[LayerInfo], bindings: Mapping[str, int]) -> None:
