@@ -282,7 +282,7 @@ class AttentionConfig(BlockConfig):
 
 def split_mask(ctx: BlockContext, inputs: list[Value]) -> tuple[list[Value], Value | None]:
     """Separate a trailing key padding mask ([N, L]: rank 2) from the sequences (rank 3)."""
-    if inputs and inputs[-1].type.rank == 2:
+    if len(inputs) > 1 and inputs[-1].type.rank == 2:
         return inputs[:-1], inputs[-1]
     for value in inputs:
         if value.type.rank != 3:
