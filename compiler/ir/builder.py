@@ -14,6 +14,7 @@ from dlc.ir.init import Init
 from dlc.ir.node import Node, Value
 from dlc.ir.ops import InferenceError
 from dlc.ir.source_ops import ConstantAttrs, InputAttrs, ParameterAttrs, constant_type
+from dlc.ir.symbolic import SymbolicLimitError
 from dlc.ir.types import DType, TensorType
 from dlc.limits import MAX_DIM, ResourceLimitError, format_count
 
@@ -116,7 +117,10 @@ class GraphBuilder:
         except ValidationError as error:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
             raise InferenceError(f"invalid attributes for op '{op}': {problems}") from None
-        output_types = opdef.infer_types(typed_attrs, [v.type if v is not None else None for v in inputs])
+        try:
+            output_types = opdef.infer_types(typed_attrs, [v.type if v is not None else None for v in inputs])
+        except SymbolicLimitError as error:
+            raise InferenceError(str(error)) from None
         for output_type in output_types:
             _check_static_dims(output_type.shape, f"the output of '{op}'")
         node_name = self.graph.fresh_name(name)
