@@ -33,13 +33,21 @@ def _dims(values: Sequence[str]) -> dict[str, int]:
     dims = {}
     for text in values:
         name, sep, size = text.partition("=")
-        size = size.strip().replace("_", "")
-        if not sep or not name.strip().isidentifier() or not size.isdigit() or len(size) > 30:
+        # A size is digits, or a power such as 2**20; both kept short enough to compute.
+        base, _, exponent = size.strip().replace("_", "").partition("**")
+        if (
+            not sep
+            or not name.strip().isidentifier()
+            or not base.isdigit()
+            or len(base) > 30
+            or not (exponent.isdigit() and len(exponent) <= 3 if exponent else "**" not in size)
+        ):
             raise UsageError(f"--dim expects NAME=SIZE with a positive size, e.g. N=4; got '{text}'")
-        problem = dim_problem(int(size))
+        value = int(base) ** int(exponent) if exponent else int(base)
+        problem = dim_problem(value)
         if problem is not None:
             raise UsageError(f"--dim {text}: {problem}")
-        dims[name.strip()] = int(size)
+        dims[name.strip()] = value
     return dims
 
 

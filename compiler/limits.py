@@ -52,8 +52,13 @@ class Limits:
 
 
 def format_count(count: int) -> str:
-    """``4.1e12`` for large counts, the plain number for small ones."""
-    return f"{count:,}" if count < 10**7 else f"{count:.2g}".replace("e+", "e")
+    """``4.1e12`` for large counts, the plain number for small ones (no float overflow, no
+    int-to-str limit, however large the count)."""
+    if abs(count) < 10**7:
+        return f"{count:,}"
+    if abs(count) < 10**300:
+        return f"{count:.2g}".replace("e+", "e")
+    return f"{'-' if count < 0 else ''}about 1e{int(abs(count).bit_length() * math.log10(2))}"
 
 
 def format_bytes(size: float) -> str:
@@ -72,7 +77,3 @@ def dim_problem(value: int) -> str | None:
     if value > MAX_DIM:
         return f"dimension {format_count(value)} is larger than the limit {MAX_DIM:,} (2^31 - 1)"
     return None
-
-
-def is_finite_number(value: float) -> bool:
-    return math.isfinite(value)
