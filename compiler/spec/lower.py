@@ -266,6 +266,10 @@ class Lowering(EntryReading, StructureLowering):
             return block.lower(ctx, config, inputs)
         except ResourceLimitError:
             raise
+        except MemoryError:
+            message = f"{block.name} layer '{ctx.name}' asks for more memory than this machine has"
+            hint = "make its sizes smaller (its options, or the dims of its input)"
+            raise self.located_error(message, ctx.frame, ctx.location, hint, (), ResourceLimitError) from None
         except DlcError as error:
             self.errors.add(error)
             raise Broken from None
