@@ -17,9 +17,12 @@ from dlc.errors import Diagnostic
 from dlc.ir.graph import Graph
 from dlc.limits import MAX_DIM, ResourceLimitError, format_bytes, format_count
 from dlc.spec.scope import LayerInfo
+from dlc.spec.yaml_source import SourceMap
 
 
-def check_parameter_budget(graph: Graph, layers: Sequence[LayerInfo], max_params: int) -> None:
+def check_parameter_budget(
+    graph: Graph, layers: Sequence[LayerInfo], max_params: int, source: SourceMap
+) -> None:
     """Raise `ResourceLimitError` at the largest layer when the parameters and buffers of
     `graph` total more than `max_params` elements."""
     by_layer: dict[str, int] = {}
@@ -40,7 +43,8 @@ def check_parameter_budget(graph: Graph, layers: Sequence[LayerInfo], max_params
         f"the limit is {format_count(max_params)} (`--max-params` to raise it)"
     )
     note = f"the largest layer, '{largest}', has {format_count(by_layer[largest])}"
-    raise ResourceLimitError(diagnostics=[Diagnostic(message, location, notes=(note,))])
+    line = source.source_line(location) if location is not None and location.file == source.file else None
+    raise ResourceLimitError(diagnostics=[Diagnostic(message, location, notes=(note,), source_line=line)])
 
 
 def oversized_options(config: BaseModel) -> list[tuple[tuple[str | int, ...], int]]:

@@ -88,7 +88,7 @@ class Lowering(EntryReading, StructureLowering):
         last = self.lower_sequence(spec.raw["layers"], ("layers",), root, first, several_inputs=inputs)
         self._set_outputs(root, last)
         self.errors.raise_if_any()
-        check_parameter_budget(self.graph, self.layers, self.limits.max_params)
+        check_parameter_budget(self.graph, self.layers, self.limits.max_params, spec.source)
         return LoweredSpec(self.graph, self.layers)
 
     def _input_shape(self, name: str, dims: Sequence[Any], frame: Frame) -> tuple[Dim, ...]:
