@@ -60,12 +60,28 @@ class Diagnostic:
         path = f" (at {self.location.yaml_path})" if self.location and self.location.path else ""
         lines = [f"{where}error: {self.message}{path}"]
         if self.source_line is not None and self.location and self.location.column:
-            lines.append(f"    {self.source_line.rstrip()}")
-            lines.append("    " + " " * (self.location.column - 1) + "^")
+            text, column = _excerpt(self.source_line.rstrip(), self.location.column)
+            lines.append(f"    {text}")
+            lines.append("    " + " " * (column - 1) + "^")
         if self.hint:
             lines.append(f"  hint: {self.hint}")
         lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
+
+
+_EXCERPT_WIDTH = 100
+
+
+def _excerpt(line: str, column: int) -> tuple[str, int]:
+    """At most about `_EXCERPT_WIDTH` characters of a long source line around `column`, with
+    the column moved to match (a hostile spec may have megabyte-long lines)."""
+    if len(line) <= _EXCERPT_WIDTH:
+        return line, column
+    start = max(0, min(column - 1 - _EXCERPT_WIDTH // 2, len(line) - _EXCERPT_WIDTH))
+    text = line[start : start + _EXCERPT_WIDTH]
+    prefix = "..." if start > 0 else ""
+    suffix = "..." if start + _EXCERPT_WIDTH < len(line) else ""
+    return prefix + text + suffix, column - start + len(prefix)
 
 
 class DlcError(Exception):

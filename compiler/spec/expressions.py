@@ -15,6 +15,7 @@ from typing import Any
 
 import simpleeval
 
+from dlc.spec.expression_limits import BoundedEvaluator, ExpressionLimitError, bounded_range, bounded_round
 from dlc.spec.suggest import did_you_mean
 
 _EXPRESSION = re.compile(r"\$\{([^{}]*)\}")
@@ -25,14 +26,14 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "abs": abs,
     "int": int,
     "float": float,
-    "round": round,
+    "round": bounded_round,
     "len": len,
     "sum": sum,
     "floor": math.floor,
     "ceil": math.ceil,
     "sqrt": math.sqrt,
     "log2": math.log2,
-    "range": lambda *args: list(range(*args)),
+    "range": bounded_range,
 }
 
 
@@ -74,9 +75,16 @@ def _evaluate(source: str, scope: Mapping[str, Any]) -> Any:
     source = source.strip()
     if not source:
         raise ExpressionError("empty expression '${}'")
-    evaluator = simpleeval.EvalWithCompoundTypes(names=dict(scope), functions=FUNCTIONS)
+    evaluator = BoundedEvaluator(names=dict(scope), functions=FUNCTIONS)
     try:
         return evaluator.eval(source)
+    except ExpressionLimitError as error:
+        raise ExpressionError(
+            f"expression '{_shown(source)}' breaks a limit: {error}",
+            "expressions are bounded in length, nesting, value size and steps (README: Limits)",
+        ) from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"expression '{_shown(source)}' breaks a limit: it is too large") from None
     except simpleeval.NameNotDefined as error:
         name = error.name
         known = list(scope)
@@ -87,13 +95,18 @@ def _evaluate(source: str, scope: Mapping[str, Any]) -> Any:
         hint = did_you_mean(name, FUNCTIONS) or f"available functions: {', '.join(FUNCTIONS)}"
         raise ExpressionError(f"unknown function '{name}' in expression '{source}'", hint) from None
     except SyntaxError as error:
-        raise ExpressionError(f"invalid expression '{source}': {error.msg}") from None
+        raise ExpressionError(f"invalid expression '{_shown(source)}': {error.msg}") from None
     except simpleeval.InvalidExpression as error:
         raise ExpressionError(f"expression '{source}' is not allowed: {error}") from None
     except ZeroDivisionError:
         raise ExpressionError(f"division by zero in expression '{source}'") from None
     except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError) as error:
         raise ExpressionError(f"cannot evaluate '{source}': {error}") from None
+
+
+def _shown(source: str) -> str:
+    """The expression as quoted in a message: long ones are cut."""
+    return source if len(source) <= 80 else f"{source[:60]}...{source[-15:]}"
 
 
 def _known_names_hint(known: list[str]) -> str:

@@ -38,7 +38,7 @@ class Case:
     """One hostile input and what dlc must answer to it.
 
     `args` are the command-line arguments; ``{spec}`` stands for the planted spec file and
-    ``{dir}`` for the case's directory. `files` plants more files: bytes, or a function
+    ``{dir}`` for the case's directory (in `env` too). `files` plants more files: bytes, or a function
     that makes the file at the path it is given (a FIFO, a device node, an archive).
     `located` demands ``spec:line:col:`` in the message (default: whenever a spec is
     planted and the case expects exit 1). `changes` lists paths a successful command may
@@ -93,7 +93,7 @@ def _limit_resources() -> None:
 
 def run_case(case: Case, directory: Path) -> Outcome:
     args = [a.replace("{spec}", case.spec_name).replace("{dir}", str(directory)) for a in case.args]
-    env = {**os.environ, **case.env}
+    env = {**os.environ, **{k: v.replace("{dir}", str(directory)) for k, v in case.env.items()}}
     env.pop("DLC_DEBUG", None)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
