@@ -115,6 +115,8 @@ SIZE_CASES: list[Case] = [
     Case("size-embedding-vocab-huge", C, 1, "--max-params", spec=spec("- embedding: {vocab: 2000000000, dim: 64}", dtype="int64")),
     Case("size-pool-kernel-huge", C, 1, "", spec=spec("- max_pool2d: {kernel: 2147483647}", "[N, 4, 8, 8]")),
     Case("size-negative-huge-padding", V, 1, "larger than the limit", spec=spec("- pad: {padding: -1099511627776}", "[N, 4, 8, 8]")),
+    Case("size-lru-chunk-huge", C, 1, "chunk", spec=spec("- linear_recurrence: {state: 4, chunk: 100000}", "[T, N, 4]")),
+    Case("size-locally-connected-huge-kernel", C, 1, "locally_connected2d", spec=spec("- locally_connected2d: {out: 1, kernel: 150}", "[N, 1, 300, 300]")),
     # -- 18.3: odd but valid-typed options -------------------------------------------------------
     Case("size-encoder-layer-rank-2", V, 1, "transformer_encoder_layer", spec=spec("- transformer_encoder_layer: {heads: 2}", "[N, 16]")),
     Case("size-encoder-layer-odd-heads", V, 1, "heads", spec=spec("- transformer_encoder_layer: {heads: 3}", "[N, T, 16]")),
