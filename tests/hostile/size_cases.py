@@ -58,6 +58,11 @@ def onnx_with_input(shape: list[int | str]) -> Setup:
     return make
 
 
+def mlp(layers: int) -> str:
+    """An MLP of `layers` layers written out one by one (the scaling benchmark's model)."""
+    return spec("\n".join("- linear: 16" if i % 2 == 0 else "- relu" for i in range(layers)), "[N, 16]")
+
+
 WIDE = spec("- linear: 1000000000", "[N, 4096]")  # 4.1e12 parameters, 16 TB
 WIDTH = spec('- linear: "${width}"\n- linear: "${width}"', params="width: 16")
 CONV = spec("- conv2d: {out: 8, kernel: 1000000, padding: 500000}", "[N, 3, 64, 64]")
@@ -128,6 +133,11 @@ SIZE_CASES: list[Case] = [
     Case("size-lstmp-too-many-params", C, 1, "--max-params", spec=spec("- lstmp: {hidden: 100000000, proj_size: 100}", "[T, N, 4]")),
     Case("size-upsample-inf", V, 1, "finite", spec=spec("- upsample: .inf", "[N, 2, 4, 4]")),
     # -- 12.3: deep chains are models, not attacks ------------------------------------------------
+    # validate and summary were quadratic in the layers (43.6 s of CPU at 20,000 layers, past
+    # the harness's CPU cap); linear, they take about 7 s
+    Case("depth-validate-mlp-20000", V, 0, "ok (20000 layers", spec=mlp(20_000)),
+    Case("depth-summary-mlp-20000", ("summary", "{spec}", "--json"), 0, '"params": 2720000', spec=mlp(20_000)),
+    Case("depth-repeat-chain-10000-validate", V, 0, "720,000 parameters", spec=chain(10_000, "residual: [linear: 8, relu]")),
     Case("depth-residual-chain-2000", C, 0, "wrote", spec=chain(2000, "residual: [linear: 8, relu]"), changes=("out.onnx",)),
     Case("depth-repeat-chain-2000-torch", ("compile", "{spec}", "--target", "torch", "-o", "pkg"), 0, "wrote", spec=chain(2000, "linear: 8"), changes=("pkg", "pkg/model.py", "pkg/weights.safetensors")),
     Case("depth-residual-chain-2000-summary", S, 0, "total", spec=chain(2000, "residual: [linear: 8, relu]")),
