@@ -81,7 +81,7 @@ def _evaluate(source: str, scope: Mapping[str, Any]) -> Any:
     except ExpressionLimitError as error:
         raise ExpressionError(
             f"expression '{_shown(source)}' breaks a limit: {error}",
-            "expressions are bounded in length, nesting, value size and steps (README: Limits)",
+            "the README lists the limits on expressions (Limits and hostile input)",
         ) from None
     except (RecursionError, MemoryError):
         raise ExpressionError(f"expression '{_shown(source)}' breaks a limit: it is too large") from None

@@ -14,6 +14,7 @@ that do not parse (`!!int abc`, 5,000-digit integers) are located errors.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ _ALLOWED_TAGS = {
 }
 # Implicitly resolved scalars dlc keeps as data; others (dates, `=`, `<<` as a value) stay text.
 _DATA_TAGS = _ALLOWED_TAGS[ScalarEvent]
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 YamlPath = tuple[str | int, ...]
 
@@ -257,6 +259,18 @@ class _Builder:
 
     def _scalar(self, node: ScalarNode, path: YamlPath, *, key: bool = False) -> Any:
         """The scalar's value; text for implicit dates and the like; errors for bad values."""
+        surrogate = _SURROGATE.search(node.value)
+        if surrogate is not None:  # from an escape such as "\ud800": not a character
+            location = Location(self.source.file, *_mark(node), path)
+            self.errors.append(
+                Diagnostic(
+                    f"the escape for U+{ord(surrogate.group()):04X} (a lone surrogate) is not a character",
+                    location,
+                    "write the character itself, or its \\U00XXXXXX escape",
+                    source_line=self.source.source_line(location),
+                )
+            )
+            return None
         if node.tag not in _DATA_TAGS:
             return node.value
         try:

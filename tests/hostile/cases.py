@@ -18,12 +18,17 @@ from tests.hostile.plants import (
     npz_claiming,
     onnx_with_metadata,
     plugin_package,
+    python_parses,
     safetensors,
+    torch_package_runs,
 )
 
 TINY = "dlc: 1\nname: tiny\ninputs:\n  x: {shape: [N, 4]}\nlayers:\n  - linear: 3\n"
 V = ("validate", "{spec}")
 C = ("compile", "{spec}", "-o", "out.onnx")
+T = ("compile", "{spec}", "--target", "torch", "-o", "pkg")
+PKG = ("pkg", "pkg/model.py", "pkg/weights.safetensors")
+STALE = ".out.onnx.dlc-staging-4194999-x"  # a staging directory of a killed dlc (no such pid)
 OLD = b"old bytes that must survive a failed command\n"
 
 
@@ -55,6 +60,10 @@ def alias_bomb(levels: int = 9) -> str:
 
 def long_list(kilobytes: int) -> str:
     return spec_with_value("[" + "1, " * (kilobytes * 2**10 // 3) + "1]")
+
+
+RUNS = torch_package_runs("pkg", (2, 4))
+PARSES = python_parses("pkg/model.py")
 
 
 def plugin_env() -> dict[str, str]:
@@ -93,6 +102,8 @@ CASES: list[Case] = [
     Case("yaml-utf16-bom", V, 1, "UTF-16", spec=b"\xff\xfe" + TINY.encode("utf-16-le")),
     Case("yaml-nul-byte", V, 1, "character", spec=TINY.replace("tiny", "ti\0ny")),
     Case("yaml-control-char", V, 1, "character", spec=TINY.replace("tiny", "ti\x07ny")),
+    Case("yaml-lone-surrogate-escape", V, 1, "surrogate", spec=spec_with_value('"\\ud800"')),
+    Case("yaml-escape-sequence-in-key", V, 1, "\\x1b[2J", spec=TINY.replace("name: tiny", "name: tiny\n\"\\e[2J\": 1")),
     Case("yaml-utf8-bom-is-fine", V, 0, "ok", spec=b"\xef\xbb\xbf" + TINY.encode()),
     Case("yaml-set-deep", ("validate", "{spec}", "--set", "v=" + "[" * 5000), 1, "nest", spec=spec_with_value("1"), located=False),
     Case("yaml-set-python-tag", ("validate", "{spec}", "--set", "v=!!python/name:os.system"), 1, "tag", spec=spec_with_value("1"), located=False),
@@ -143,29 +154,33 @@ CASES: list[Case] = [
     Case("files-schema-full-device", ("schema", "-o", "full"), 1, "no space left", files={"full": FULL_DEVICE}),
     Case("files-torch-output-null-device", ("compile", "{spec}", "--target", "torch", "-o", "null"), 1, "not a directory", spec=TINY, files={"null": NULL_DEVICE}, located=False),
     Case("files-output-fifo", ("compile", "{spec}", "-o", "out.fifo"), 1, "not a regular file", spec=TINY, files={"out.fifo": fifo()}, located=False),
-    Case("files-run-output-full-device", ("run", "{spec}", "--random-inputs", "--output", "full"), 1, "no space left", spec=TINY, files={"full": FULL_DEVICE}),
+    Case("files-run-output-full-device", ("run", "{spec}", "--random-inputs", "--output", "full"), 1, "no space left", spec=TINY, files={"full": FULL_DEVICE}, located=False),
     Case("files-failed-compile-no-new-dirs", ("compile", "{spec}", "-o", "a/b/out.onnx"), 1, "", spec=TINY.replace("linear: 3", "linear: -3")),
     Case("files-failed-compile-keeps-output", ("compile", "{spec}", "-o", "out.onnx"), 1, "", spec=TINY.replace("linear: 3", "linear: -3"), files={"out.onnx": OLD}),
     Case("files-failed-torch-keeps-weights", ("compile", "{spec}", "--target", "torch", "-o", "pkg"), 1, "", spec=TINY.replace("linear: 3", "linear: -3"), files={"pkg/model.py": OLD, "pkg/weights.safetensors": OLD}),
     Case("files-failed-compile-keeps-external-data", ("compile", "{spec}", "-o", "out.onnx"), 1, "", spec=TINY.replace("linear: 3", "linear: -3"), files={"out.onnx": OLD, "out.onnx.data": OLD}),
+    Case("files-efbig-keeps-output", C, 1, "file too large writing out.onnx", spec=TINY, files={"out.onnx": OLD}, max_file_bytes=100, located=False),
+    Case("files-efbig-no-new-dirs", ("compile", "{spec}", "-o", "a/b/out.onnx"), 1, "file too large", spec=TINY, max_file_bytes=100, located=False),
+    Case("files-efbig-keeps-external-data", C, 1, "file too large", spec=TINY, files={"out.onnx": OLD, "out.onnx.data": OLD}, max_file_bytes=100, located=False),
+    Case("files-efbig-torch-keeps-package", ("compile", "{spec}", "--target", "torch", "-o", "pkg"), 1, "file too large", spec=TINY, files={"pkg/model.py": OLD, "pkg/weights.safetensors": OLD}, max_file_bytes=100, located=False),
+    Case("files-efbig-torch-new-package", ("compile", "{spec}", "--target", "torch", "-o", "pkg"), 1, "file too large", spec=TINY, max_file_bytes=100, located=False),
+    Case("files-efbig-schema", ("schema", "-o", "schema.json"), 1, "file too large writing schema.json", files={"schema.json": OLD}, max_file_bytes=100),
+    Case("files-efbig-run-output", ("run", "{spec}", "--random-inputs", "--output", "o/out.npz"), 1, "file too large", spec=TINY, max_file_bytes=100, located=False),
+    Case("files-stale-staging-removed", C, 0, "wrote", spec=TINY, files={STALE + "/junk": OLD}, absent=(STALE, STALE + "/junk"), changes=("out.onnx",)),
+    Case("files-live-staging-kept", C, 0, "wrote", spec=TINY, files={".out.onnx.dlc-staging-1-x/junk": OLD}, changes=("out.onnx",)),
+    Case("files-output-directory", (*C[:-1], "outdir"), 1, "directory", spec=TINY, files={"outdir": directory()}, located=False),
+    Case("files-schema-fifo", ("schema", "-o", "s.fifo"), 1, "not a regular file", files={"s.fifo": fifo()}),
     # -- 6. Code generation --------------------------------------------------------------------
-    Case("codegen-name-triple-quote", ("compile", "{spec}", "--target", "torch", "-o", "pkg"), 1, "name", spec=TINY.replace("name: tiny", "name: 'a\"\"\"b'")),
-    Case("codegen-file-name-triple-quote", ("compile", "{spec}", "--target", "torch", "-o", "pkg"), 0, "", spec=TINY, spec_name='x"""y.yaml', changes=("pkg", "pkg/model.py", "pkg/weights.safetensors")),
-    Case("codegen-scale-inf", ("compile", "{spec}", "--target", "torch", "-o", "pkg"), 0, "", spec=TINY.replace("  - linear: 3\n", "  - linear: 3\n  - scale: .inf\n"), changes=("pkg", "pkg/model.py", "pkg/weights.safetensors")),
+    Case("codegen-name-triple-quote", T, 0, "", spec=TINY.replace("name: tiny", "name: 'a\"\"\"b\\'"), changes=PKG, check=RUNS),
+    Case("codegen-name-injection", T, 0, "", spec=TINY.replace("name: tiny", "name: '\"\"\"; import os; os.remove(\"spec.yaml\") #'"), changes=PKG, check=PARSES),
+    Case("codegen-name-escapes", T, 0, "", spec=TINY.replace("name: tiny", 'name: "a\\0b\\rc\\u2028d\\\\"'), changes=PKG, check=PARSES),
+    Case("codegen-file-name-triple-quote", T, 0, "", spec=TINY, spec_name='x"""y.yaml', changes=PKG, check=PARSES),
+    Case("codegen-scale-inf", T, 0, "", spec=TINY + "  - scale: .inf\n", changes=PKG, check=RUNS),
+    Case("codegen-scale-nan", T, 0, "", spec=TINY + "  - scale: .nan\n", changes=PKG, check=PARSES),
+    Case("codegen-leaky-relu-nan", T, 0, "", spec=TINY + "  - leaky_relu: .nan\n", changes=PKG, check=RUNS),
+    Case("codegen-leaky-relu-minus-inf", T, 0, "", spec=TINY + "  - leaky_relu: -.inf\n", changes=PKG, check=PARSES),
+    Case("codegen-elu-inf", T, 0, "", spec=TINY + "  - elu: .inf\n", changes=PKG, check=PARSES),
+    Case("codegen-pad-value-inf", T, 0, "", spec=TINY.replace("[N, 4]", "[N, 2, 4]") + "  - pad: {padding: 1, value: .inf}\n", changes=PKG, check=torch_package_runs("pkg", (1, 2, 4))),
     # -- 3. Sizes (helper `scale`, issue 18) ---------------------------------------------------
 ]
 # fmt: on
-
-# Cases that fail today and are being fixed (issue 12); each is an expected failure until then.
-KNOWN_FAILING: frozenset[str] = frozenset(
-    {
-        "files-output-null-device",
-        "files-output-full-device",
-        "files-schema-null-device",
-        "files-schema-full-device",
-        "files-torch-output-null-device",
-        "files-output-fifo",
-        "files-run-output-full-device",
-        "codegen-name-triple-quote",
-    }
-)

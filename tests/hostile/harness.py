@@ -42,7 +42,8 @@ class Case:
     that makes the file at the path it is given (a FIFO, a device node, an archive).
     `located` demands ``spec:line:col:`` in the message (default: whenever a spec is
     planted and the case expects exit 1). `changes` lists paths a successful command may
-    create or change; a failed one may change none."""
+    create or change; a failed one may change none. `absent` lists paths that must be gone
+    afterwards (planted leftovers the command should clean up)."""
 
     name: str
     args: tuple[str, ...]
@@ -54,6 +55,9 @@ class Case:
     located: bool | None = None
     changes: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    max_file_bytes: int | None = None  # RLIMIT_FSIZE: writes past it fail with EFBIG
+    absent: tuple[str, ...] = ()  # paths that must not exist afterwards (stale leftovers)
+    check: Setup | None = None  # run on the directory after a successful command
     todo: str = ""  # a known failure not fixed yet: the case is an expected failure
 
     @property
@@ -85,10 +89,16 @@ def plant(case: Case, directory: Path) -> None:
             path.write_bytes(content)
 
 
-def _limit_resources() -> None:
-    """Runs in the child before `exec`: cap its address space and its CPU time."""
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
-    resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT_SECONDS, CPU_LIMIT_SECONDS + 1))
+def _resource_limits(case: Case) -> Callable[[], None]:
+    """Runs in the child before `exec`: cap its address space, CPU time and file sizes."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+        resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT_SECONDS, CPU_LIMIT_SECONDS + 1))
+        if case.max_file_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (case.max_file_bytes, case.max_file_bytes))
+
+    return limit
 
 
 def run_case(case: Case, directory: Path) -> Outcome:
@@ -104,7 +114,7 @@ def run_case(case: Case, directory: Path) -> Outcome:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        preexec_fn=_limit_resources,
+        preexec_fn=_resource_limits(case),
     )
     try:
         stdout, stderr = process.communicate(timeout=WALL_LIMIT_SECONDS)
@@ -141,13 +151,21 @@ def check_case(case: Case, outcome: Outcome, before: dict[str, object], after: d
     assert outcome.code >= 0, f"killed by signal {-outcome.code} (CPU or memory limit?)\n{report}"
     assert "Traceback" not in outcome.stderr, report
     assert "internal error" not in outcome.stderr, report
+    assert "\x1b" not in outcome.stderr, f"a raw terminal escape reached the output\n{report}"
     assert outcome.code == case.exit, f"expected exit {case.exit}\n{report}"
     assert case.message in outcome.stdout + outcome.stderr, f"expected {case.message!r}\n{report}"
     if case.wants_location:
         pattern = rf"^{re.escape(case.spec_name)}:\d+:\d+: error: "
         assert re.search(pattern, outcome.stderr, re.MULTILINE), f"no {case.spec_name}:line:col\n{report}"
-    allowed = set(case.changes) if outcome.code == 0 else set()
+    left = [path for path in case.absent if path in after]
+    assert not left, f"left behind: {left}\n{report}"
+    allowed = set(case.changes) | set(case.absent) if outcome.code == 0 else set()
     changed = sorted(
         key for key in set(before) | set(after) if before.get(key) != after.get(key) and key not in allowed
     )
     assert not changed, f"the command changed {changed}\n{report}"
+
+
+def check_outputs(case: Case, outcome: Outcome, directory: Path) -> None:
+    if case.check is not None and outcome.code == 0:
+        case.check(directory)

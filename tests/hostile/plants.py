@@ -175,3 +175,43 @@ def onnx_with_metadata(key: str, value: str) -> Setup:
         path.write_bytes(buffer.getvalue())
 
     return make
+
+
+def torch_package_runs(directory: str, input_shape: tuple[int, ...]) -> Setup:
+    """A check: the generated `model.py` in `directory` imports, loads its weights and runs
+    forward on ones of `input_shape` (a NameError or SyntaxError there fails the case)."""
+
+    def check(root: Path) -> None:
+        import subprocess
+        import sys
+
+        script = (
+            f"import sys, torch; sys.path.insert(0, {str(root / directory)!r}); "
+            f"from model import load_model; load_model()(torch.ones({input_shape!r}))"
+        )
+        process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root)
+        assert process.returncode == 0, f"the generated model.py fails:\n{process.stderr[-2000:]}"
+
+    return check
+
+
+def python_parses(file: str) -> Setup:
+    """A check: the generated Python `file` parses, and names no undefined module-level
+    float (`inf`, `nan`) - cheaper than running it."""
+
+    def check(root: Path) -> None:
+        import ast
+
+        source = (root / file).read_text()
+        tree = ast.parse(source)
+        defined = {
+            t.id
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            for t in node.targets
+            if isinstance(t, ast.Name)
+        }
+        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        assert not ({"inf", "nan"} & used) - defined, f"{file} uses inf or nan without defining them"
+
+    return check

@@ -6,14 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.cases import CASES, KNOWN_FAILING
-from tests.hostile.harness import Case, check_case, plant, run_case, snapshot
+from tests.hostile.cases import CASES
+from tests.hostile.harness import Case, check_case, check_outputs, plant, run_case, snapshot
 
 
 def _marks(case: Case) -> list[pytest.MarkDecorator]:
-    if case.todo or case.name in KNOWN_FAILING:
-        return [pytest.mark.xfail(reason=case.todo or "known failure, issue 12", strict=False)]
-    return []
+    return [pytest.mark.xfail(reason=case.todo, strict=False)] if case.todo else []
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=_marks(c)) for c in CASES])
@@ -22,9 +20,9 @@ def test_hostile_input_gets_a_clean_answer(case: Case, tmp_path: Path) -> None:
     before = snapshot(tmp_path)
     outcome = run_case(case, tmp_path)
     check_case(case, outcome, before, snapshot(tmp_path))
+    check_outputs(case, outcome, tmp_path)
 
 
 def test_case_names_are_unique() -> None:
     names = [case.name for case in CASES]
     assert len(names) == len(set(names))
-    assert set(names) >= KNOWN_FAILING

@@ -58,24 +58,32 @@ def torch_package(
 
 
 def write_package(package: TorchPackage, directory: Path) -> list[Path]:
-    """Write weights.safetensors then model.py, each atomically."""
+    """Stage weights.safetensors and model.py together, then move both into place: a
+    failure while writing leaves an existing package as it was."""
+    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
     if directory.exists() and not directory.is_dir():
-        raise EmitError(f"--target torch writes a directory, but {directory} is a file")
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
+        raise EmitError(f"--target torch writes a directory, but {directory} is not a directory")
     weights = directory / "weights.safetensors"
-    with staging_directory(weights) as staging:
-        staged = staging / weights.name
-        save_file({k: np.ascontiguousarray(v) for k, v in package.state.items()}, str(staged))
-        written.append(publish(staged, weights))
     model = directory / "model.py"
-    with staging_directory(model) as staging:
-        staged = staging / model.name
-        staged.write_text(package.source, encoding="utf-8")
-        written.insert(0, publish(staged, model))
-    return written
+    with staging_directory(weights) as staging:
+        staged_weights = staging / weights.name
+        try:
+            save_file({k: np.ascontiguousarray(v) for k, v in package.state.items()}, str(staged_weights))
+        except SafetensorError as error:  # it wraps the OSError (no space left, file too large)
+            raise OSError(_errno_of(error), str(error)) from None
+        staged_model = staging / model.name
+        staged_model.write_text(package.source, encoding="utf-8")
+        return [publish(staged_model, model), publish(staged_weights, weights)]
+
+
+def _errno_of(error: Exception) -> int | None:
+    """The errno inside safetensors' message (`... (os error 28)`), if any."""
+    import re
+
+    found = re.search(r"os error (\d+)|code: (\d+)", str(error))
+    return int(found.group(1) or found.group(2)) if found else None
 
 
 def build_module(package: TorchPackage) -> torch.nn.Module:
