@@ -117,10 +117,14 @@ def read_inputs(path: str | Path) -> dict[str, np.ndarray]:
         raise RuntimeSessionError(f"inputs file not found: {path}") from None
     if not stat.S_ISREG(mode):
         raise RuntimeSessionError(f"inputs file {path} is not a regular file")
-    if not zipfile.is_zipfile(path):
+    if not zipfile.is_zipfile(path):  # an .npz is a zip archive; numpy's own message talks about pickles
+        spec_hint = (
+            f"; to run a spec: dlc run {path} --random-inputs" if path.suffix in (".yaml", ".yml") else ""
+        )
         raise RuntimeSessionError(
-            f"cannot read inputs from {path}: not an .npz archive",
-            hint="save the inputs with numpy.savez(path, name=array, ...), one array per model input",
+            f"--inputs takes an .npz archive with one array per model input; {path} is not one",
+            hint="write one with numpy: np.savez('inputs.npz', x=array), named as the model's inputs "
+            f"(or use --random-inputs){spec_hint}",
         )
     try:
         _check_archive(path)

@@ -9,17 +9,20 @@ does not import torch (safetensors writes numpy arrays).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dlc import progress
 from dlc.emit.files import publish, staging_directory
 from dlc.emit.torch.writer import TorchWriter, class_name, state_arrays
 from dlc.errors import EmitError
 from dlc.ir.graph import Graph
 from dlc.ir.types import format_shape
+from dlc.optional import require_torch
 from dlc.registry import Registry
 
 if TYPE_CHECKING:
@@ -67,12 +70,15 @@ def write_package(package: TorchPackage, directory: Path) -> list[Path]:
         raise EmitError(f"--target torch writes a directory, but {directory} is not a directory")
     weights = directory / "weights.safetensors"
     model = directory / "model.py"
-    with staging_directory(weights) as staging:
+    with staging_directory(weights) as staging, progress.task(f"writing {weights.name}"):
         staged_weights = staging / weights.name
+        # np.require, not np.ascontiguousarray: that one turns a 0-d tensor (num_batches_tracked) into [1].
+        state = {k: np.require(v, requirements="C") for k, v in package.state.items()}
         try:
-            save_file({k: np.ascontiguousarray(v) for k, v in package.state.items()}, str(staged_weights))
+            save_file(state, str(staged_weights))
         except SafetensorError as error:  # it wraps the OSError (no space left, file too large)
             raise OSError(_errno_of(error), str(error)) from None
+        os.chmod(staged_weights, _new_file_mode())  # safetensors creates 0600; model.py gets the umask's mode
         staged_model = staging / model.name
         staged_model.write_text(package.source, encoding="utf-8")
         return [publish(staged_model, model), publish(staged_weights, weights)]
@@ -86,9 +92,15 @@ def _errno_of(error: Exception) -> int | None:
     return int(found.group(1) or found.group(2)) if found else None
 
 
+def _new_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def build_module(package: TorchPackage) -> torch.nn.Module:
     """Execute the generated source and load the weights: the eager module, in eval mode."""
-    import torch
+    torch = require_torch("the PyTorch module")
 
     namespace: dict[str, object] = {"__name__": f"dlc_generated_{package.class_name.lower()}"}
     exec(compile(package.source, f"<dlc model {package.class_name}>", "exec"), namespace)
@@ -100,6 +112,7 @@ def build_module(package: TorchPackage) -> torch.nn.Module:
 
 
 def build_graph_module(package: TorchPackage) -> torch.fx.GraphModule:
+    require_torch("the torch.fx module")
     import torch.fx
 
     return torch.fx.symbolic_trace(build_module(package))

@@ -7,12 +7,16 @@ from typing import TYPE_CHECKING
 
 from dlc.emit.targets import EmitTarget
 from dlc.emit.torch.eject import write_package
+from dlc.optional import check_torch
 
 if TYPE_CHECKING:
     from dlc.api import CompiledModel
 
 
 def _write(model: CompiledModel, path: Path) -> list[Path]:
+    # Writing needs only numpy and safetensors, but the package is useless without torch:
+    # say so before writing rather than leave a model.py that cannot be imported here.
+    check_torch("the torch target (model.py + weights.safetensors)")
     return write_package(model.torch_package(), path)
 
 
