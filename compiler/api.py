@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dlc.errors import DlcError
+from dlc.errors import DlcError, EmitError
 from dlc.ir.graph import Graph
 from dlc.ir.node import Node
 from dlc.limits import Limits
@@ -149,10 +149,21 @@ class CompiledModel:
         return build_module(self.torch_package())
 
     def graph_module(self) -> torch.fx.GraphModule:
-        """The same module as a `torch.fx.GraphModule`."""
+        """The same module as a `torch.fx.GraphModule`. A `scan` over a symbolic length
+        cannot be traced (fx would need the length); a `steps` loop is unrolled."""
         from dlc.emit.torch.eject import build_graph_module
 
-        return build_graph_module(self.torch_package())
+        try:
+            return build_graph_module(self.torch_package())
+        except TypeError as error:
+            loops = [n.name for n in self.graph if n.op == "scan" and n.attrs.steps is None]
+            if not loops:
+                raise
+            raise EmitError(
+                f"torch.fx cannot trace the loop over a sequence in '{loops[0]}': its length is "
+                "only known at run time",
+                hint="use torch_module(), the same code run eagerly",
+            ) from error
 
     def summary(self, dims: Mapping[str, int] | None = None) -> Summary:
         """Per-layer shapes, parameters and MACs of the spec as written (before passes)."""

@@ -176,7 +176,26 @@ def _example(block: BlockType, inputs: int) -> str:
         for name, info in block.config.model_fields.items()
         if info.is_required()
     }
+    fields = block.config.model_fields
+    for name in list(values):  # a shared sample (`shape: [-1, 16]`) may not suit this block
+        if not _valid_options(block, values):
+            candidate = {**values, name: _sample_of_type(fields[name].annotation)}
+            values = candidate if _valid_options(block, candidate) else values
+    # A block may need one of several optional options (`clip` takes min, max or both):
+    # add optional ones in order until the example is valid.
+    for name, info in fields.items():
+        if _valid_options(block, values):
+            break
+        values.setdefault(name, EXAMPLE_VALUES.get(name, _sample_of_type(info.annotation)))
     return _layer_yaml(block.name, values, [f"input_{i}" for i in range(inputs)] if inputs > 1 else None)
+
+
+def _valid_options(block: BlockType, values: dict[str, Any]) -> bool:
+    try:
+        block.config.model_validate(values)
+    except ValueError:  # pydantic's ValidationError
+        return False
+    return True
 
 
 def _sample_of_type(annotation: Any) -> Any:

@@ -1,4 +1,5 @@
-"""dlc's own plugin: the generic passes and the ONNX and PyTorch emit targets.
+"""dlc's own plugin: the generic passes, the ONNX and PyTorch emit targets, and the
+`scan` loop op (its body is an IR graph, so it belongs to no family).
 
 They register through the same hooks as every block family, under the plugin name `dlc`.
 """
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 from dlc.emit.targets import EmitTarget
 from dlc.hookspecs import hookimpl
+from dlc.ir.loops import ScanAttrs, infer_scan, scan_samples
+from dlc.ir.ops import OpDef, OpGroup
 from dlc.passes.constant_folding import ConstantFolding
 from dlc.passes.dead_code import DeadCodeElimination
 from dlc.passes.identity_removal import IdentityRemoval
@@ -49,3 +52,22 @@ def dlc_emit_targets() -> list[EmitTarget]:
     from dlc.emit.torch.target import TORCH_TARGET
 
     return [ONNX_TARGET, TORCH_TARGET]
+
+
+@hookimpl
+def dlc_ops() -> list[OpDef]:
+    from dlc.emit.onnx.loops import scan_to_onnx
+    from dlc.emit.torch.loops import scan_to_torch
+
+    return [
+        OpDef(
+            "scan",
+            infer_scan,
+            scan_to_onnx,
+            scan_to_torch,
+            scan_samples,
+            ScanAttrs,
+            OpGroup.OTHER,
+            doc="A loop: its body graph runs once per step, carrying state (ONNX Scan/Loop).",
+        )
+    ]

@@ -3,7 +3,8 @@
 Counts follow the reference conventions: parameters are trainable tensors (batch-norm
 running statistics are buffers, counted separately), tied tensors count once, and MACs
 count contractions only (linear, conv, matmul; attention products included) at the
-given dims (every symbolic dim is 1 unless set, so batch 1).
+given dims (every symbolic dim is 1 unless set, so batch 1). A loop body's MACs count
+once per step (a scan over T steps: T times the body), its parameters once.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from dlc.errors import DlcError
 from dlc.ir.graph import Graph
+from dlc.ir.loops import walk_with_trips
 from dlc.ir.symbolic import evaluate_dim, product
 from dlc.ir.types import format_shape
 from dlc.registry import Registry
@@ -91,10 +93,11 @@ def summarize(
     bindings = {s: 1 for s in sorted(symbols)}
     bindings.update(dims or {})
     _check_sizes(layers, bindings)
+
     counts = _count_by_layer(graph, layers, registry, bindings)
     rows = []
     for info in layers:
-        if info.kind != "block":
+        if info.kind not in ("block", "scan"):  # a scan's row: its body's work, every step
             continue
         output = next(iter(info.outputs.values()))
         params, _, macs = counts.get(info.name, (0, 0, 0))
@@ -117,13 +120,14 @@ def summarize(
 def _count_by_layer(
     graph: Graph, layers: list[LayerInfo], registry: Registry, bindings: Mapping[str, int]
 ) -> dict[str, tuple[int, int, int]]:
-    """(parameters, buffers, MACs) of every block layer, counting the nodes of the layer and
-    of the layers nested in it (``stage.0`` holds ``stage.0.conv2d_1``), and of the whole
-    graph under ``""``. One pass over the nodes: each node adds to the block layers among
-    its dotted name's prefixes, so the cost is linear in the graph, not layers x nodes."""
-    blocks = {info.name for info in layers if info.kind == "block"}
+    """(parameters, buffers, MACs) of every block and scan layer, counting the nodes of the
+    layer and of the layers nested in it (``stage.0`` holds ``stage.0.conv2d_1``), and of the
+    whole graph under ``""``; a loop body's nodes count once per step (its weights once).
+    One pass over the nodes: each adds to the layers among its dotted name's prefixes, so
+    the cost is linear in the graph, not layers x nodes."""
+    owners_of = {info.name for info in layers if info.kind in ("block", "scan")}
     totals: dict[str, list[int]] = {"": [0, 0, 0]}
-    for node in graph:
+    for node, trips in walk_with_trips(graph):
         if node.op == "parameter":
             size = int(product(node.output.type.shape))
             counted = (size, 0, 0) if node.attrs.trainable else (0, size, 0)
@@ -131,11 +135,11 @@ def _count_by_layer(
             op = registry.op(node.op)
             if op.macs is None:
                 continue
-            counted = (0, 0, evaluate_dim(op.macs(node), bindings))
+            counted = (0, 0, evaluate_dim(op.macs(node) * trips, bindings))
         prefix = node.layer
         owners = [""]
         while prefix:
-            if prefix in blocks:
+            if prefix in owners_of:
                 owners.append(prefix)
             prefix = prefix.rpartition(".")[0]
         for owner in owners:

@@ -77,6 +77,19 @@ class GraphBuilder:
         )
         return self.graph.add(node)
 
+    def parameter_value(self, name: str) -> Value | None:
+        """The parameter called `name`, if one exists (weight tying looks it up)."""
+        if name in self.graph and self.graph.node(name).op == "parameter":
+            return self.graph.node(name).output
+        return None
+
+    def has_name(self, name: str) -> bool:
+        """Whether a node (a parameter, say) is called `name` where parameters are added."""
+        return name in self.graph
+
+    def parameter_names(self) -> list[str]:
+        return [n.attrs.name for n in self.graph.parameters()]
+
     def add_constant(
         self, value: np.ndarray, name: str = "const", layer: str = "", location: Location | None = None
     ) -> Node:

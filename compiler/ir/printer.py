@@ -39,8 +39,26 @@ def print_graph(graph: Graph) -> str:
     inputs = ", ".join(f"%{n.output.name}: {n.output.type}" for n in graph.inputs())
     outputs = ", ".join(f"{name}: {v.type}" for name, v in graph.outputs.items())
     lines = [f"graph {graph.name}({inputs}) -> ({outputs}) {{"]
-    lines.extend(f"  {format_node(node)}" for node in graph.toposort() if node.op != "input")
+    _print_nodes(graph, "  ", lines)
     returned = ", ".join(f"{name}=%{v.name}" for name, v in graph.outputs.items())
     lines.append(f"  return {returned}")
     lines.append("}")
     return "\n".join(lines)
+
+
+def _print_nodes(graph: Graph, indent: str, lines: list[str]) -> None:
+    """Each node on a line; a loop's body below it, one level deeper (bodies nest rarely
+    and shallowly, so recursing per nesting level is fine)."""
+    from dlc.ir.loops import nested_graphs
+
+    for node in graph.toposort():
+        if node.op == "input":
+            continue
+        lines.append(f"{indent}{format_node(node)}")
+        for body in nested_graphs(node):
+            inputs = ", ".join(f"%{n.output.name}: {n.output.type}" for n in body.inputs())
+            lines.append(f"{indent}  body {body.name}({inputs}) {{")
+            _print_nodes(body, indent + "    ", lines)
+            returned = ", ".join(f"{name}=%{v.name}" for name, v in body.outputs.items())
+            lines.append(f"{indent}    return {returned}")
+            lines.append(f"{indent}  }}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dlc.ir.graph import Graph, IRError
+from dlc.ir.loops import check_body, nested_graphs
 from dlc.ir.ops import InferenceError
 from dlc.ir.source_ops import constant_type, is_source
 
@@ -15,10 +16,24 @@ if TYPE_CHECKING:
 
 
 def verify_graph(graph: Graph, registry: Registry | None = None) -> None:
+    """Verify `graph` and every loop body in it (bodies are checked like graphs, plus the
+    body invariant: weights and constants are captured from the top graph)."""
     from dlc.registry import default_registry
 
-    graph.verify()
     registry = registry or default_registry()
+    pending = [graph]
+    while pending:
+        current = pending.pop()
+        _verify_one(current, registry)
+        for node in current:
+            bodies = nested_graphs(node)
+            if bodies:
+                check_body(node)
+                pending.extend(bodies)
+
+
+def _verify_one(graph: Graph, registry: Registry) -> None:
+    graph.verify()
     names: set[str] = set()
     for node in graph:
         if node.name in names:

@@ -11,6 +11,7 @@ from dlc.passes.manager import PassContext, PassResult
 
 class DeadCodeElimination:
     name = "dead-code-elimination"
+    into_bodies = True  # safe in a loop body: it adds no parameters
 
     def __init__(self, context: PassContext) -> None:
         self.context = context

@@ -12,6 +12,7 @@ from dlc.passes.manager import PassContext, PassResult
 
 class IdentityRemoval:
     name = "identity-removal"
+    into_bodies = True  # safe in a loop body: it adds no parameters
 
     def __init__(self, context: PassContext) -> None:
         self.registry = context.registry

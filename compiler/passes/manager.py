@@ -42,6 +42,8 @@ class PassResult:
 
 
 class Pass(Protocol):
+    """`into_bodies` (optional class attribute, default False): also run on loop bodies."""
+
     name: str
 
     def run(self, graph: Graph) -> PassResult: ...
@@ -126,6 +128,16 @@ class PassManager:
                     f"pass '{compiler_pass.name}' failed: {type(error).__name__}: {error}"
                 ) from error
             graph = result.graph
+            if getattr(compiler_pass, "into_bodies", False):
+                try:
+                    modified_bodies = run_in_bodies(compiler_pass, graph)
+                except DlcError:
+                    raise
+                except Exception as error:
+                    raise PassError(
+                        f"pass '{compiler_pass.name}' failed in a loop body: {type(error).__name__}: {error}"
+                    ) from error
+                result = PassResult(graph, result.modified or modified_bodies)
             elapsed = time.perf_counter() - start
             notes = tuple(compiler_pass.notes()) if hasattr(compiler_pass, "notes") else ()
             self.records.append(PassRecord(compiler_pass.name, result.modified, elapsed, notes))
@@ -137,3 +149,29 @@ class PassManager:
                 except IRError as error:
                     raise PassError(f"pass '{compiler_pass.name}' left an invalid graph: {error}") from error
         return graph
+
+
+def run_in_bodies(compiler_pass: Pass, graph: Graph) -> bool:
+    """Run `compiler_pass` on every loop body in `graph` (inner bodies first); True if one
+    changed. Bodies are copied before the pass runs: the lowered graph and the optimized
+    one share them. Only passes that set ``into_bodies = True`` run here (identity removal,
+    dead code): one that adds parameters or constants would break the body invariant
+    (they live in the top graph). Constant folding finds nothing to fold in a body."""
+    from dlc.ir.loops import nested_graphs, with_bodies
+
+    modified = False
+    for node in list(graph):
+        bodies = nested_graphs(node)
+        if not bodies:
+            continue
+        changed, rewritten = False, []
+        for body in bodies:
+            copy = body.copy()
+            changed |= run_in_bodies(compiler_pass, copy)
+            result = compiler_pass.run(copy)
+            changed |= result.modified
+            rewritten.append(result.graph)
+        if changed:
+            graph.replace_node(node, with_bodies(node, rewritten))
+            modified = True
+    return modified

@@ -42,6 +42,7 @@ class BlockContext:
         self.location = location
         self._scopes: list[str] = [name]
         self.created: list[str] = []  # node names created for this layer, in order
+        self.path: tuple[str | int, ...] = ()  # the layer's YAML path, for nested templates' errors
 
     @property
     def scope(self) -> str:
@@ -94,14 +95,21 @@ class BlockContext:
         dtype: DType = DType.float32,
         trainable: bool = True,
         tie: str | None = None,
+        key: str | None = None,
     ) -> Value:
-        """A parameter named ``<scope>.<name>``; `trainable=False` makes it a buffer.
+        """A parameter named ``<scope>.<name>`` (or exactly `key`); `trainable=False` makes
+        it a buffer.
 
         With `tie`, no parameter is created: the existing parameter that `tie` names is
         returned instead (weight tying), after checking its shape and dtype."""
         if tie is not None:
             return self._tied_param(tie, name, tuple(shape), dtype)
-        full = f"{self.scope}.{name}"
+        full = key or f"{self.scope}.{name}"
+        shared = self._lowering.shared_parameter(full, tuple(shape), dtype, self)
+        if shared is not None:
+            return shared
+        if self._lowering.builder.has_name(full):
+            raise self.error(f"parameter name '{full}' is already used by an earlier layer")
         node = self._lowering.builder.add_parameter(
             full,
             tuple(shape),
@@ -117,21 +125,21 @@ class BlockContext:
     def _tied_param(self, reference: str, local: str, shape: tuple[int, ...], dtype: DType) -> Value:
         """Resolve `reference` (a layer such as ``wte``, or a parameter such as
         ``wte.weight``) from the innermost enclosing scope outwards."""
-        graph = self._lowering.graph
+        builder = self._lowering.builder  # in a loop body, it finds (and captures) outer weights
         parts = self.name.split(".")[:-1]
         prefixes = [".".join(parts[:i]) for i in range(len(parts), -1, -1)]
         for prefix in prefixes:
             base = f"{prefix}.{reference}" if prefix else reference
             for candidate in (base, f"{base}.{local}"):
-                if candidate in graph and graph.node(candidate).op == "parameter":
-                    value = graph.node(candidate).output
+                value = builder.parameter_value(candidate)
+                if value is not None:
                     if value.type.shape != shape or value.type.dtype != dtype:
                         raise self.error(
                             f"tie: '{candidate}' is {value.type}, but this layer's {local} must be "
                             f"{TensorType(dtype, shape)}"
                         )
                     return value
-        known = [n.attrs.name for n in graph.parameters()]
+        known = builder.parameter_names()
         hint = did_you_mean(reference, known + [name.rsplit(".", 1)[0] for name in known])
         raise self.error(
             f"tie: no parameter '{reference}' is defined before this layer",

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from dlc.ir.node import Value
-from dlc.spec.model import COMMON_LAYER_KEYS, IDENTIFIER, REPEAT_KEYS, RESIDUAL_KEYS
+from dlc.spec.model import COMMON_LAYER_KEYS, IDENTIFIER, REPEAT_KEYS, RESIDUAL_KEYS, SCAN_KEYS
 from dlc.spec.scope import Broken, Entry, Frame, LayerResult
-from dlc.spec.suggest import closest, did_you_mean
+from dlc.spec.suggest import block_suggestions, did_you_mean
+from dlc.spec.tensor_info import mentions_input
 from dlc.spec.yaml_source import YamlPath
 
 if TYPE_CHECKING:
@@ -59,6 +60,23 @@ class EntryReading:
         elif "residual" in raw:
             kind, head = "residual", "residual"
             self._check_keys(raw, RESIDUAL_KEYS, path, frame, "a residual layer")
+        elif "scan" in raw:
+            self._check_keys(raw, SCAN_KEYS, path, frame, "a scan layer")
+            entry_id = self._read_id(raw, path, frame)
+            refs = self._scan_refs(raw["scan"], (*path, "scan"), frame)
+            return Entry(
+                index,
+                raw,
+                path,
+                "scan",
+                "scan",
+                entry_id or "",
+                refs,
+                entry_id is not None,
+                takes_input=True,
+                sees_earlier=True,
+                skip=not self._read_condition(raw, path, frame),
+            )
         else:
             known = [k for k in heads if self._is_block_name(k, frame)]
             if len(known) > 1:
@@ -94,6 +112,7 @@ class EntryReading:
             kind = self._classify(head, (*path, head), frame, key=True)
         entry_id = self._read_id(raw, path, frame)
         refs = self._read_refs(raw, path, frame)
+        reads_input = mentions_input(raw.get("if"))  # decided once the input is known
         return Entry(
             index,
             raw,
@@ -104,7 +123,24 @@ class EntryReading:
             refs,
             entry_id is not None,
             self._takes_input(kind, head),
+            skip=not reads_input and not self._read_condition(raw, path, frame),
+            condition_reads_input=reads_input,
         )
+
+    def _read_condition(self, raw: dict[str, Any], path: YamlPath, frame: Frame, key: str = "if") -> bool:
+        """The value of a layer's `if:` (true when absent); anything but a bool is an error."""
+        if key not in raw:
+            return True
+        value = self._expand(raw[key], (*path, key), frame)
+        if not isinstance(value, bool):
+            self._error(
+                f"`if` takes a condition that is true or false, got {value!r}",
+                (*path, key),
+                frame,
+                hint='compare explicitly, e.g. `if: "${expand != 1}"`',
+            )
+            raise Broken
+        return value
 
     def _check_keys(
         self, raw: dict[str, Any], allowed: Sequence[str], path: YamlPath, frame: Frame, what: str
@@ -129,7 +165,7 @@ class EntryReading:
         )
 
     def _classify(self, head: str, path: YamlPath, frame: Frame, key: bool) -> str:
-        if head in ("repeat", "residual"):
+        if head in ("repeat", "residual", "scan"):
             self._error(f"`{head}` needs a mapping with its options", path, frame)
             raise Broken
         if head in self.spec.templates:
@@ -152,7 +188,7 @@ class EntryReading:
                 notes=[f"plugin '{failed.name}': {failed.error}"],
             )
             return
-        suggestions = closest(
+        suggestions = block_suggestions(
             head, [*self.registry.block_names, *self.spec.templates, *self._plugin_templates]
         )
         hint = None
@@ -202,10 +238,13 @@ class EntryReading:
         if "in" not in raw:
             return None
         value = raw["in"]
+        computed = isinstance(value, str) and "${" in value  # `in: "${[f'b{i}' for i in range(k)]}"`
+        if computed:
+            value = self._expand(value, (*path, "in"), frame)
         items = value if isinstance(value, list) else [value]
         refs = []
         for index, item in enumerate(items):
-            item_path = (*path, "in", index) if isinstance(value, list) else (*path, "in")
+            item_path = (*path, "in", index) if isinstance(value, list) and not computed else (*path, "in")
             text = self._expand(item, item_path, frame)
             if not isinstance(text, str) or not text:
                 self._error(f"`in` takes layer names, got {text!r}", item_path, frame)
@@ -215,6 +254,23 @@ class EntryReading:
         if not refs:
             self._error("`in` is empty", (*path, "in"), frame)
             raise Broken
+        return refs
+
+    def _scan_refs(self, raw: Any, path: YamlPath, frame: Frame) -> list[tuple[str, str | None, YamlPath]]:
+        """The layers a scan reads directly: its scanned sequences, then its carries'
+        initial values (malformed options are reported when the scan is lowered)."""
+        refs: list[tuple[str, str | None, YamlPath]] = []
+        if not isinstance(raw, dict):
+            return refs
+        for key in ("over", "carry"):
+            items = raw.get(key)
+            if not isinstance(items, dict):
+                continue
+            for name, text in items.items():
+                text = self._expand(text, (*path, key, name), frame)
+                if isinstance(text, str) and text:
+                    layer, _, port = text.partition(".")
+                    refs.append((layer, port or None, (*path, key, name)))
         return refs
 
     def _name_entries(self, entries: list[Entry | None], frame: Frame) -> None:
@@ -235,6 +291,9 @@ class EntryReading:
                     )
                 seen.setdefault(entry.name, (*entry.path, "id"))
                 continue
+            if entry.skip:  # takes no automatic name, so the others are named as without it
+                entry.name = f"{entry.head}_skipped_{entry.index}"
+                continue
             while True:
                 count = frame.counters.get(entry.head, 0)
                 frame.counters[entry.head] = count + 1
@@ -248,12 +307,22 @@ class EntryReading:
 
     def _order(self, entries: list[Entry | None], frame: Frame) -> list[int]:
         """Dependency order of the entries (forward references allowed); cycles are errors."""
-        by_name = {e.name: e.index for e in entries if e is not None}
+        by_name: dict[str, int] = {}
+        duplicated: set[str] = set()
+        for entry in entries:
+            if entry is not None:
+                if entry.name in by_name:
+                    duplicated.add(entry.name)  # reported as a duplicate id already
+                by_name.setdefault(entry.name, entry.index)
         dag = nx.DiGraph()
         for entry in entries:
             if entry is None:
                 continue
             dag.add_node(entry.index)
+            if entry.sees_earlier:
+                for earlier in entries[: entry.index]:
+                    if earlier is not None:
+                        dag.add_edge(earlier.index, entry.index)
             if entry.refs is None:
                 if entry.takes_input and entry.index > 0 and entries[entry.index - 1] is not None:
                     dag.add_edge(entry.index - 1, entry.index)
@@ -261,7 +330,7 @@ class EntryReading:
                 for name, _, _ in entry.refs:
                     if name in by_name and by_name[name] != entry.index:
                         dag.add_edge(by_name[name], entry.index)
-                    elif name in by_name:
+                    elif name in by_name and name not in duplicated:
                         self._error(f"layer '{name}' takes its own output as input", entry.path, frame)
                         dag.remove_node(entry.index)
                         break
@@ -308,7 +377,8 @@ class EntryReading:
             return [results[entry.index - 1].value]
         values = []
         for name, port, ref_path in entry.refs:
-            value = self._resolve_ref(name, port, ref_path, frame, "`in`")
+            where = f"`{ref_path[-2]}`" if entry.kind == "scan" else "`in`"  # scan: over or carry
+            value = self._resolve_ref(name, port, ref_path, frame, where)
             if value is None:
                 raise Broken
             values.append(value)
@@ -327,9 +397,20 @@ class EntryReading:
     ) -> Value | None:
         result = frame.lookup(name)
         if result is None:
+            if frame.is_skipped(name):
+                self._error(
+                    f"layer '{name}' is skipped (its `if:` is false) and has no input to stand for it",
+                    path,
+                    frame,
+                    hint=f"give the layers that use '{name}' the same `if:`",
+                )
+                raise Broken
             if name in self._defined_anywhere(frame):
                 return None  # defined but broken: its own error is reported
-            hint = did_you_mean(name, frame.visible())
+            candidates = sorted(
+                n for n in {*frame.visible(), *self._defined_anywhere(frame)} if "_skipped_" not in n
+            )
+            hint = did_you_mean(name, candidates) or _list_names(candidates)
             hidden = self._inner_names.get(name)
             notes = [f"'{name}' is defined inside '{hidden}'; refer to '{hidden}' instead"] if hidden else []
             self._error(f"unknown layer '{name}' in {where}", path, frame, hint=hint, notes=notes)
@@ -352,8 +433,16 @@ class EntryReading:
         current: Frame | None = frame
         while current is not None:
             names |= current.taken
-            current = current.parent
+            current = current.parent if current.outer is None else current.outer
         return names
+
+
+def _list_names(names: list[str], limit: int = 12) -> str | None:
+    """A hint listing the layer names available (automatic ones such as `where_0` too)."""
+    if not names:
+        return None
+    shown = ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+    return f"layers defined here: {shown}"
 
 
 def _is_identifier(text: str) -> bool:

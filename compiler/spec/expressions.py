@@ -3,13 +3,18 @@
 A string that is exactly one ``${expr}`` becomes the value of `expr` (an int stays an int);
 a string with text around expressions is interpolated (``"block_${i}"``). Expressions see
 the spec's `params`, template parameters and loop variables, and may use arithmetic,
-comparisons, ``a if c else b``, indexing (``widths[i]``) and the functions below.
+comparisons, ``a if c else b``, indexing (``widths[i]``), comprehensions and f-strings
+(``[f'branch{i}' for i in range(k)]``: braces inside an expression nest), the functions
+below and the constants `pi` and `e`.
+
+Limits (they bound memory): one expression may generate at most
+`MAX_COMPREHENSION_ELEMENTS` comprehension elements in all (a 64 x 49 x 49 attention mask
+takes 156,864) and build strings or repeated lists of at most `MAX_VALUE_LENGTH` items.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,7 +23,12 @@ import simpleeval
 from dlc.spec.expression_limits import BoundedEvaluator, ExpressionLimitError, bounded_range, bounded_round
 from dlc.spec.suggest import did_you_mean
 
-_EXPRESSION = re.compile(r"\$\{([^{}]*)\}")
+MAX_COMPREHENSION_ELEMENTS = 1_000_000
+MAX_VALUE_LENGTH = 1_000_000
+simpleeval.MAX_COMPREHENSION_LENGTH = MAX_COMPREHENSION_ELEMENTS
+simpleeval.MAX_STRING_LENGTH = MAX_VALUE_LENGTH
+
+CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "min": min,
@@ -32,7 +42,9 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "floor": math.floor,
     "ceil": math.ceil,
     "sqrt": math.sqrt,
+    "log": math.log,  # natural; log(x, base) for another base
     "log2": math.log2,
+    "exp": math.exp,
     "range": bounded_range,
 }
 
@@ -52,12 +64,36 @@ def has_expression(value: Any) -> bool:
 
 def evaluate_text(text: str, scope: Mapping[str, Any]) -> Any:
     """Evaluate the expressions in one string."""
-    whole = _EXPRESSION.fullmatch(text.strip())
-    if whole:
-        return _evaluate(whole.group(1), scope)
-    if "${" in text and not _EXPRESSION.search(text):
-        raise ExpressionError(f"unterminated expression in '{text}'", "write ${name} or ${a * b}")
-    return _EXPRESSION.sub(lambda m: str(_evaluate(m.group(1), scope)), text)
+    pieces = _split_expressions(text)
+    stripped = [p for p in pieces if not (isinstance(p, str) and not p.strip())]
+    if len(stripped) == 1 and isinstance(stripped[0], _Source):
+        return _evaluate(stripped[0], scope)
+    return "".join(str(_evaluate(p, scope)) if isinstance(p, _Source) else p for p in pieces)
+
+
+class _Source(str):
+    """The source of one ``${...}`` expression (text pieces are plain strings)."""
+
+
+def _split_expressions(text: str) -> list[str]:
+    """Text and expression sources, in order. Braces inside an expression nest, so dicts,
+    sets and f-strings (``${[f'b{i}' for i in range(3)]}``) are allowed."""
+    pieces: list[str] = []
+    position = 0
+    while True:
+        start = text.find("${", position)
+        if start < 0:
+            pieces.append(text[position:])
+            return pieces
+        depth, index = 1, start + 2
+        while index < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[index], 0)
+            index += 1
+        if depth:
+            raise ExpressionError(f"unterminated expression in '{text}'", "write ${name} or ${a * b}")
+        pieces.append(text[position:start])
+        pieces.append(_Source(text[start + 2 : index - 1]))
+        position = index
 
 
 def substitute(value: Any, scope: Mapping[str, Any]) -> Any:
@@ -75,7 +111,7 @@ def _evaluate(source: str, scope: Mapping[str, Any]) -> Any:
     source = source.strip()
     if not source:
         raise ExpressionError("empty expression '${}'")
-    evaluator = BoundedEvaluator(names=dict(scope), functions=FUNCTIONS)
+    evaluator = BoundedEvaluator(names={**CONSTANTS, **scope}, functions=FUNCTIONS)
     try:
         return evaluator.eval(source)
     except ExpressionLimitError as error:
@@ -96,6 +132,11 @@ def _evaluate(source: str, scope: Mapping[str, Any]) -> Any:
         raise ExpressionError(f"unknown function '{name}' in expression '{source}'", hint) from None
     except SyntaxError as error:
         raise ExpressionError(f"invalid expression '{_shown(source)}': {error.msg}") from None
+    except simpleeval.IterableTooLong:
+        raise ExpressionError(
+            f"expression '{source}' generates more than {MAX_COMPREHENSION_ELEMENTS:,} elements",
+            "build smaller tables, or compute them in the graph",
+        ) from None
     except simpleeval.InvalidExpression as error:
         raise ExpressionError(f"expression '{source}' is not allowed: {error}") from None
     except ZeroDivisionError:

@@ -3,7 +3,8 @@
 Layers are sequential by default: a layer without `in` eats the output of the layer
 written before it. `id` + `in` wire DAGs (references may point forward; cycles are
 errors). Structural layers: `repeat` (stable names ``stage.0``, ``stage.1``, with a loop
-variable), `residual` (body + shortcut, summed) and template calls. Every block config is
+variable), `residual` (body + shortcut, summed), `scan` (a loop carrying state; see
+`dlc.spec.scan`) and template calls. Every block config is
 expanded (``${...}``) and validated against its block's Pydantic model here, so that all
 errors of a spec are reported together, each with file:line:col and YAML path.
 
@@ -14,6 +15,8 @@ whose body is one layer without `id` names each iteration's layer ``stage.<i>`` 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,8 +39,11 @@ from dlc.spec.context import BlockContext
 from dlc.spec.entries import EntryReading
 from dlc.spec.expressions import ExpressionError, evaluate_text
 from dlc.spec.loader import Spec
+from dlc.spec.scan import ScanLowering
 from dlc.spec.scope import Broken, Entry, Frame, LayerInfo, LayerResult
+from dlc.spec.sharing import SharedParameters, Sharing
 from dlc.spec.structures import StructureLowering
+from dlc.spec.tensor_info import input_names, mentions_input
 from dlc.spec.validation import diagnostics_from_validation
 from dlc.spec.yaml_source import YamlPath
 
@@ -58,7 +64,7 @@ def lower_spec(spec: Spec, registry: Registry, limits: Limits | None = None) -> 
     return Lowering(spec, registry, limits or Limits()).run()
 
 
-class Lowering(EntryReading, StructureLowering):
+class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
     """Lowers one spec; collects every error on the way."""
 
     def __init__(self, spec: Spec, registry: Registry, limits: Limits) -> None:
@@ -72,17 +78,19 @@ class Lowering(EntryReading, StructureLowering):
         self._plugin_templates = registry.templates()
         self._last_layer_name: str | None = None  # the last top-level layer's explicit id
         self._inner_names: dict[str, str] = {}  # ids inside repeat bodies -> the repeat's name
+        self._sharing: list[Sharing] = []  # active `share:` layers, innermost last
 
     def run(self) -> LoweredSpec:
         spec = self.spec
         root = Frame(scope="", names={}, parent=None, env=dict(spec.params), source=spec.source)
         self._check_template_names()
+        shapes = {name: self._input_shape(name, decl.shape, root) for name, decl in spec.model.inputs.items()}
+        self.errors.raise_if_any()  # layers on an input of unknown shape would only add noise
         for name, decl in spec.model.inputs.items():
-            shape = self._input_shape(name, decl.shape, root)
-            node = self.builder.add_input(name, TensorType(decl.dtype, shape), decl.range)
+            value_range = self._input_range(name, decl.range, root)  # its errors come with the layers'
+            node = self.builder.add_input(name, TensorType(decl.dtype, shapes[name]), value_range)
             root.names[name] = LayerResult.single(node.output)
             root.taken.add(name)
-        self.errors.raise_if_any()  # layers on an input of unknown shape would only add noise
         inputs = list(spec.model.inputs)
         first = root.names[inputs[0]] if len(inputs) == 1 else None
         last = self.lower_sequence(spec.raw["layers"], ("layers",), root, first, several_inputs=inputs)
@@ -105,6 +113,28 @@ class Lowering(EntryReading, StructureLowering):
                 self._error(str(error), path, frame)
                 shape.append(1)
         return tuple(shape)
+
+    def _input_range(
+        self, name: str, bounds: Sequence[Any] | None, frame: Frame
+    ) -> tuple[float, float] | None:
+        """An input's `range: [low, high]`; each bound a number or an expression (`${vocab}`)."""
+        if bounds is None:
+            return None
+        values: list[float] = []
+        for index, bound in enumerate(bounds):
+            path = ("inputs", name, "range", index)
+            try:
+                value = self._expand(bound, path, frame)
+            except Broken:
+                return None
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self._error(f"`range` bounds are numbers, got {value!r}", path, frame)
+                return None
+            values.append(float(value))
+        if values[0] >= values[1]:
+            self._error(f"`range` needs low < high, got {values}", ("inputs", name, "range"), frame)
+            return None
+        return values[0], values[1]
 
     def _check_template_names(self) -> None:
         for name, template in self.spec.templates.items():
@@ -187,8 +217,22 @@ class Lowering(EntryReading, StructureLowering):
             frame.names[entry.name] = result
             if frame.parent is None:
                 self._last_layer_name = entry.name if entry.explicit_id else None
+        for index, raw in enumerate(entries):
+            if parsed[index] is None:
+                self._check_unread_references(raw, (*path, index), frame)
         last = len(entries) - 1
         return results.get(last)
+
+    def _check_unread_references(self, raw: Any, path: YamlPath, frame: Frame) -> None:
+        """An entry whose header is broken (an unknown block) still has its `in:` names
+        checked, so that every mistake of a spec is reported at once."""
+        if not isinstance(raw, dict) or "in" not in raw:
+            return
+        with contextlib.suppress(Broken):
+            for name, port, ref_path in self._read_refs(raw, path, frame) or []:
+                if frame.lookup(name) is None and name not in self._defined_anywhere(frame):
+                    with contextlib.suppress(Broken):
+                        self._resolve_ref(name, port, ref_path, frame)
 
     def _lower_entry(
         self, entry: Entry, frame: Frame, name: str, get_inputs: Callable[[], list[Value]]
@@ -205,19 +249,69 @@ class Lowering(EntryReading, StructureLowering):
             hint = "chain the layers one after another instead of nesting them"
             diagnostic = frame.source.diagnostic(message, entry.path, hint=hint, notes=frame.notes)
             raise ResourceLimitError(diagnostics=[diagnostic])
+        if entry.skip:
+            return self._skipped(entry, frame, name, get_inputs)
+        if entry.condition_reads_input:  # `if: "${input.shape[1] != out}"`
+            inputs = get_inputs()
+            decided = dataclasses.replace(frame, env=input_names(inputs, frame.env))
+            if not self._read_condition(raw, entry.path, decided):
+                return self._skipped(entry, frame, name, lambda: inputs)
+            get_inputs = lambda: inputs  # noqa: E731
+        if isinstance(raw, dict) and mentions_input(
+            {k: v for k, v in raw.items() if k not in ("in", "id", "if")}
+        ):
+            inputs = get_inputs()  # the options read the input's shape: resolve it first
+            frame = dataclasses.replace(frame, env=input_names(inputs, frame.env))
+            get_inputs = lambda: inputs  # noqa: E731
+        if isinstance(raw, dict) and "share" in raw:
+            return self._lower_shared(
+                entry, frame, full, lambda: self._lower_kind(entry, frame, full, get_inputs)
+            )
+        return self._lower_kind(entry, frame, full, get_inputs)
+
+    def _lower_kind(
+        self, entry: Entry, frame: Frame, full: str, get_inputs: Callable[[], list[Value]]
+    ) -> LayerResult:
+        raw = entry.raw
         if entry.kind == "repeat":
-            return self._lower_repeat(entry, frame, get_inputs(), full)
+            return self._lower_repeat(entry, frame, get_inputs, full)
         if entry.kind == "residual":
             return self._lower_residual_layer(entry, frame, get_inputs(), full)
+        if entry.kind == "scan":
+            return self._lower_scan(entry, frame, get_inputs, full)
         config_raw = raw[entry.head] if isinstance(raw, dict) else None
         config_path = (*entry.path, entry.head) if isinstance(raw, dict) else entry.path
+        try:
+            if entry.kind == "template":
+                template = self._template(entry.head, entry.path, frame)
+                args = self._template_args(template, config_raw, config_path, frame)
+            else:
+                block = self._block(entry.head, entry.path, frame)
+                config = self._block_config(block, config_raw, config_path, frame)
+        except Broken:
+            self._report_reference_errors(get_inputs)
+            raise
         if entry.kind == "template":
-            template = self._template(entry.head, entry.path, frame)
-            args = self._template_args(template, config_raw, config_path, frame)
             return self._instantiate(template, args, entry.path, frame, get_inputs(), full)
-        block = self._block(entry.head, entry.path, frame)
-        config = self._block_config(block, config_raw, config_path, frame)
         return self._lower_block(block, config, entry.path, frame, get_inputs(), full)
+
+    @staticmethod
+    def _report_reference_errors(get_inputs: Callable[[], list[Value]]) -> None:
+        """Resolve a broken layer's inputs anyway, so that a bad `in:` reference is reported
+        together with the layer's other mistakes."""
+        with contextlib.suppress(Broken):
+            get_inputs()
+
+    def _skipped(
+        self, entry: Entry, frame: Frame, name: str, get_inputs: Callable[[], list[Value]]
+    ) -> LayerResult:
+        """A layer whose `if:` is false: no nodes, no parameters, no summary row; its name
+        stands for its first input."""
+        inputs = get_inputs() if entry.takes_input else []
+        if not inputs:
+            frame.skipped.add(name)
+            raise Broken
+        return LayerResult.single(inputs[0])
 
     def _block(self, name: str, path: YamlPath, frame: Frame) -> BlockType:
         try:
@@ -243,11 +337,12 @@ class Lowering(EntryReading, StructureLowering):
         location = self._locate(entry_path, frame)
         self._check_arity(block.name, block.inputs, len(inputs), entry_path, frame)
         ctx = BlockContext(self, frame, block, full, location)
+        ctx.path = entry_path
         result = self._call_lower(block, ctx, config, inputs)
         layer = self._as_layer_result(result, block, ctx)
         producer = self.graph.producer(layer.value)
         # Name the node that makes the layer's output after the layer (`%fc1`, not `%fc1/linear`).
-        created_here = producer.name in ctx.created and producer.op != "parameter"
+        created_here = producer.name in ctx.created and producer.op not in ("parameter", "input")
         if created_here and producer.name != full and full not in self.graph:
             renamed = self.graph.rename_node(producer, full)
             mapping = {v.name: w for v, w in zip(producer.outputs, renamed.outputs, strict=True)}
@@ -270,6 +365,8 @@ class Lowering(EntryReading, StructureLowering):
             message = f"{block.name} layer '{ctx.name}' asks for more memory than this machine has"
             hint = "make its sizes smaller (its options, or the dims of its input)"
             raise self.located_error(message, ctx.frame, ctx.location, hint, (), ResourceLimitError) from None
+        except Broken:
+            raise  # a template lowered inside the block reported its own errors
         except DlcError as error:
             self.errors.add(error)
             raise Broken from None
@@ -368,12 +465,31 @@ class Lowering(EntryReading, StructureLowering):
         inputs: list[Value],
         name: str,
     ) -> Value:
-        """A block lowered from inside another block's lowering (composite blocks)."""
+        """A block, or a template, lowered from inside another block's lowering (composite
+        blocks, `time_distributed`)."""
+        if not self.registry.block_providers(block_name) and (
+            block_name in self.spec.templates or block_name in self._plugin_templates
+        ):
+            return self._nested_template(ctx, block_name, config, inputs, name)
         block = self.registry.block(block_name)
         parsed = block.config.model_validate(config)
         child = BlockContext(self, ctx.frame, block, f"{ctx.scope}.{name}", ctx.location)
+        child.path = ctx.path
         result = self._as_layer_result(block.lower(child, parsed, inputs), block, child)
         ctx.created.extend(child.created)
+        return result.value
+
+    def _nested_template(
+        self, ctx: BlockContext, name: str, config: dict[str, Any], inputs: list[Value], scope: str
+    ) -> Value:
+        """A template called by a block; its errors point at the calling layer's options."""
+        template = self._template(name, ctx.path, ctx.frame)
+        options_path = (*ctx.path, ctx.block.name, "options")
+        args = self._template_args(template, config, options_path, ctx.frame)
+        rows = len(self.layers)
+        result = self._instantiate(template, args, ctx.path, ctx.frame, inputs, f"{ctx.scope}.{scope}")
+        del self.layers[rows:]  # summarized as part of the calling layer, as nested blocks are
+        ctx.created.extend(n.name for n in self.graph if n.layer.startswith(f"{ctx.scope}.{scope}."))
         return result.value
 
     def _expand(self, value: Any, path: YamlPath, frame: Frame) -> Any:

@@ -43,9 +43,10 @@ class InputDecl(StrictModel):
 
     shape: list[SpecDim]
     dtype: DType = DType.float32
-    range: tuple[float, float] | None = Field(
+    range: tuple[float | str, float | str] | None = Field(
         default=None,
-        description="Values random inputs are drawn from: [low, high) (token ids: [0, vocab)).",
+        description="Values random inputs are drawn from: [low, high) (token ids: [0, vocab)); "
+        "numbers or `${...}` expressions over params.",
     )
     doc: str | None = None
 
@@ -96,6 +97,11 @@ class ResidualOptions(StrictModel):
 
     shortcut: Literal["auto", "identity"] | list[Any] = "auto"
     projection: list[Any] | None = None
+    condition: bool | str = Field(
+        default=True,
+        alias="if",
+        description="`${...}`: add the shortcut only when true (MobileNetV2: stride 1, equal channels).",
+    )
 
 
 class ResidualLayer(StrictModel):
@@ -133,6 +139,26 @@ class SpecModel(StrictModel):
     outputs: list[str] | dict[Identifier, str] | None = None
 
 
-COMMON_LAYER_KEYS = ("id", "in")
+COMMON_LAYER_KEYS = ("id", "in", "if", "share")
 REPEAT_KEYS = ("repeat", "as", "input", "body", *COMMON_LAYER_KEYS)
 RESIDUAL_KEYS = ("residual", *COMMON_LAYER_KEYS)
+SCAN_KEYS = ("scan", "id", "if", "share")  # a scan reads its inputs from `over` and `carry`, not `in`
+
+
+class ScanOptions(StrictModel):
+    """A loop whose `body` runs once per step. `over` names the sequences sliced along
+    `axis` (one slice per step), or `steps` gives the count for a loop with nothing to
+    scan. `carry` names the states and their initial values; `next` says which body layer
+    gives each state's next value; `outputs` names per-step values, stacked along `axis`.
+    `index` names the step number t (float32 [1]) inside the body; `reverse` runs the
+    steps last to first (outputs stay in step order)."""
+
+    over: dict[Identifier, str] = Field(default_factory=dict)
+    steps: int | None = Field(default=None, ge=1)
+    axis: int = 1
+    reverse: bool = False
+    index: Identifier | None = None
+    carry: dict[Identifier, str] = Field(default_factory=dict)
+    body: list[Any] = Field(min_length=1)
+    next: dict[Identifier, str] = Field(default_factory=dict)
+    outputs: dict[Identifier, str] = Field(default_factory=dict)

@@ -10,7 +10,7 @@ import copy
 from typing import Any
 
 from dlc.registry import Registry
-from dlc.spec.model import IDENTIFIER, ResidualLayer, SpecModel, TemplateDef
+from dlc.spec.model import IDENTIFIER, ResidualLayer, ScanOptions, SpecModel, TemplateDef
 
 EXPRESSION = {"type": "string", "pattern": r"\$\{.*\}", "description": "A ${...} expression."}
 LAYER_REF = {"$ref": "#/$defs/Layer"}
@@ -45,6 +45,15 @@ def _common_properties() -> dict[str, Any]:
             "description": "Input layer name(s), `name.port` for a named output; "
             "by default the previous layer.",
         },
+        "share": {
+            "type": ["string", "null"],
+            "description": "Reuse every parameter of this earlier layer (same options and shapes).",
+        },
+        "if": {
+            "anyOf": [{"type": "boolean"}, EXPRESSION],
+            "description": "Lower the layer only when true; a skipped layer's name stands for its "
+            "(first) input.",
+        },
     }
 
 
@@ -75,7 +84,7 @@ def spec_schema(registry: Registry) -> dict[str, Any]:
             "type": "object",
             "description": "Repeat a body of layers; iterations are named <id>.0, <id>.1, ...",
             "properties": {
-                "repeat": {"anyOf": [{"type": "integer", "minimum": 1}, EXPRESSION]},
+                "repeat": {"anyOf": [{"type": "integer", "minimum": 0}, EXPRESSION]},
                 "as": {"type": "string", "pattern": IDENTIFIER},
                 "input": {
                     "type": "string",
@@ -97,6 +106,19 @@ def spec_schema(registry: Registry) -> dict[str, Any]:
             "description": "body(x) + shortcut(x)",
             "properties": {"residual": {"anyOf": [LAYER_LIST, residual]}, **_common_properties()},
             "required": ["residual"],
+            "additionalProperties": False,
+        }
+    )
+    scan = _hoist_defs(
+        _allow_expressions(ScanOptions.model_json_schema(ref_template="#/$defs/{model}")), defs
+    )
+    scan["properties"]["body"] = {"anyOf": [LAYER_LIST, {"type": "object"}]}
+    alternatives.append(
+        {
+            "type": "object",
+            "description": "A loop: the body runs once per step, carrying named states.",
+            "properties": {"scan": scan, **{k: v for k, v in _common_properties().items() if k != "in"}},
+            "required": ["scan"],
             "additionalProperties": False,
         }
     )

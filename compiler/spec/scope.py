@@ -7,6 +7,7 @@ variables in force.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,7 @@ class LayerInfo:
 
     name: str
     block: str
-    kind: str  # block | template | repeat | residual
+    kind: str  # block | template | repeat | residual | scan
     location: Location
     outputs: dict[str, Value]
     depth: int
@@ -61,21 +62,37 @@ class Frame:
     depth: int = 0
     counters: dict[str, int] = field(default_factory=dict)
     taken: set[str] = field(default_factory=set)
+    skipped: set[str] = field(default_factory=set)  # skipped layers with no input to stand for
+    # A loop body's frame: names it does not define are looked up in `outer` (the frame the
+    # loop is written in), and `capture` turns what is found there into body inputs.
+    outer: Frame | None = None
+    capture: Callable[[LayerResult], LayerResult] | None = None
 
     def lookup(self, name: str) -> LayerResult | None:
         frame: Frame | None = self
         while frame is not None:
             if name in frame.names:
                 return frame.names[name]
+            if frame.outer is not None and frame.capture is not None:
+                found = frame.outer.lookup(name)
+                return None if found is None else frame.capture(found)
             frame = frame.parent
         return None
+
+    def is_skipped(self, name: str) -> bool:
+        frame: Frame | None = self
+        while frame is not None:
+            if name in frame.skipped:
+                return True
+            frame = frame.parent if frame.outer is None else frame.outer
+        return False
 
     def visible(self) -> list[str]:
         names: set[str] = set()
         frame: Frame | None = self
         while frame is not None:
             names.update(frame.names)
-            frame = frame.parent
+            frame = frame.parent if frame.outer is None else frame.outer
         return sorted(names)
 
     def child(self, scope: str, env: dict[str, Any] | None = None) -> Frame:
@@ -101,9 +118,12 @@ class Entry:
     index: int
     raw: Any
     path: YamlPath
-    kind: str  # block | template | repeat | residual
+    kind: str  # block | template | repeat | residual | scan
     head: str
     name: str
     refs: list[tuple[str, str | None, YamlPath]] | None  # (name, port, path); None = implicit
     explicit_id: bool
     takes_input: bool = True
+    sees_earlier: bool = False  # a scan: its body may read every layer written above it
+    skip: bool = False  # its `if:` is false: the layer stands for its (first) input
+    condition_reads_input: bool = False  # its `if:` reads `input`: decided when it is lowered

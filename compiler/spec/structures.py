@@ -7,6 +7,8 @@ sums its body with a shortcut that is the identity, a projection, or explicit la
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -20,6 +22,7 @@ from dlc.spec.expressions import ExpressionError, substitute
 from dlc.spec.model import ResidualLayer
 from dlc.spec.scope import Broken, Entry, Frame, LayerInfo, LayerResult
 from dlc.spec.templates import Template
+from dlc.spec.tensor_info import input_names
 from dlc.spec.validation import diagnostics_from_validation
 from dlc.spec.yaml_source import YamlPath
 
@@ -93,7 +96,7 @@ class StructureLowering:
         if body is None:
             raise Broken
         result = body
-        if definition.residual is not None:
+        if definition.residual is not None and self._residual_enabled(template, body_frame, inputs):
             result = self._residual_merge(
                 body,
                 first,
@@ -111,6 +114,15 @@ class StructureLowering:
         if definition.outputs is not None:
             result = self._template_outputs(template, body_frame, result)
         return self._record(full, template.name, "template", location, result, frame)
+
+    def _residual_enabled(self, template: Template, frame: Frame, inputs: list[Value]) -> bool:
+        """A template's `residual: {if: ...}`, evaluated with its arguments and its inputs'
+        shapes (``${stride == 1 and input.shape[1] == out}``)."""
+        raw = template.raw.get("residual")
+        if not isinstance(raw, dict):
+            return True
+        with_inputs = dataclasses.replace(frame, env=input_names(inputs, frame.env))
+        return self._read_condition(raw, (*template.path, "residual"), with_inputs)
 
     def _template_args(self, template: Template, raw: Any, path: YamlPath, frame: Frame) -> dict[str, Any]:
         expanded = self._expand_all(raw, path, frame)
@@ -164,16 +176,26 @@ class StructureLowering:
             ports[port] = value
         return LayerResult(ports, items[0][0])
 
-    def _lower_repeat(self, entry: Entry, frame: Frame, inputs: list[Value], full: str) -> LayerResult:
+    def _lower_repeat(
+        self, entry: Entry, frame: Frame, get_inputs: Callable[[], list[Value]], full: str
+    ) -> LayerResult:
+        """The header (count, `as`, `input`, `body`) is checked before the input is
+        resolved, so a repeat after a broken layer still reports its own mistakes."""
         raw = entry.raw
         count = self._expand(raw["repeat"], (*entry.path, "repeat"), frame)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            shown = format_count(count) if isinstance(count, int) else repr(count)
-            self._error(f"`repeat` takes a count >= 1, got {shown}", (*entry.path, "repeat"), frame)
+        if isinstance(count, str):
+            self._error(
+                f"`repeat` takes a count >= 0, got the string {count!r}",
+                (*entry.path, "repeat"),
+                frame,
+                hint=f"write `repeat: {count}` without quotes" if count.strip().isdigit() else None,
+            )
             raise Broken
-        self._check_repeat_room(
-            count, count, 1, entry, frame
-        )  # every iteration costs work, even an empty one
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            shown = format_count(count) if isinstance(count, int) else repr(count)
+            self._error(f"`repeat` takes a count >= 0, got {shown}", (*entry.path, "repeat"), frame)
+            raise Broken
+        self._check_repeat_room(count, count, 1, entry, frame)  # even an empty iteration costs work
         variable = raw.get("as")
         if variable is not None and (not isinstance(variable, str) or not variable.isidentifier()):
             self._error(f"`as` takes a loop variable name, got {variable!r}", (*entry.path, "as"), frame)
@@ -187,7 +209,9 @@ class StructureLowering:
         if not isinstance(body, list) or not body:
             self._error("`repeat` needs a `body:` list of layers", entry.path, frame, key=False)
             raise Broken
-        current = LayerResult.single(inputs[0])
+        current = LayerResult.single(get_inputs()[0])
+        if count == 0:  # the identity, like a skipped layer: no nodes and no summary row
+            return current
         single = len(body) == 1 and not (isinstance(body[0], dict) and "id" in body[0])
         errors_before = len(self.errors.diagnostics)
         nodes_before = len(self.graph)

@@ -45,7 +45,11 @@ def diagnostics_from_validation(
             hint = did_you_mean(key, allowed) if allowed else None
             if hint is None and allowed:
                 hint = "allowed keys: " + ", ".join(allowed)
-            diagnostics.append(source.diagnostic(f"unknown key '{key}'{what}", full, key=True, hint=hint))
+            message = f"unknown key '{key}'{what}"
+            if key in _LAYER_KEYS and len(path) == 1 and subject and subject.startswith("block"):
+                # `tie` and `share` are not misspellings of an option (`stride`): say what they are
+                message, hint = _sharing_key_message(key, subject)
+            diagnostics.append(source.diagnostic(message, full, key=True, hint=hint))
         elif kind == "missing":
             if path in suggested:  # "unknown key 'outt', did you mean 'out'" says it already
                 continue
@@ -58,6 +62,21 @@ def diagnostics_from_validation(
 
 
 _KEYED = {"extra_forbidden", "missing"}
+_LAYER_KEYS = {"tie", "share"}
+
+
+def _sharing_key_message(key: str, subject: str) -> tuple[str, str]:
+    if key == "tie":
+        return (
+            f"{subject} cannot tie a weight: only linear and embedding (and plugin blocks that "
+            "offer it) take `tie`",
+            "to reuse every parameter of an earlier layer, write `share: LAYER` beside the block, "
+            "not inside its options",
+        )
+    return (
+        f"`share` is not an option of {subject}: it belongs to the layer",
+        "write `share: LAYER` beside the block (next to `id` and `in`), not inside its options",
+    )
 
 
 def _suggested_keys(grouped: dict[tuple[YamlPath, str], Any], model: type[BaseModel] | None) -> set[YamlPath]:

@@ -29,10 +29,45 @@ class PadConfig(BlockConfig):
     )
     mode: PadMode = Field("constant", description="constant, reflect, replicate (the edge) or circular.")
     value: float = Field(0.0, description="The fill of constant padding.")
+    axes: int | list[int] | None = Field(
+        None,
+        description="Pad these axes of any tensor instead of the spatial dims (`padding` then has "
+        "one entry per listed axis).",
+    )
+
+
+def _pad_axes(ctx: BlockContext, config: PadConfig, x: Value) -> Value:
+    """Padding of arbitrary axes (`axes: [1]` pads the time axis of [N, T, F]): the op pads
+    the trailing dims from the first listed axis on, with zeros for the others."""
+    rank = x.type.rank
+    listed = [config.axes] if isinstance(config.axes, int) else list(config.axes or [])
+    normalized = []
+    for axis in listed:
+        if not -rank <= axis < rank:
+            raise ctx.error(f"axis {axis} is out of range for {format_shape(x.type.shape)}")
+        normalized.append(axis % rank)
+    if not normalized or len(set(normalized)) != len(normalized):
+        raise ctx.error(f"`axes` must list distinct axes, got {config.axes}")
+    padding = config.padding
+    if isinstance(padding, int):
+        pairs = [[padding, padding]] * len(normalized)
+    elif len(padding) != len(normalized):
+        raise ctx.error(f"`padding` has {len(padding)} entries for {len(normalized)} axes {listed}")
+    else:
+        pairs = [list(p) if isinstance(p, list) else [p, p] for p in padding]
+    if any(len(p) != 2 or min(p) < 0 for p in pairs):
+        raise ctx.error(f"`padding` takes an int >= 0 or a [begin, end] pair per axis, got {padding}")
+    first = min(normalized)
+    begins, ends = [0] * (rank - first), [0] * (rank - first)
+    for axis, (begin, end) in zip(normalized, pairs, strict=True):
+        begins[axis - first], ends[axis - first] = begin, end
+    return ctx.op("pad", x, pads=(*begins, *ends), mode=config.mode, value=config.value)
 
 
 def _pad(ctx: BlockContext, config: PadConfig, inputs: list[Value]) -> Value:
     x = inputs[0]
+    if config.axes is not None:
+        return _pad_axes(ctx, config, x)
     rank = _spatial_rank(ctx, x)
     try:
         check_padding(config.padding, rank, ())
@@ -155,7 +190,7 @@ BLOCKS = [
         "pad",
         PadConfig,
         _pad,
-        "Pad the spatial dims of [N, C, ...]: constant, reflect, replicate or circular.",
+        "Pad the spatial dims of [N, C, ...] (or any `axes`): constant, reflect, replicate or circular.",
         shorthand="padding",
     ),
     BlockType(

@@ -115,6 +115,7 @@ def _pad_samples() -> list[OpSample]:
         OpSample((x3,), {"pads": (3, 0), "mode": "replicate"}, name="replicate-1d"),
         OpSample((x4,), {"pads": (2, 1, 0, 3), "mode": "circular"}, name="circular-2d"),
         OpSample((x5,), {"pads": (1, 1, 2, 0, 2, 1), "mode": "reflect"}, name="reflect-3d"),
+        OpSample((x3,), {"pads": (1, 0, 2, 0)}, name="middle-axis"),
     ]
 
 

@@ -4,10 +4,33 @@ from __future__ import annotations
 
 from dlc.plugin_api import BlockType, OpDef, ShortcutProjection, TensorType, hookimpl
 
-from . import activations, arithmetic, layers, reductions, shape_ops, tensors
+from . import (
+    activations,
+    arithmetic,
+    functions,
+    indexing,
+    layers,
+    normalization,
+    parameters,
+    reductions,
+    shape_ops,
+    tensors,
+)
 
-# Activations, weighted layers, shape/merge blocks, arithmetic, shape ops, reductions.
-MODULES = (activations, layers, tensors, arithmetic, shape_ops, reductions)
+# Activations, weighted layers, shape/merge blocks, arithmetic, shape ops, reductions,
+# element-wise functions, normalizations, indexing, free parameters.
+MODULES = (
+    activations,
+    layers,
+    tensors,
+    arithmetic,
+    shape_ops,
+    reductions,
+    functions,
+    normalization,
+    indexing,
+    parameters,
+)
 
 
 @hookimpl

@@ -89,9 +89,26 @@ def _binary(name: str, onnx_op: str, symbol: str, doc: str) -> OpDef:
                 params=frozenset({1}),
                 name="broadcast",
             ),
+            *_integer_samples(name),
         ]
 
     return OpDef(name, _binary_infer(name), to_onnx, to_torch, samples, group=OpGroup.ELEMENTWISE, doc=doc)
+
+
+def _integer_samples(name: str) -> list[OpSample]:
+    """Integer operands for the ops that take them (`sub` of positions, `abs` of offsets);
+    `div` stays float (integer division rounds differently in torch and ONNX)."""
+    if name == "div":
+        return []
+    a = np.array([[3, -2, 0, 7], [1, 5, -4, 2]], dtype=np.int64)
+    return [OpSample((a, np.array([[2], [-1]], dtype=np.int64)), symbolic_batch=False, name="int64")]
+
+
+def _numeric_unary_infer(attrs: OpAttrs, inputs: Sequence[TensorType | None]) -> TensorType:
+    x = inputs[0]
+    require(x is not None and x.dtype is not DType.bool, f"expects a numeric input, got {x}")
+    assert x is not None
+    return x
 
 
 def _float_unary_infer(attrs: OpAttrs, inputs: Sequence[TensorType | None]) -> TensorType:
@@ -101,7 +118,9 @@ def _float_unary_infer(attrs: OpAttrs, inputs: Sequence[TensorType | None]) -> T
     return x
 
 
-def _unary(name: str, onnx_op: str, torch_code: str, doc: str, positive: bool = False) -> OpDef:
+def _unary(
+    name: str, onnx_op: str, torch_code: str, doc: str, positive: bool = False, integer: bool = False
+) -> OpDef:
     def to_onnx(b: OnnxBuilder, node: Node) -> None:
         b.op(onnx_op, b.inputs(node), b.outputs(node))
 
@@ -110,9 +129,14 @@ def _unary(name: str, onnx_op: str, torch_code: str, doc: str, positive: bool = 
 
     def samples() -> list[OpSample]:
         rng = sample_rng(2)
-        return [OpSample((sample_array(rng, 3, 5, positive=positive),), name="2d")]
+        floats = [OpSample((sample_array(rng, 3, 5, positive=positive),), name="2d")]
+        if not integer:
+            return floats
+        ints = np.array([[3, -2, 0], [-7, 1, 4]], dtype=np.int64)
+        return [*floats, OpSample((ints,), symbolic_batch=False, name="int64")]
 
-    return OpDef(name, _float_unary_infer, to_onnx, to_torch, samples, group=OpGroup.ELEMENTWISE, doc=doc)
+    infer = _numeric_unary_infer if integer else _float_unary_infer
+    return OpDef(name, infer, to_onnx, to_torch, samples, group=OpGroup.ELEMENTWISE, doc=doc)
 
 
 class EluAttrs(OpAttrs):
@@ -169,7 +193,16 @@ def _where_samples() -> list[OpSample]:
     return [
         OpSample(
             (rng.random((3, 4)) < 0.5, sample_array(rng, 3, 4), sample_array(rng, 1, 4)), name="broadcast"
-        )
+        ),
+        OpSample(
+            (
+                rng.random((3, 4)) < 0.5,
+                np.arange(12, dtype=np.int64).reshape(3, 4),
+                np.array([-1], dtype=np.int64),
+            ),
+            symbolic_batch=False,
+            name="int64",
+        ),
     ]
 
 
@@ -243,8 +276,8 @@ OPS = [
     _unary("exp", "Exp", "torch.exp({x})", "exp(x)"),
     _unary("log", "Log", "torch.log({x})", "natural logarithm", positive=True),
     _unary("sqrt", "Sqrt", "torch.sqrt({x})", "square root", positive=True),
-    _unary("neg", "Neg", "-{x}", "-x"),
-    _unary("abs", "Abs", "torch.abs({x})", "|x|"),
+    _unary("neg", "Neg", "-{x}", "-x", integer=True),
+    _unary("abs", "Abs", "torch.abs({x})", "|x|", integer=True),
     _unary("softplus", "Softplus", "F.softplus({x})", "log(1 + exp(x))"),
     OpDef(
         "elu",

@@ -42,8 +42,6 @@ from onnx import TensorProto, helper
 
 from dlc.plugin_api import Node, OnnxBuilder
 
-from .onnx_scan import body_nodes
-
 Complex = tuple[str, str]
 
 
@@ -93,7 +91,7 @@ def doubling_scan(b: OnnxBuilder, carry: Complex, decay: Complex, chunks: str) -
     zero, two_axis = b.int64s([0], "zero"), b.int64s([2], "axis")
     d, state_re, state_im, a_re, a_im = (b.fresh(n) for n in ("d", "carry_re", "carry_im", "a_re", "a_im"))
     iteration, condition = b.fresh("iteration"), b.fresh("condition")
-    with body_nodes(b) as nodes:
+    with b.subgraph() as nodes:
         pads = b.op("Concat", [zero, zero, d, zero, zero, zero], axis=0)[0]  # d zeros before chunk 0
         shifted = tuple(
             b.op("Slice", [b.op("Pad", [part, pads])[0], zero, chunks, two_axis])[0]

@@ -18,9 +18,6 @@ reverse scan start each sequence at its own last step, as torch's packed sequenc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import numpy as np
 from onnx import TensorProto, helper
 
@@ -28,18 +25,6 @@ from dlc.plugin_api import Node, OnnxBuilder
 
 from .cells import directions, node_weights, projection, suffix
 from .onnx_lowering import finish_outputs, time_first
-
-
-@contextmanager
-def body_nodes(b: OnnxBuilder) -> Iterator[list]:
-    """Collect the nodes `b.op` adds inside the block, for a subgraph (the Scan body);
-    constants still go to the outer graph, whose values a subgraph may read."""
-    outer = b.nodes
-    b.nodes = []
-    try:
-        yield b.nodes
-    finally:
-        b.nodes = outer
 
 
 def transposed(b: OnnxBuilder, weight: str) -> str:
@@ -91,7 +76,7 @@ def scan_direction(
     clips (bilm-tf's cell), c' and h' are clipped to [-clip, clip] after each step."""
     h, c, x_t = b.fresh("h"), b.fresh("c"), b.fresh("gates_x_t")
     m_t = b.fresh("mask_t")
-    with body_nodes(b) as nodes:
+    with b.subgraph() as nodes:
         gates = b.op("Add", [x_t, b.op("MatMul", [h, weight_hh_t])[0]])[0]
         sizes = b.int64s([hidden] * 4, "gate_sizes")
         i, f, g, o = b.op("Split", [gates, sizes], 4, axis=1)

@@ -171,10 +171,10 @@ CASES = [
     ),
     Bad(
         "repeat-count",
-        "layers:\n  - repeat: 0\n    body: [relu]\n",
+        "layers:\n  - repeat: -1\n    body: [relu]\n",
         6,
         13,
-        "`repeat` takes a count >= 1",
+        "`repeat` takes a count >= 0",
         "layers[0].repeat",
     ),
     Bad(

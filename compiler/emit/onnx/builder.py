@@ -7,8 +7,9 @@ the ONNX graph reads like the IR.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -19,15 +20,47 @@ from dlc.ir.node import Node, Value
 from dlc.ir.symbolic import Dim
 from dlc.ir.types import DType, format_shape
 
+if TYPE_CHECKING:
+    from dlc.registry import Registry
+
 
 class OnnxBuilder:
-    def __init__(self, names: dict[str, str]) -> None:
+    def __init__(self, names: dict[str, str], registry: Registry | None = None) -> None:
         self._names = names
         self._used: set[str] = set(names.values())
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.domains: dict[str, int] = {}
         self.current: Node | None = None
+        self.registry = registry  # the ops' lowerings, for ops that lower a nested body
+
+    def nested(self, names: dict[str, str]) -> OnnxBuilder:
+        """A builder for a subgraph (a loop body) with its own nodes and value names. It
+        shares the used names (ONNX names are unique across a model's graphs), constants
+        and domains with this one: a subgraph may read its outer graphs' values."""
+        child = OnnxBuilder(names, self.registry)
+        self._used.update(names.values())
+        child._used = self._used
+        child.initializers = self.initializers
+        child.domains = self.domains
+        return child
+
+    @contextmanager
+    def subgraph(self) -> Iterator[list[onnx.NodeProto]]:
+        """Collect the nodes `op` adds inside the block, for a subgraph written by hand (a
+        hand-built Scan or Loop body); constants still go to the outer graph, whose values
+        a subgraph may read. A loop over an IR body uses `nested` instead."""
+        outer = self.nodes
+        self.nodes = []
+        try:
+            yield self.nodes
+        finally:
+            self.nodes = outer
+
+    def bind(self, value: Value, name: str) -> None:
+        """Give an IR value (of a body being built) its ONNX name."""
+        self._names[value.name] = name
+        self._used.add(name)
 
     # -- names ---------------------------------------------------------------------------
 

@@ -63,6 +63,20 @@ def _onnx_names(graph: Graph) -> tuple[dict[str, str], list[tuple[Value, str]]]:
     return names, identities
 
 
+def lower_node(builder: OnnxBuilder, node: Node, registry: Registry) -> None:
+    """Emit one computing node through its op's ONNX lowering; failures name the node."""
+    builder.current = node
+    try:
+        registry.op(node.op).to_onnx(builder, node)
+    except DlcError:
+        raise
+    except Exception as error:
+        raise EmitError(
+            f"ONNX lowering of '{node.name}' ({node.op}) failed: {type(error).__name__}: {error}",
+            location=node.location,
+        ) from error
+
+
 def build_onnx_model(
     graph: Graph,
     weights: Callable[[Node], np.ndarray] | None,
@@ -76,7 +90,7 @@ def build_onnx_model(
     from dlc import __version__
 
     names, identities = _onnx_names(graph)
-    builder = OnnxBuilder(names)
+    builder = OnnxBuilder(names, registry)
     inputs: list[onnx.ValueInfoProto] = []
     input_ranges: dict[str, list[float]] = {}
     for node in graph.toposort():
@@ -95,15 +109,7 @@ def build_onnx_model(
         elif node.op == "constant":
             builder.initializers.append(tensor_proto(names[node.output.name], node.attrs.value))
         else:
-            try:
-                registry.op(node.op).to_onnx(builder, node)
-            except DlcError:
-                raise
-            except Exception as error:
-                raise EmitError(
-                    f"ONNX lowering of '{node.name}' ({node.op}) failed: {type(error).__name__}: {error}",
-                    location=node.location,
-                ) from error
+            lower_node(builder, node, registry)
     builder.current = None
     for value, out_name in identities:
         builder.op("Identity", [names[value.name]], [out_name])

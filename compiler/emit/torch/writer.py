@@ -81,10 +81,11 @@ def _identifier(text: str) -> str:
     return name
 
 
-def _group(node: Node) -> str | None:
+def _group(node: Node, scope: str = "") -> str | None:
     """The scope a node's layer sits in, as a variable name: ``stage.1.fc`` -> ``stage_1``;
-    None for a layer at the top level."""
-    segments = node.layer.split(".") if node.layer else []
+    None for a layer at the top level (of the loop body whose scope is `scope`)."""
+    layer = node.layer.removeprefix(f"{scope}.") if scope else node.layer
+    segments = layer.split(".") if layer else []
     if len(segments) < 2:
         return None
     group = [segments[0]]
@@ -171,6 +172,9 @@ class TorchWriter:
         self._returned = _output_names(graph)
         self._position = 0
         self.current: Node | None = None
+        self._parent: TorchWriter | None = None  # set for a loop body's writer
+        self._captures: dict[str, Value] = {}  # body input value name -> the outer value it reads
+        self._scope = ""  # a loop body's layer scope: its variables are named within it
 
     # -- the API op lowerings use --------------------------------------------------------
 
@@ -180,6 +184,8 @@ class TorchWriter:
             return "None"
         if value.name in self._vars:
             return self._vars[value.name]
+        if value.name in self._captures and self._parent is not None:  # read lazily: a module may own it
+            return self._parent.var(self._captures[value.name])
         producer = self.graph.producer(value)
         if producer.op == "parameter":
             return self._tensor_leaf(producer, producer.attrs.name)
@@ -200,19 +206,71 @@ class TorchWriter:
         for attribute, value in (params or {}).items():
             if value is None:
                 continue
-            producer = self.graph.producer(value)
-            if (
-                producer.op != "parameter"
-                or producer.attrs.name != f"{path}.{attribute}"
-                or value.name in self._claimed
-                or len(self.graph.users(value)) != 1
-                or self.graph.is_output(value)
-            ):
+            parameter = self._sole_use_of_parameter(value, f"{path}.{attribute}")
+            if parameter is None:
                 return None
-            owned[f"{path}.{attribute}"] = value.name
+            owned[f"{path}.{attribute}"] = parameter.name
         self._leaves[path] = _Leaf("module", ctor, owned)
         self._claimed.update(owned.values())
         return attribute_access(path)
+
+    def _sole_use_of_parameter(self, value: Value, key: str) -> Value | None:
+        """The parameter `key` behind `value` if this is its only use, else None. In a loop
+        body, a captured parameter is followed to the top graph (used there by the loop only)."""
+        if len(self.graph.users(value)) != 1 or self.graph.is_output(value):
+            return None
+        if value.name in self._captures and self._parent is not None:
+            return self._parent._sole_use_of_parameter(self._captures[value.name], key)
+        producer = self.graph.producer(value)
+        if producer.op != "parameter" or producer.attrs.name != key or value.name in self._claimed:
+            return None
+        return value
+
+    def statement(self, line: str) -> None:
+        """A forward-pass statement written before the current op's assignment (a loop
+        header, an append): for ops whose torch form is more than one expression."""
+        self._lines.append(line)
+
+    def local(self, base: str) -> str:
+        """A fresh local variable name, reserved."""
+        base = _identifier(base)
+        name, index = base, 1
+        while name in self._used_names:
+            name = f"{base}_{index}"
+            index += 1
+        self._used_names.add(name)
+        return name
+
+    def nested(
+        self, graph: Graph, bindings: Mapping[str, str], captures: Mapping[str, Value], scope: str = ""
+    ) -> TorchWriter:
+        """A writer for a loop body inlined in this forward pass: it shares this writer's
+        submodules, parameters, helpers and variable names. `bindings`: body input value
+        name -> the variable it reads for state, slices and the step index; `captures`: body input
+        value name -> the outer value it reads (parameters, encoder outputs), read lazily."""
+        child = TorchWriter(graph, self.registry)
+        child._leaves, child._claimed = self._leaves, self._claimed
+        child._used_names, child._helpers, child._helper_names = (
+            self._used_names,
+            self._helpers,
+            self._helper_names,
+        )
+        child._parent, child._captures, child._scope = self, dict(captures), scope
+        child._returned = {}
+        for value_name, expression in bindings.items():
+            child._vars[value_name] = expression
+            child._var_values.setdefault(expression, []).append(value_name)
+        return child
+
+    def body_lines(self) -> list[str]:
+        """The statements of one step of a loop body (see `nested`). The body's inputs stay
+        readable for the whole step: they are state, slices or outer values."""
+        order = [n for n in self.graph.toposort() if n.op != "input"]
+        self._compute_last_use(order)
+        for node in self.graph.inputs():
+            self._last_use[node.output.name] = len(order) + 1
+        self._write(order)
+        return self._lines
 
     def shape_args(self, source: Value, dims: Sequence[Dim], donors: Sequence[Value] = ()) -> str:
         """Comma-separated ints and ``x.size(i)`` calls for a target shape; symbolic dims are
@@ -257,6 +315,10 @@ class TorchWriter:
         for node in inputs:
             name = _identifier(node.attrs.name)
             self._bind(node.output, name)
+        self._write(order)
+        return self._render(title, doc_lines, inputs)
+
+    def _write(self, order: list[Node]) -> None:
         for position, node in enumerate(order):
             self._position = position
             self.current = node
@@ -271,7 +333,6 @@ class TorchWriter:
                 ) from error
             self._assign(node, expression)
         self.current = None
-        return self._render(title, doc_lines, inputs)
 
     def state_values(self) -> dict[str, str]:
         """state_dict key -> IR value name, for every tensor the module holds."""
@@ -338,10 +399,14 @@ class TorchWriter:
         if any(self._last_use.get(v, -1) > self._position for v in values):
             return False
         producer = self.graph.producer(self.graph.value(values[-1])) if values else None
-        return producer is None or producer.op == "input" or _group(producer) == _group(node)
+        return (
+            producer is None
+            or producer.op == "input"
+            or _group(producer, self._scope) == _group(node, self._scope)
+        )
 
     def _new_name(self, node: Node, suffix: str = "") -> str:
-        base = _identifier((_group(node) or re.split(r"[./]", node.name)[-1]) + suffix)
+        base = _identifier((_group(node, self._scope) or re.split(r"[./]", node.name)[-1]) + suffix)
         name, index = base, 1
         while name in self._used_names:
             name = f"{base}_{index}"
