@@ -7,11 +7,13 @@ as raw YAML data.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from dlc.ir.types import DType
+from dlc.limits import dim_problem
 from dlc.spec.expressions import has_expression
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -28,6 +30,8 @@ class StrictModel(BaseModel):
 def _check_dim(dim: int | str) -> int | str:
     if isinstance(dim, bool) or (isinstance(dim, int) and dim < 1):
         raise ValueError(f"dims must be positive ints or symbol names such as N, got {dim!r}")
+    if isinstance(dim, int) and dim_problem(dim) is not None:
+        raise ValueError(dim_problem(dim))
     if isinstance(dim, str) and not dim.isidentifier() and not has_expression(dim):
         raise ValueError(f"symbolic dims must be names such as N or T (or ${{param}}), got {dim!r}")
     return dim
@@ -47,6 +51,39 @@ class InputDecl(StrictModel):
         "numbers or `${...}` expressions over params.",
     )
     doc: str | None = None
+
+    @field_validator("range")
+    @classmethod
+    def _check_range(
+        cls, value: tuple[float, float] | None, info: ValidationInfo
+    ) -> tuple[float, float] | None:
+        """A range must be a non-empty interval of finite numbers that the dtype can hold
+        exactly (integer inputs are drawn from it), so NaN, 1e30 or 2^63 fail here."""
+        if value is None:
+            return value
+        low, high = value
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError(f"a range must be finite numbers, got [{low}, {high}]")
+        if not low < high:
+            raise ValueError(f"a range is [low, high) with low < high, got [{low:g}, {high:g}]")
+        dtype = info.data.get("dtype", DType.float32)
+        bound, text = _RANGE_BOUNDS.get(dtype, _EXACT_IN_FLOAT)
+        if not (-bound <= low and high <= bound):
+            raise ValueError(
+                f"a range of a {dtype.value} input must lie within [-{text}, {text}], got [{low:g}, {high:g}]"
+            )
+        return value
+
+
+# Integer inputs draw from [low, high): the bounds must fit the dtype. Other ranges stay
+# within what a float64 holds exactly as an integer, far beyond any meaningful input.
+_EXACT_IN_FLOAT = (2.0**53, "2^53")
+_RANGE_BOUNDS = {
+    DType.int8: (2.0**7, "2^7"),
+    DType.uint8: (2.0**8, "2^8"),
+    DType.int32: (2.0**31, "2^31"),
+    DType.int64: _EXACT_IN_FLOAT,
+}
 
 
 class TemplateParam(StrictModel):

@@ -17,6 +17,7 @@ from dlc.errors import DlcError, ShapeError, SpecError
 from dlc.ir.node import Value
 from dlc.ir.ops import InferenceError
 from dlc.ir.types import TensorType
+from dlc.limits import ResourceLimitError, format_count
 from dlc.spec.entries import layer_name
 from dlc.spec.expressions import ExpressionError, substitute
 from dlc.spec.model import ResidualLayer
@@ -193,12 +194,14 @@ class StructureLowering:
             )
             raise Broken
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            self._error(f"`repeat` takes a count >= 0, got {count!r}", (*entry.path, "repeat"), frame)
+            shown = format_count(count) if isinstance(count, int) else repr(count)
+            self._error(f"`repeat` takes a count >= 0, got {shown}", (*entry.path, "repeat"), frame)
             raise Broken
         start = self._expand(raw.get("start", 0), (*entry.path, "start"), frame)
         if isinstance(start, bool) or not isinstance(start, int):
             self._error(f"`start` takes an int, got {start!r}", (*entry.path, "start"), frame)
             raise Broken
+        self._check_repeat_room(count, count, 1, entry, frame)  # even an empty iteration costs work
         variable = raw.get("as")
         if variable is not None and (not isinstance(variable, str) or not variable.isidentifier()):
             self._error(f"`as` takes a loop variable name, got {variable!r}", (*entry.path, "as"), frame)
@@ -231,6 +234,7 @@ class StructureLowering:
         single = len(body) == 1 and not (isinstance(body[0], dict) and "id" in body[0])
         errors_before = len(self.errors.diagnostics)
         named: set[str] = set()  # iteration names under the repeat's own name
+        nodes_before = len(self.graph)
         for iteration in range(start, start + count):
             env = {**frame.env, variable: iteration} if variable else frame.env
             child = frame.child(base, env)
@@ -254,6 +258,8 @@ class StructureLowering:
             current = result
             for inner in child.names:
                 self._inner_names.setdefault(inner, entry.name)
+            if iteration == start:  # the first iteration shows what each one costs
+                self._check_repeat_room(count, count - 1, len(self.graph) - nodes_before, entry, frame)
         return self._record(full, "repeat", "repeat", self._locate(entry.path, frame), current, frame)
 
     def _iteration_name(
@@ -277,6 +283,15 @@ class StructureLowering:
             raise Broken
         taken.add(name)
         return name
+
+    def _check_repeat_room(
+        self, count: int, iterations: int, nodes_each: int, entry: Entry, frame: Frame
+    ) -> None:
+        """Refuse a repeat whose remaining `iterations` cannot fit under the node limit, before
+        lowering them (`repeat: 1000000` fails at once, not after minutes)."""
+        location = self._locate((*entry.path, "repeat"), frame)
+        what = f"`repeat: {format_count(count)}`"
+        self.builder.check_room(iterations * max(nodes_each, 1), location, what)
 
     def _lower_single(
         self, raw: Any, path: YamlPath, frame: Frame, input_: LayerResult, name: str
@@ -394,6 +409,8 @@ class StructureLowering:
                 layer=f"{full}.add",  # inside the residual's scope, like its body
                 location=self._locate(path, frame),
             )
+        except ResourceLimitError:
+            raise
         except (InferenceError, DlcError) as error:
             self._error(f"residual: {error}", path, frame, error_type=ShapeError)
             raise Broken from None

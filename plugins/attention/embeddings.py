@@ -43,7 +43,8 @@ class PositionsAttrs(OpAttrs):
 
 def inverse_frequencies(dim: int, base: float) -> np.ndarray:
     """1 / base^(2i/dim) for i < dim/2 (Vaswani et al. 2017, section 3.5)."""
-    return (1.0 / base ** (np.arange(0, dim, 2, dtype=np.float64) / dim)).astype(np.float32)
+    exponents = np.arange(0, dim, 2, dtype=np.float64) / dim
+    return np.reciprocal(np.power(base, exponents, out=exponents), out=exponents).astype(np.float32)
 
 
 def _sinusoidal_infer(attrs: PositionsAttrs, inputs: Sequence[TensorType | None]) -> TensorType:
