@@ -20,12 +20,7 @@ import numpy as np
 from dlc.errors import RuntimeSessionError
 from dlc.spec.suggest import did_you_mean
 
-PROVIDER_NAMES = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
-PROVIDER_CHOICES = ("auto", *PROVIDER_NAMES)
+from .providers import PROVIDER_CHOICES, PROVIDER_NAMES
 
 _NUMPY_TYPES = {
     "tensor(float)": np.float32,

@@ -65,7 +65,7 @@ class Lowering(EntryReading, StructureLowering):
         self.builder = GraphBuilder(self.graph, registry)
         self.errors = ErrorCollector()
         self.layers: list[LayerInfo] = []
-        self._plugin_templates = registry.templates()
+        self._plugin_templates = registry.template_lookup()  # loads only the plugins used
         self._last_layer_name: str | None = None  # the last top-level layer's explicit id
         self._inner_names: dict[str, str] = {}  # ids inside repeat bodies -> the repeat's name
 

@@ -1,4 +1,5 @@
-"""The `torch` emit target: a directory with model.py and weights.safetensors."""
+"""The `torch` emit target: a directory with model.py and weights.safetensors (the
+ejector is imported when writing)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlc.emit.targets import EmitTarget
-from dlc.emit.torch.eject import write_package
 
 if TYPE_CHECKING:
     from dlc.api import CompiledModel
 
 
 def _write(model: CompiledModel, path: Path) -> list[Path]:
+    from dlc.emit.torch.eject import write_package
+
     return write_package(model.torch_package(), path)
 
 
