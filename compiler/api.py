@@ -9,6 +9,8 @@ print(model.summary().params)
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,6 +28,8 @@ from dlc.spec.loader import Spec, load_spec
 from dlc.spec.lower import LoweredSpec, lower_spec
 from dlc.summary import Summary, summarize
 from dlc.weights import apply_weights, parameter_data, read_weights_file
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import onnx
@@ -60,12 +64,17 @@ class CompiledModel:
     def tensors(self) -> dict[str, np.ndarray]:
         """Every parameter's and constant's data, by IR value name (drawn once, then cached)."""
         if self._tensors is None:
+            from dlc import progress
+
             tensors: dict[str, np.ndarray] = {}
-            for node in self.graph:
-                if node.op == "parameter":
-                    tensors[node.output.name] = parameter_data(node, self.seed)
-                elif node.op == "constant":
-                    tensors[node.output.name] = node.attrs.value
+            parameters = list(self.graph.parameters())
+            with progress.task("drawing weights", total=len(parameters)) as advance:
+                for node in self.graph:
+                    if node.op == "parameter":
+                        tensors[node.output.name] = parameter_data(node, self.seed)
+                        advance(1)
+                    elif node.op == "constant":
+                        tensors[node.output.name] = node.attrs.value
             self._tensors = tensors
         return self._tensors
 
@@ -115,7 +124,13 @@ class CompiledModel:
                 f"unknown target '{target}'",
                 hint=f"available targets: {', '.join(self.registry.target_names)}",
             ) from None
-        return emit_target.write(self, Path(path))
+        start = time.perf_counter()
+        written = emit_target.write(self, Path(path))
+        for file in written:
+            size = f"{file.stat().st_size / 1e6:.2f} MB" if file.is_file() else "directory"
+            log.info("wrote %s (%s)", file, size)
+        log.info("%s target written in %.2f s", emit_target.name, time.perf_counter() - start)
+        return written
 
     def torch_package(self) -> TorchPackage:
         from dlc.emit.torch.eject import torch_package
@@ -175,16 +190,22 @@ def compile(
     passes by name instead. `weights` is a safetensors file whose tensors replace the
     seeded initialization. `overrides` replace spec params (``--set``). `portable` keeps
     the ONNX output to standard ops; by default passes may use ONNX Runtime's fused ops."""
+    start = time.perf_counter()
     registry = registry or default_registry(strict=strict_plugins)
     if not isinstance(spec, Spec):
         spec = load_spec(spec, overrides)
     elif overrides:
         raise DlcError("overrides apply when loading a spec; pass a path, or use load_spec(path, overrides)")
+    log.info("loaded spec '%s' in %.1f ms", spec.name, (time.perf_counter() - start) * 1e3)
+    start = time.perf_counter()
     lowered = lower_spec(spec, registry)
     graph = lowered.graph.copy()
+    log.info("lowered to %d IR nodes in %.1f ms", len(list(graph)), (time.perf_counter() - start) * 1e3)
     if weights is not None:
         apply_weights(graph, read_weights_file(weights), str(weights))
+        log.info("weights from %s", weights)
     pipeline = build_pipeline(registry, opt_level, passes)
+    log.info("passes: %s", ", ".join(info.name for info in pipeline) or "none")
     context = PassContext(registry, seed, dict(pass_options or {}), portable)
     manager = PassManager([info.factory(context) for info in pipeline], registry, verify=verify)
     graph = manager.run(graph)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dlc import progress
 from dlc.errors import DlcError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
@@ -40,6 +41,10 @@ def _dims(values: Sequence[str]) -> dict[str, int]:
 def _overrides(values: Sequence[str]) -> dict[str, Any]:
     from dlc.spec.loader import parse_override
 
+    for text in values:
+        key, sep, _ = text.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set expects KEY=VALUE, e.g. width=64; got '{text}'")
     return dict(parse_override(text) for text in values)
 
 
@@ -77,19 +82,26 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise UsageError(
             f"unknown target '{args.target}' (available: {', '.join(registry.target_names)})"
         ) from None
+    if target.name != "onnx" and args.output and Path(args.output).suffix == ".onnx":
+        stem = Path(args.output).with_suffix("")
+        raise UsageError(
+            f"--target {target.name} writes a directory, but -o {args.output} names an ONNX file: "
+            f"drop --target {target.name} for ONNX, or name the directory (e.g. -o {stem}_{target.name})"
+        )
     passes = [p.strip() for p in args.passes.split(",") if p.strip()] if args.passes is not None else None
     start = time.perf_counter()
-    model = dlc.compile(
-        args.spec,
-        opt_level=args.opt_level,
-        passes=passes,
-        seed=args.seed,
-        weights=args.weights,
-        overrides=_overrides(args.set),
-        registry=registry,
-        portable=args.portable,
-        pass_options={"conv_algo": args.conv_algo},
-    )
+    with progress.task(f"compiling {args.spec}"):
+        model = dlc.compile(
+            args.spec,
+            opt_level=args.opt_level,
+            passes=passes,
+            seed=args.seed,
+            weights=args.weights,
+            overrides=_overrides(args.set),
+            registry=registry,
+            portable=args.portable,
+            pass_options={"conv_algo": args.conv_algo},
+        )
     if args.print_ir:
         print(model.graph)
         for record in model.pass_records:
@@ -117,7 +129,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
     else:
-        _console().print(summary.render())
+        from dlc.tables import print_table
+
+        print_table(_console(), *summary.table())
     return 0
 
 
@@ -134,14 +148,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     if source.suffix in SPEC_SUFFIXES:
         import dlc
 
-        model: Any = dlc.compile(
-            source, seed=args.seed, overrides=_overrides(args.set), registry=_registry(args)
-        ).onnx_model()
+        with progress.task(f"compiling {source}"):
+            model: Any = dlc.compile(
+                source, seed=args.seed, overrides=_overrides(args.set), registry=_registry(args)
+            ).onnx_model()
     else:
         if args.set:
             raise UsageError("--set applies to specs, not to .onnx files")
         model = source
-    session = Session(model, args.provider)
+    try:
+        with progress.task("loading the model into ONNX Runtime"):
+            session = Session(model, args.provider)
+    except DlcError:
+        if model is source and _looks_like_spec(source):
+            raise DlcError(
+                f"{source} is not an ONNX model; it looks like a dlc spec",
+                hint=f"`dlc run SPEC` compiles a spec on the fly when its name ends in .yaml or .yml: "
+                f"name it {source.stem}.yaml and run `dlc run {source.stem}.yaml --random-inputs`",
+            ) from None
+        raise
     inputs = (
         random_inputs(session, _dims(args.dim), seed=args.seed)
         if args.random_inputs
@@ -158,30 +183,46 @@ def cmd_run(args: argparse.Namespace) -> int:
             staged = staging / "outputs.npz"
             np.savez(staged, **outputs)
             publish(staged, destination)
-    _print_run(session, inputs, outputs, elapsed, args.output)
+    _print_run(session, inputs, outputs, elapsed, args.output, args.json)
     return 0
 
 
-def _print_run(session: Any, inputs: dict, outputs: dict, elapsed: float, saved: str | None) -> None:
-    from rich.table import Table
+def _looks_like_spec(path: Path) -> bool:
+    """A YAML mapping with the spec's `dlc:` version key near the top."""
+    try:
+        head = path.read_bytes()[:4096].decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return any(line.startswith("dlc:") for line in head.splitlines())
+
+
+def _print_run(
+    session: Any, inputs: dict, outputs: dict, elapsed: float, saved: str | None, as_json: bool
+) -> None:
+    from dlc.runtime.report import run_report
+
+    report = run_report(session.providers, inputs, outputs, elapsed, saved)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    from dlc.tables import Column, print_table
 
     console = _console()
-    console.print(f"providers: {', '.join(session.providers)}   run: {elapsed * 1e3:.2f} ms")
-    table = Table(title_justify="left")
-    for column in ("", "name", "shape", "dtype", "mean", "std", "min", "max"):
-        table.add_column(column, justify="right" if column in ("mean", "std", "min", "max") else "left")
-    for kind, arrays in (("input", inputs), ("output", outputs)):
-        for name, array in arrays.items():
-            numeric = array.astype("float64") if array.size else array
-            stats = (
-                [f"{v:.4g}" for v in (numeric.mean(), numeric.std(), numeric.min(), numeric.max())]
-                if array.size
-                else [""] * 4
-            )
-            table.add_row(kind, name, str(list(array.shape)), str(array.dtype), *stats)
-    console.print(table)
+    console.out(f"providers: {', '.join(report['providers'])}   run: {elapsed * 1e3:.2f} ms", highlight=False)
+    columns = [Column(""), Column("name"), Column("shape"), Column("dtype")]
+    columns += [Column(stat, numeric=True) for stat in ("mean", "std", "min", "max")]
+    rows = []
+    for kind in ("inputs", "outputs"):
+        for name, entry in report[kind].items():
+            stats = [_stat(entry[stat]) for stat in ("mean", "std", "min", "max")]
+            rows.append([kind[:-1], name, str(entry["shape"]), entry["dtype"], *stats])
+    print_table(console, "", columns, rows)
     if saved:
-        console.print(f"wrote {saved}")
+        console.out(f"wrote {saved}", highlight=False)
+
+
+def _stat(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -189,81 +230,52 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([p.to_json() for p in registry.plugins], indent=2))
         return 0
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title="plugins", title_justify="left")
-    for column in ("name", "status", "version", "source", "provides / error"):
-        table.add_column(column)
+    from dlc.tables import Column, print_table
+
+    rows = []
     for plugin in registry.plugins:
         provides = "; ".join(f"{k}: {len(v)}" for k, v in plugin.provides.items() if v)
         detail = plugin.error if plugin.status == "failed" else provides
-        status = {"failed": "[red]failed[/red]", "disabled": "[yellow]disabled[/yellow]"}.get(
-            plugin.status, plugin.status
+        style = {"failed": "red", "disabled": "yellow"}.get(plugin.status, "")
+        rows.append(
+            [plugin.name, Text(plugin.status, style=style), plugin.version or "", plugin.source, detail or ""]
         )
-        table.add_row(plugin.name, status, plugin.version or "", plugin.source, detail or "")
-    _console().print(table)
+    columns = [Column(c) for c in ("name", "status", "version", "source", "provides / error")]
+    print_table(_console(), "plugins", columns, rows)
     return 0
 
 
 def cmd_blocks(args: argparse.Namespace) -> int:
-    registry = _registry(args)
-    rows = []
-    for block in registry.blocks():
-        fields = {}
-        for name, field in block.config.model_fields.items():
-            fields[name] = {
-                "required": field.is_required(),
-                "default": None if field.is_required() else repr(field.default),
-            }
-        inputs = (
-            f"{block.inputs[0]}+"
-            if block.inputs[1] is None
-            else f"{block.inputs[0]}"
-            if block.inputs[0] == block.inputs[1]
-            else f"{block.inputs[0]}-{block.inputs[1]}"
-        )
-        rows.append(
-            {
-                "name": block.name,
-                "plugin": block.plugin,
-                "kind": "block",
-                "doc": block.doc,
-                "inputs": inputs,
-                "outputs": list(block.outputs),
-                "options": fields,
-            }
-        )
-    for name, templates in sorted(registry.templates().items()):
-        template = templates[0]
-        rows.append(
-            {
-                "name": name,
-                "plugin": template.plugin,
-                "kind": "template",
-                "doc": template.definition.doc or "",
-                "inputs": str(len(template.definition.inputs)),
-                "outputs": [],
-                "options": {
-                    k: {
-                        "required": "default" not in p.model_fields_set,
-                        "default": repr(p.default) if "default" in p.model_fields_set else None,
-                    }
-                    for k, p in template.params.items()
-                },
-            }
-        )
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    from rich.table import Table
+    from dlc.block_docs import block_doc, block_docs, render_text, yaml_value
 
-    table = Table(title="blocks", title_justify="left")
-    for column in ("block", "plugin", "inputs", "options", "description"):
-        table.add_column(column)
-    for row in rows:
-        options = ", ".join(k if v["required"] else f"{k}={v['default']}" for k, v in row["options"].items())
-        table.add_row(row["name"], row["plugin"], row["inputs"], options, row["doc"])
-    _console().print(table)
+    registry = _registry(args)
+    if args.name:
+        doc = block_doc(registry, args.name)
+        if args.json:
+            print(json.dumps(doc.to_json(), indent=2))
+        else:
+            print("\n".join(render_text(doc)))
+        return 0
+    docs = block_docs(registry)
+    if args.json:
+        print(json.dumps([d.to_json() for d in docs], indent=2))
+        return 0
+    from dlc.tables import Column, print_table
+
+    rows = [
+        [
+            d.name,
+            d.plugin,
+            d.inputs,
+            ", ".join(o.name if o.required else f"{o.name}={yaml_value(o.default)}" for o in d.options),
+            d.description.split(". ")[0].rstrip("."),
+        ]
+        for d in docs
+    ]
+    columns = [Column(c) for c in ("block", "plugin", "inputs", "options", "description")]
+    print_table(_console(), "blocks (`dlc blocks NAME` for one block's options)", columns, rows)
     return 0
 
 
@@ -281,10 +293,20 @@ def cmd_passes(args: argparse.Namespace) -> int:
     ]
     if args.json:
         print(json.dumps(rows, indent=2))
-    else:
-        for row in rows:
-            level = f"-O{row['level']}" if row["level"] <= 2 else "opt-in"
-            print(f"{level:<6} {row['name']:<28} {row['description']} ({row['plugin']})")
+        return 0
+    from dlc.tables import Column, print_table
+
+    columns = [Column("level"), Column("pass"), Column("plugin"), Column("description")]
+    table = [
+        [
+            f"-O{row['level']}" if row["level"] <= 2 else "opt-in",
+            row["name"],
+            row["plugin"],
+            row["description"],
+        ]
+        for row in rows
+    ]
+    print_table(_console(), "passes (in pipeline order)", columns, table)
     return 0
 
 
@@ -295,7 +317,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return 0
     for tuner in registry.tuners:
         print(f"{tuner.name} ({tuner.plugin}): {tuner.description}")
-        print(tuner.run(args.quick))
+        with progress.task(f"measuring: {tuner.name}"):
+            report = tuner.run(args.quick)
+        print(report)
     return 0
 
 
@@ -313,19 +337,41 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    from dlc.completion import completion_script
+
+    sys.stdout.write(completion_script(build_parser(), args.shell))
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------------------
+
+
+def _global_options(parser: argparse.ArgumentParser, default: Any) -> argparse.ArgumentParser:
+    parser.add_argument(
+        "--strict-plugins",
+        action="store_true",
+        default=default,
+        help="treat a plugin that fails to load as an error",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="log what dlc does: passes run, files written, providers chosen, timings",
+    )
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     from dlc import __version__
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--strict-plugins",
-        action="store_true",
-        help="treat a plugin that fails to load as an error",
-    )
-    common.add_argument("-v", "--verbose", action="store_true", help="log what dlc does")
+    # The global options are accepted before the command (`dlc -v compile ...`) and after it
+    # (`dlc compile -v ...`). After it they default to SUPPRESS: otherwise the subcommand's
+    # default (False) would overwrite what was given before the command.
+    top_level = _global_options(argparse.ArgumentParser(add_help=False), default=False)
+    common = _global_options(argparse.ArgumentParser(add_help=False), default=argparse.SUPPRESS)
     spec_options = argparse.ArgumentParser(add_help=False)
     spec_options.add_argument(
         "--set",
@@ -339,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dlc",
         description="dlc: compile declarative YAML network specs to ONNX and PyTorch, "
         "and run them in ONNX Runtime.",
-        parents=[common],
+        parents=[top_level],
     )
     parser.add_argument("--version", action="version", version=f"dlc {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -374,7 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compile_.add_argument("--passes", help="run exactly these passes, comma-separated (see `dlc passes`)")
     compile_.add_argument("--seed", type=int, default=0, help="seed of the weight initialization (default 0)")
-    compile_.add_argument("--weights", help="a .safetensors file with the weights to use instead")
+    compile_.add_argument(
+        "--weights",
+        help="weights to use instead of the seeded init: .safetensors, or a PyTorch checkpoint "
+        "(.pt/.pth/.bin, a state_dict; needs dlc[torch])",
+    )
     compile_.add_argument(
         "--print-ir",
         action="store_true",
@@ -436,20 +486,44 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--seed", type=int, default=0, help="seed for random inputs and spec weights (default 0)"
     )
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: providers, run time, and per input and output its shape, dtype and statistics",
+    )
     run.set_defaults(handler=cmd_run)
 
     plugins = commands.add_parser("plugins", parents=[common], help="list plugins and whether they loaded")
-    plugins.add_argument("--json", action="store_true")
+    plugins.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: per plugin its source, version, status, error and what it provides",
+    )
     plugins.set_defaults(handler=cmd_plugins)
 
-    blocks = commands.add_parser("blocks", parents=[common], help="list the blocks specs can use")
-    blocks.add_argument("--json", action="store_true")
+    blocks = commands.add_parser(
+        "blocks",
+        parents=[common],
+        help="list the blocks specs can use, or document one (options, ports, example)",
+    )
+    blocks.add_argument(
+        "name", nargs="?", help="a block or template: print its options, ports and an example"
+    )
+    blocks.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: per block its plugin, ports, and options with types, JSON defaults and bounds",
+    )
     blocks.set_defaults(handler=cmd_blocks)
 
     passes = commands.add_parser(
         "passes", parents=[common], help="list optimization passes in pipeline order"
     )
-    passes.add_argument("--json", action="store_true")
+    passes.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: per pass its name, level (3: opt-in), phase, plugin and description",
+    )
     passes.set_defaults(handler=cmd_passes)
 
     tune = commands.add_parser(
@@ -467,7 +541,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schema.add_argument("-o", "--output", help="write it to a file")
     schema.set_defaults(handler=cmd_schema)
+
+    completion = commands.add_parser(
+        "completion",
+        help="print a shell completion script for bash, zsh or fish (see the README)",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+    completion.set_defaults(handler=cmd_completion)
     return parser
+
+
+def _name_overrides(error: DlcError, overrides: Sequence[str]) -> DlcError:
+    """A spec error under --set may come from a value given on the command line, not from the
+    file the error points into: say which --set values were in force."""
+    import dataclasses
+    import re
+
+    from dlc.errors import SpecError
+
+    if not overrides or not isinstance(error, SpecError):
+        return error
+    keys = {text.partition("=")[0].strip(): text for text in overrides}
+    diagnostics = []
+    for diagnostic in error.diagnostics:
+        line = diagnostic.source_line or ""
+        used = [text for key, text in keys.items() if re.search(rf"\$\{{[^}}]*\b{re.escape(key)}\b", line)]
+        if used:
+            note = "the value comes from " + ", ".join(f"--set {text}" for text in used)
+        else:
+            note = "the spec was loaded with " + " ".join(f"--set {text}" for text in overrides)
+        diagnostics.append(dataclasses.replace(diagnostic, notes=(*diagnostic.notes, note)))
+    return type(error)(diagnostics=diagnostics)
 
 
 class _WarningFormatter(logging.Formatter):
@@ -484,12 +588,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
     logger.propagate = False
+    progress.enable_on_terminal()
     try:
         return args.handler(args)
     except UsageError as error:
         parser.exit(EXIT_USAGE, f"{parser.prog} {args.command}: error: {error}\n")
     except DlcError as error:
-        print(error.render(), file=sys.stderr)
+        print(_name_overrides(error, getattr(args, "set", [])).render(), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("dlc: interrupted", file=sys.stderr)

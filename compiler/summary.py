@@ -18,6 +18,7 @@ from dlc.ir.symbolic import evaluate_dim, product
 from dlc.ir.types import format_shape
 from dlc.registry import Registry
 from dlc.spec.lower import LayerInfo
+from dlc.tables import Column, rich_table
 
 
 @dataclass
@@ -53,27 +54,32 @@ class Summary:
             "layers": [vars(layer) for layer in self.layers],
         }
 
-    def render(self) -> Any:
-        """A rich renderable: the per-layer table with totals."""
-        from rich.table import Table
-
+    def table(self) -> tuple[str, list[Column], list[list[str]]]:
+        """Title, columns and rows of the per-layer table with totals (see `dlc.tables`)."""
         dims = ", ".join(f"{k}={v}" for k, v in self.dims.items())
         title = f"{self.name}" + (f" ({dims})" if dims else "")
-        table = Table(title=title, title_justify="left", show_footer=True)
-        table.add_column("layer", footer="total")
-        table.add_column("block")
-        table.add_column("output shape")
-        table.add_column("params", justify="right", footer=f"{self.params:,}")
-        table.add_column("MACs", justify="right", footer=f"{self.macs:,}")
-        for layer in self.layers:
-            table.add_row(
+        columns = [
+            Column("layer", footer="total"),
+            Column("block"),
+            Column("output shape"),
+            Column("params", numeric=True, footer=f"{self.params:,}"),
+            Column("MACs", numeric=True, footer=f"{self.macs:,}"),
+        ]
+        rows = [
+            [
                 "  " * layer.depth + layer.name,
                 layer.block,
                 layer.output_shape,
                 f"{layer.params:,}",
                 f"{layer.macs:,}",
-            )
-        return table
+            ]
+            for layer in self.layers
+        ]
+        return title, columns, rows
+
+    def render(self) -> Any:
+        """A rich renderable: the per-layer table with totals."""
+        return rich_table(*self.table())
 
 
 def summarize(

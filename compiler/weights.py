@@ -1,8 +1,8 @@
 """Parameter data: drawing initial weights from the seed, and loading weight files.
 
-A weights file (safetensors, as written by torch or by `dlc compile --target torch`) must
-match the model exactly; every missing, unexpected or mis-shaped tensor is reported by
-name, all at once.
+A weights file (safetensors as written by `dlc compile --target torch`, or a PyTorch
+checkpoint) must match the model exactly; every missing, unexpected or mis-shaped tensor
+is reported by name, all at once.
 """
 
 from __future__ import annotations
@@ -27,18 +27,10 @@ def parameter_data(node: Node, seed: int) -> np.ndarray:
 
 
 def read_weights_file(path: str | Path) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    """A safetensors file or a PyTorch checkpoint, told apart by content (see weight_files)."""
+    from dlc.weight_files import read_weights
 
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}", location=Location(str(path)))
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise WeightsError(
-            f"cannot read weights file {path}: {error}", location=Location(str(path))
-        ) from None
+    return read_weights(Path(path))
 
 
 def apply_weights(graph: Graph, arrays: dict[str, np.ndarray], origin: str) -> None:

@@ -55,6 +55,15 @@ def read_inputs(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise RuntimeSessionError(f"inputs file not found: {path}")
+    if not _is_zip(path):  # an .npz is a zip archive; numpy's own message talks about pickles
+        spec_hint = (
+            f"; to run a spec: dlc run {path} --random-inputs" if path.suffix in (".yaml", ".yml") else ""
+        )
+        raise RuntimeSessionError(
+            f"--inputs takes an .npz archive with one array per model input; {path} is not one",
+            hint="write one with numpy: np.savez('inputs.npz', x=array), named as the model's inputs "
+            f"(or use --random-inputs){spec_hint}",
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
@@ -62,3 +71,8 @@ def read_inputs(path: str | Path) -> dict[str, np.ndarray]:
         raise RuntimeSessionError(
             f"cannot read inputs from {path} (expected an .npz file): {error}"
         ) from None
+
+
+def _is_zip(path: Path) -> bool:
+    with path.open("rb") as stream:
+        return stream.read(4) == b"PK\x03\x04"

@@ -10,6 +10,8 @@ Inputs are checked (names, dtypes, ranks, static dims) before they reach ONNX Ru
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,8 @@ from dlc.errors import RuntimeSessionError
 from dlc.spec.suggest import did_you_mean
 
 from .providers import PROVIDER_CHOICES, PROVIDER_NAMES
+
+log = logging.getLogger(__name__)
 
 _NUMPY_TYPES = {
     "tensor(float)": np.float32,
@@ -89,11 +93,19 @@ class Session:
             if not path.is_file():
                 raise RuntimeSessionError(f"model file not found: {path}")
             source = str(path)
+        start = time.perf_counter()
         try:
             self._session = onnxruntime.InferenceSession(source, options, providers=requested)
         except Exception as error:  # onnxruntime raises several unrelated exception types
             raise RuntimeSessionError(f"ONNX Runtime cannot load the model: {error}") from None
         self.providers: list[str] = self._session.get_providers()
+        log.info(
+            "ONNX Runtime session in %.2f s: asked for %s (%s), got %s",
+            time.perf_counter() - start,
+            ", ".join(requested),
+            provider,
+            ", ".join(self.providers),
+        )
         if provider in ("cuda", "tensorrt") and PROVIDER_NAMES[provider] not in self.providers:
             raise RuntimeSessionError(
                 f"asked for the {provider} provider, but ONNX Runtime fell back to "

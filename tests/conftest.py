@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,8 +57,13 @@ def cli():
 
 @pytest.fixture(scope="session")
 def example_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example plugin, pip-installed into a private directory (add it to PYTHONPATH)."""
+    """The example plugin, pip-installed into a private directory (add it to PYTHONPATH).
+    Built from a copy: pip builds in the source tree and would leave build/ and egg-info there."""
     target = tmp_path_factory.mktemp("example_plugin")
+    source = tmp_path_factory.mktemp("example_plugin_source") / "dlc-example-plugin"
+    shutil.copytree(
+        EXAMPLES / "dlc-example-plugin", source, ignore=shutil.ignore_patterns("build", "*.egg-info")
+    )
     subprocess.run(
         [
             sys.executable,
@@ -69,7 +75,7 @@ def example_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-build-isolation",
             "--target",
             str(target),
-            str(EXAMPLES / "dlc-example-plugin"),
+            str(source),
         ],
         check=True,
         capture_output=True,

@@ -142,6 +142,12 @@ def test_strict_plugins_turns_failures_into_errors(broken_plugins) -> None:
     assert "Traceback" not in result.output
 
 
+def test_strict_plugins_before_the_command_is_honoured(broken_plugins) -> None:
+    result = run_cli("--strict-plugins", "validate", "specs/mlp.yaml", env=broken_plugins)
+    assert result.code == 1, result.output
+    assert "plugin 'broken_import' failed to load" in result.stderr
+
+
 def test_disabled_plugins_are_not_imported(broken_plugins) -> None:
     env = {**broken_plugins, "DLC_DISABLE_PLUGINS": "broken_import,broken_registration"}
     result = run_cli("plugins", "--json", env=env)

@@ -128,7 +128,8 @@ class PassManager:
             elapsed = time.perf_counter() - start
             notes = tuple(compiler_pass.notes()) if hasattr(compiler_pass, "notes") else ()
             self.records.append(PassRecord(compiler_pass.name, result.modified, elapsed, notes))
-            log.debug("pass %s: modified=%s (%.1f ms)", compiler_pass.name, result.modified, elapsed * 1e3)
+            change = "modified the graph" if result.modified else "no change"
+            log.info("pass %s: %s (%.1f ms)", compiler_pass.name, change, elapsed * 1e3)
             if self.verify:
                 try:
                     verify_graph(graph, self.registry)

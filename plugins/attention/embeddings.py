@@ -338,7 +338,7 @@ def _bert_embeddings(ctx: BlockContext, config: BertEmbeddingsConfig, inputs: li
 class PatchEmbeddingConfig(BlockConfig):
     patch: int = Field(16, ge=1, description="Patch size p: non-overlapping p x p patches.")
     dim: int = Field(ge=1, description="Embedding width.")
-    bias: bool = True
+    bias: bool = Field(True, description="Add a learned bias to each patch embedding.")
 
 
 def _patch_block(ctx: BlockContext, config: PatchEmbeddingConfig, inputs: list[Value]) -> Value:

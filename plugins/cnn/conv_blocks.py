@@ -64,7 +64,7 @@ class ConvConfig(_SpatialConfig):
     groups: int | Literal["depthwise"] = Field(
         1, description="Channel groups; 'depthwise' is one group per input channel."
     )
-    bias: bool = True
+    bias: bool = Field(True, description="Add a learned per-channel bias.")
     padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = Field(
         "zeros", description="What the padding holds (as torch's Conv padding_mode)."
     )
@@ -92,9 +92,9 @@ class ConvTransposeConfig(_SpatialConfig):
     output_padding: int | list[int] = Field(
         0, description="Extra size at the end of each dim (smaller than stride or dilation)."
     )
-    dilation: int | list[int] = 1
-    groups: int = Field(1, ge=1)
-    bias: bool = True
+    dilation: int | list[int] = Field(1, description="Spacing between kernel taps.")
+    groups: int = Field(1, ge=1, description="Channel groups (input and output channels divisible by it).")
+    bias: bool = Field(True, description="Add a learned per-channel bias.")
 
     @field_validator("padding")
     @classmethod

@@ -178,7 +178,7 @@ OPS = [
 class LocallyConnectedConfig(BlockConfig):
     out: int = Field(ge=1, description="Output channels (kernels per position).")
     kernel: int | list[int] = Field(description="Kernel size: one int, or [height, width].")
-    stride: int | list[int] = 1
+    stride: int | list[int] = Field(1, description="Step between windows: one int, or [height, width].")
     padding: PaddingSpec = Field(
         0, description="An int, [h, w], [[top, bottom], [left, right]], 'valid' or 'same'."
     )

@@ -191,11 +191,13 @@ class NoOptions(BlockConfig):
 
 
 class LeakyReluConfig(BlockConfig):
-    negative_slope: float = 0.01
+    negative_slope: float = Field(0.01, description="Slope for negative inputs: x if x > 0 else slope * x.")
 
 
 class GeluConfig(BlockConfig):
-    approximate: Literal["none", "tanh"] = "none"
+    approximate: Literal["none", "tanh"] = Field(
+        "none", description="'none': the exact erf form; 'tanh': GPT-2's tanh approximation."
+    )
 
 
 class SoftmaxConfig(BlockConfig):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from pydantic import Field
 
 from dlc.plugin_api import (
     BlockConfig,
@@ -211,19 +212,19 @@ def _where_torch(t: TorchWriter, node: Node) -> str:
 
 
 class EluConfig(BlockConfig):
-    alpha: float = 1.0
+    alpha: float = Field(1.0, description="Scale of the negative part: alpha * (exp(x) - 1) for x < 0.")
 
 
 class ScaleConfig(BlockConfig):
-    factor: float
+    factor: float = Field(description="Multiplies the input by this constant.")
 
 
 class PowConfig(BlockConfig):
-    exponent: float
+    exponent: float = Field(description="Raises the input to this constant power.")
 
 
 class CastConfig(BlockConfig):
-    dtype: DType
+    dtype: DType = Field(description="The element type to convert to.")
 
 
 OPS = [

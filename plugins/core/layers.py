@@ -349,7 +349,7 @@ TIE_DESCRIPTION = (
 
 class LinearConfig(BlockConfig):
     out: int = Field(ge=1, description="Output features; input features are inferred.")
-    bias: bool = True
+    bias: bool = Field(True, description="Add a learned bias.")
     tie: str | None = Field(None, description=TIE_DESCRIPTION)
 
 
@@ -392,9 +392,9 @@ def _embedding_block(ctx: BlockContext, config: EmbeddingConfig, inputs: list[Va
 
 class LayerNormConfig(BlockConfig):
     dims: int = Field(1, ge=1, description="How many trailing dims to normalize over.")
-    eps: float = Field(1e-5, gt=0)
+    eps: float = Field(1e-5, gt=0, description="Added to the variance before the square root.")
     affine: bool = Field(True, description="Learn a per-element weight (and bias).")
-    bias: bool = True
+    bias: bool = Field(True, description="With affine: also learn a bias.")
 
 
 def _layer_norm_block(ctx: BlockContext, config: LayerNormConfig, inputs: list[Value]) -> Value:
@@ -413,9 +413,9 @@ def _layer_norm_block(ctx: BlockContext, config: LayerNormConfig, inputs: list[V
 
 
 class BatchNormConfig(BlockConfig):
-    eps: float = Field(1e-5, gt=0)
+    eps: float = Field(1e-5, gt=0, description="Added to the variance before the square root.")
     momentum: float = Field(0.1, ge=0, le=1, description="Running-statistics momentum (training only).")
-    affine: bool = True
+    affine: bool = Field(True, description="Learn a per-channel weight and bias.")
 
 
 def _batch_norm_block(ctx: BlockContext, config: BatchNormConfig, inputs: list[Value]) -> Value:

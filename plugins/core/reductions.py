@@ -64,8 +64,8 @@ def _reduce(name: str, onnx_op: str, torch_method: str, doc: str) -> OpDef:
 
 
 class ReduceConfig(BlockConfig):
-    axes: list[int] = Field(min_length=1)
-    keepdims: bool = False
+    axes: list[int] = Field(min_length=1, description="The dims to reduce over (negative: from the end).")
+    keepdims: bool = Field(False, description="Keep each reduced dim with size 1.")
 
 
 OPS = [

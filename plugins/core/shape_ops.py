@@ -277,19 +277,19 @@ class TransposeConfig(BlockConfig):
 
 
 class SliceConfig(BlockConfig):
-    axis: int
-    start: int = 0
+    axis: int = Field(description="The dim to slice (negative: from the end).")
+    start: int = Field(0, description="First index kept (negative: from the end).")
     end: int | None = Field(None, description="Exclusive; omitted: to the end.")
-    step: int = Field(1, ge=1)
+    step: int = Field(1, ge=1, description="Keep every step-th index.")
 
 
 class SplitConfig(BlockConfig):
-    axis: int = -1
+    axis: int = Field(-1, description="The dim to split (negative: from the end).")
     sizes: list[int] = Field(min_length=1, description="Sizes of the pieces; outputs are ports 0, 1, ...")
 
 
 class AxisConfig(BlockConfig):
-    axis: int
+    axis: int = Field(description="The dim it acts on (negative: from the end).")
 
 
 def _split_block(ctx: BlockContext, config: SplitConfig, inputs: list[Value]) -> dict[str, Value]:

@@ -278,7 +278,7 @@ class ConcatConfig(BlockConfig):
 
 class ConstantConfig(BlockConfig):
     value: float | list[Any] = Field(description="A number or a nested list of numbers.")
-    dtype: DType = DType.float32
+    dtype: DType = Field(DType.float32, description="The constant's element type.")
 
 
 def _flatten_block(ctx: BlockContext, config: FlattenConfig, inputs: list[Value]) -> Value:

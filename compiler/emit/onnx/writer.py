@@ -28,6 +28,7 @@ from typing import BinaryIO
 import numpy as np
 import onnx
 
+from dlc import progress
 from dlc.emit.files import publish, staging_directory
 from dlc.emit.onnx.builder import PLACEHOLDER_FILE
 from dlc.emit.onnx.emitter import check_onnx_file
@@ -77,10 +78,13 @@ def save_onnx(
     if external is None:
         external = initializer_bytes(model, streamed) > EXTERNAL_DATA_THRESHOLD
     data_name = destination.name + ".data"
-    with staging_directory(destination) as staging:
+    with (
+        staging_directory(destination) as staging,
+        progress.task(f"writing {destination.name}", total=initializer_bytes(model, streamed)) as advance,
+    ):
         staged = staging / destination.name
         if external:
-            _write_external(model, streamed, staged, staging / data_name)
+            _write_external(model, streamed, staged, staging / data_name, advance)
             check_onnx_file(str(staged))
         else:
             (staging / PLACEHOLDER_FILE).touch()
@@ -88,7 +92,7 @@ def save_onnx(
             checked.write_bytes(model.SerializeToString())  # the same model, weights as placeholders
             check_onnx_file(str(checked))
             with staged.open("wb") as file:
-                _write_inline(model, streamed, file)
+                _write_inline(model, streamed, file, advance)
         written = []
         if external:
             written.append(publish(staging / data_name, destination.with_name(data_name)))
@@ -173,7 +177,12 @@ class _Prefetch:
         self._thread.join()
 
 
-def _write_inline(model: onnx.ModelProto, streamed: Mapping[str, StreamedTensor], file: BinaryIO) -> None:
+def _write_inline(
+    model: onnx.ModelProto,
+    streamed: Mapping[str, StreamedTensor],
+    file: BinaryIO,
+    advance: Callable[[float], None] = progress.ignore,
+) -> None:
     model_head, model_tail = _split(model, _GRAPH_FIELD)
     graph_head, graph_tail = _split(model.graph, _INITIALIZER_FIELD)
     entries: list[tuple[bytes, StreamedTensor | None]] = []
@@ -197,18 +206,24 @@ def _write_inline(model: onnx.ModelProto, streamed: Mapping[str, StreamedTensor]
         for header, source, size in sized:
             file.write(initializer_tag + _varint(size) + header)
             if source is not None:
-                _write_pieces(file, prefetch.pieces(), source.nbytes)
+                _write_pieces(file, prefetch.pieces(), source.nbytes, advance)
     finally:
         prefetch.close()
     file.write(graph_tail + model_tail)
 
 
-def _write_pieces(file: BinaryIO, pieces: Iterator[np.ndarray], nbytes: int) -> int:
+def _write_pieces(
+    file: BinaryIO,
+    pieces: Iterator[np.ndarray],
+    nbytes: int,
+    advance: Callable[[float], None] = progress.ignore,
+) -> int:
     written = 0
     for piece in pieces:
         data = np.ascontiguousarray(piece, dtype=piece.dtype.newbyteorder("<"))
         file.write(memoryview(data).cast("B"))
         written += data.nbytes
+        advance(data.nbytes)
     if written != nbytes:
         raise AssertionError(f"a streamed tensor gave {written} bytes, not {nbytes}")
     return written
@@ -218,7 +233,11 @@ def _write_pieces(file: BinaryIO, pieces: Iterator[np.ndarray], nbytes: int) -> 
 
 
 def _write_external(
-    model: onnx.ModelProto, streamed: Mapping[str, StreamedTensor], staged: Path, data: Path
+    model: onnx.ModelProto,
+    streamed: Mapping[str, StreamedTensor],
+    staged: Path,
+    data: Path,
+    advance: Callable[[float], None] = progress.ignore,
 ) -> None:
     """Every streamed tensor, and every inline one of 1 KB or more, goes to `data`."""
     external = onnx.ModelProto()
@@ -228,9 +247,10 @@ def _write_external(
         for tensor in external.graph.initializer:
             source = streamed.get(tensor.name)
             if source is not None:
-                length = _write_pieces(file, source.pieces(None), source.nbytes)
+                length = _write_pieces(file, source.pieces(None), source.nbytes, advance)
             elif len(tensor.raw_data) >= 1024:
                 length = file.write(tensor.raw_data)
+                advance(length)
                 tensor.ClearField("raw_data")
             else:
                 continue

@@ -9,17 +9,20 @@ does not import torch (safetensors writes numpy arrays).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dlc import progress
 from dlc.emit.files import publish, staging_directory
 from dlc.emit.torch.writer import TorchWriter, class_name, state_arrays
 from dlc.errors import EmitError
 from dlc.ir.graph import Graph
 from dlc.ir.types import format_shape
+from dlc.optional import require_torch
 from dlc.registry import Registry
 
 if TYPE_CHECKING:
@@ -66,9 +69,11 @@ def write_package(package: TorchPackage, directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     weights = directory / "weights.safetensors"
-    with staging_directory(weights) as staging:
+    with staging_directory(weights) as staging, progress.task(f"writing {weights.name}"):
         staged = staging / weights.name
-        save_file({k: np.ascontiguousarray(v) for k, v in package.state.items()}, str(staged))
+        # np.require, not np.ascontiguousarray: that one turns a 0-d tensor (num_batches_tracked) into [1].
+        save_file({k: np.require(v, requirements="C") for k, v in package.state.items()}, str(staged))
+        os.chmod(staged, _new_file_mode())  # safetensors creates 0600; model.py gets the umask's mode
         written.append(publish(staged, weights))
     model = directory / "model.py"
     with staging_directory(model) as staging:
@@ -78,9 +83,15 @@ def write_package(package: TorchPackage, directory: Path) -> list[Path]:
     return written
 
 
+def _new_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def build_module(package: TorchPackage) -> torch.nn.Module:
     """Execute the generated source and load the weights: the eager module, in eval mode."""
-    import torch
+    torch = require_torch("the PyTorch module")
 
     namespace: dict[str, object] = {"__name__": f"dlc_generated_{package.class_name.lower()}"}
     exec(compile(package.source, f"<dlc model {package.class_name}>", "exec"), namespace)
@@ -92,6 +103,7 @@ def build_module(package: TorchPackage) -> torch.nn.Module:
 
 
 def build_graph_module(package: TorchPackage) -> torch.fx.GraphModule:
+    require_torch("the torch.fx module")
     import torch.fx
 
     return torch.fx.symbolic_trace(build_module(package))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlc.emit.targets import EmitTarget
+from dlc.optional import check_torch
 
 if TYPE_CHECKING:
     from dlc.api import CompiledModel
@@ -15,6 +16,9 @@ if TYPE_CHECKING:
 def _write(model: CompiledModel, path: Path) -> list[Path]:
     from dlc.emit.torch.eject import write_package
 
+    # Writing needs only numpy and safetensors, but the package is useless without torch:
+    # say so before writing rather than leave a model.py that cannot be imported here.
+    check_torch("the torch target (model.py + weights.safetensors)")
     return write_package(model.torch_package(), path)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -41,7 +42,7 @@ class TorchExpr:
 
 @dataclass
 class _Leaf:
-    kind: str  # module | parameter | buffer
+    kind: str  # module | parameter | buffer | constant (a non-persistent buffer: not in the state_dict)
     code: str  # constructor expression (module) or tensor expression (parameter, buffer)
     values: dict[str, str] = field(default_factory=dict)  # state key -> IR value name
 
@@ -137,6 +138,17 @@ def _init_code(init: Init, shape: tuple[int, ...], dtype: str) -> str:
         bound = 2 * init.second
         return f"nn.init.trunc_normal_({empty}, {init.first!r}, {init.second!r}, {-bound!r}, {bound!r})"
     return empty  # literal data: loaded from the weights file
+
+
+def _constant_code(value: np.ndarray, dtype: str) -> str:
+    """A constant's values written out, on the CPU even under `torch.device("meta")` (which
+    `load_model` uses to skip random init): a constant is part of the model's code, not of
+    its weights, so the weights file holds only what training changes."""
+    # tolist() gives Python floats holding each float32 exactly; torch rounds them back unchanged.
+    literal = repr(np.asarray(value).tolist())
+    wrapped = textwrap.fill(literal, width=100, subsequent_indent=" " * 12, break_long_words=False)
+    indent = " " * 12
+    return f'torch.tensor(\n{indent}{wrapped},\n{indent}dtype={dtype},\n{indent}device="cpu",\n        )'
 
 
 class TorchWriter:
@@ -265,7 +277,7 @@ class TorchWriter:
         for path, leaf in self._leaves.items():
             if leaf.kind == "module":
                 keys.update(leaf.values)
-            else:
+            elif leaf.kind != "constant":  # constants live in model.py, not in the weights
                 keys[path] = leaf.values[path]
         return keys
 
@@ -301,10 +313,7 @@ class TorchWriter:
             elif producer.op == "parameter":
                 code, kind = _init_code(producer.attrs.init, shape, dtype), "buffer"
             else:
-                code, kind = (
-                    f"torch.empty({', '.join(map(str, shape)) or '()'}, dtype={dtype})",
-                    "buffer",
-                )
+                code, kind = _constant_code(producer.attrs.value, dtype), "constant"
             self._leaves[path] = _Leaf(kind, code, {path: value.name})
         return attribute_access(path)
 
@@ -428,6 +437,9 @@ class TorchWriter:
             if leaf.kind == "buffer":
                 owner = attribute_access(parent) if parent else "self"
                 lines.append(f'{owner}.register_buffer("{attribute}", {leaf.code})')
+            elif leaf.kind == "constant":
+                owner = attribute_access(parent) if parent else "self"
+                lines.append(f'{owner}.register_buffer("{attribute}", {leaf.code}, persistent=False)')
             else:
                 lines.append(f"{attribute_access(path)} = {leaf.code}")
         return lines or ["pass"]
