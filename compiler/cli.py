@@ -601,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=SIZE",
         help="size of a symbolic dim (default 1)",
     )
-    from dlc.runtime.session import PROVIDER_CHOICES
+    from dlc.runtime.providers import PROVIDER_CHOICES
 
     run.add_argument(
         "--provider",

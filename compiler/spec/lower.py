@@ -75,7 +75,7 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
         self.builder = GraphBuilder(self.graph, registry, node_limit=limits.max_nodes)
         self.errors = ErrorCollector()
         self.layers: list[LayerInfo] = []
-        self._plugin_templates = registry.templates()
+        self._plugin_templates = registry.template_lookup()  # loads only the plugins used
         self._last_layer_name: str | None = None  # the last top-level layer's explicit id
         self._inner_names: dict[str, str] = {}  # ids inside repeat bodies -> the repeat's name
         self._sharing: list[Sharing] = []  # active `share:` layers, innermost last
