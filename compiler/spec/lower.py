@@ -39,6 +39,7 @@ from dlc.spec.context import BlockContext
 from dlc.spec.entries import EntryReading
 from dlc.spec.expressions import ExpressionError, evaluate_text
 from dlc.spec.loader import Spec
+from dlc.spec.model import range_problem
 from dlc.spec.scan import ScanLowering
 from dlc.spec.scope import Broken, Entry, Frame, LayerInfo, LayerResult
 from dlc.spec.sharing import SharedParameters, Sharing
@@ -131,8 +132,9 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
                 self._error(f"`range` bounds are numbers, got {value!r}", path, frame)
                 return None
             values.append(float(value))
-        if values[0] >= values[1]:
-            self._error(f"`range` needs low < high, got {values}", ("inputs", name, "range"), frame)
+        problem = range_problem(values[0], values[1], self.spec.model.inputs[name].dtype)
+        if problem:
+            self._error(problem, ("inputs", name, "range"), frame)
             return None
         return values[0], values[1]
 

@@ -55,24 +55,29 @@ class InputDecl(StrictModel):
     @field_validator("range")
     @classmethod
     def _check_range(
-        cls, value: tuple[float, float] | None, info: ValidationInfo
-    ) -> tuple[float, float] | None:
-        """A range must be a non-empty interval of finite numbers that the dtype can hold
-        exactly (integer inputs are drawn from it), so NaN, 1e30 or 2^63 fail here."""
-        if value is None:
+        cls, value: tuple[float | str, float | str] | None, info: ValidationInfo
+    ) -> tuple[float | str, float | str] | None:
+        """Numeric bounds are checked here; `${...}` bounds once evaluated (`range_problem`)."""
+        if value is None or any(isinstance(bound, str) for bound in value):
             return value
-        low, high = value
-        if not (math.isfinite(low) and math.isfinite(high)):
-            raise ValueError(f"a range must be finite numbers, got [{low}, {high}]")
-        if not low < high:
-            raise ValueError(f"a range is [low, high) with low < high, got [{low:g}, {high:g}]")
-        dtype = info.data.get("dtype", DType.float32)
-        bound, text = _RANGE_BOUNDS.get(dtype, _EXACT_IN_FLOAT)
-        if not (-bound <= low and high <= bound):
-            raise ValueError(
-                f"a range of a {dtype.value} input must lie within [-{text}, {text}], got [{low:g}, {high:g}]"
-            )
+        problem = range_problem(value[0], value[1], info.data.get("dtype", DType.float32))
+        if problem:
+            raise ValueError(problem)
         return value
+
+
+def range_problem(low: float, high: float, dtype: DType) -> str | None:
+    """Why `[low, high)` is no range to draw `dtype` inputs from, or None. A range must be a
+    non-empty interval of finite numbers that the dtype can hold exactly (integer inputs are
+    drawn from it), so NaN, 1e30 or 2^63 fail."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"a range must be finite numbers, got [{low}, {high}]"
+    if not low < high:
+        return f"a range is [low, high) with low < high, got [{low:g}, {high:g}]"
+    bound, text = _RANGE_BOUNDS.get(dtype, _EXACT_IN_FLOAT)
+    if not (-bound <= low and high <= bound):
+        return f"a range of a {dtype.value} input must lie within [-{text}, {text}], got [{low:g}, {high:g}]"
+    return None
 
 
 # Integer inputs draw from [low, high): the bounds must fit the dtype. Other ranges stay
