@@ -161,6 +161,11 @@ def _constraints(info: FieldInfo) -> list[str]:
             found.append(f"at least {_items(item.min_length)}")
         if getattr(item, "max_length", None) is not None:
             found.append(f"at most {_items(item.max_length)}")
+    # A bound checked by a validator and declared for the JSON Schema only (cnn's per-dim
+    # `kernel`, `stride`, `dilation`: json_schema_extra={"minimum": 1, ...}).
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    if "minimum" in extra and not any(text.startswith(">=") for text in found):
+        found.append(f">= {extra['minimum']}")
     return found
 
 
@@ -176,7 +181,26 @@ def _example(block: BlockType, inputs: int) -> str:
         for name, info in block.config.model_fields.items()
         if info.is_required()
     }
+    fields = block.config.model_fields
+    for name in list(values):  # a shared sample (`shape: [-1, 16]`) may not suit this block
+        if not _valid_options(block, values):
+            candidate = {**values, name: _sample_of_type(fields[name].annotation)}
+            values = candidate if _valid_options(block, candidate) else values
+    # A block may need one of several optional options (`clip` takes min, max or both):
+    # add optional ones in order until the example is valid.
+    for name, info in fields.items():
+        if _valid_options(block, values):
+            break
+        values.setdefault(name, EXAMPLE_VALUES.get(name, _sample_of_type(info.annotation)))
     return _layer_yaml(block.name, values, [f"input_{i}" for i in range(inputs)] if inputs > 1 else None)
+
+
+def _valid_options(block: BlockType, values: dict[str, Any]) -> bool:
+    try:
+        block.config.model_validate(values)
+    except ValueError:  # pydantic's ValidationError
+        return False
+    return True
 
 
 def _sample_of_type(annotation: Any) -> Any:

@@ -135,6 +135,31 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_graph(args: argparse.Namespace) -> int:
+    import dlc
+    from dlc.drawing.render import FORMATS, render
+    from dlc.drawing.structure import ir_picture, spec_picture
+    from dlc.emit.files import write_bytes_atomically
+
+    output = Path(args.output) if args.output else Path(Path(args.spec).stem + ".html")
+    if output.suffix not in FORMATS:
+        raise UsageError(f"-o {output}: the suffix names the format, one of {', '.join(FORMATS)}")
+    level = args.opt_level if args.ir else 0
+    with progress.task(f"drawing {args.spec}"):
+        model = dlc.compile(
+            args.spec, opt_level=level, overrides=_overrides(args.set), registry=_registry(args)
+        )
+        if args.ir:
+            picture = ir_picture(model.graph, model.lowered.layers)
+        else:
+            picture = spec_picture(model.lowered.graph, model.lowered.layers)
+        title = f"{model.name} (IR at -O{level})" if args.ir else model.name
+        text = render(picture, output.suffix, title)
+    write_bytes_atomically(text.encode(), output)
+    print(f"wrote {output} ({len(picture.boxes)} nodes, {len(picture.groups)} groups)")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -458,6 +483,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="size of a symbolic dim for MAC counts (default 1, i.e. batch 1)",
     )
     summary.set_defaults(handler=cmd_summary)
+
+    graph = commands.add_parser(
+        "graph",
+        parents=[common, spec_options],
+        help="draw the model: groups for templates, repeats and residuals, shapes on edges",
+    )
+    graph.add_argument("spec", help="the spec file (YAML)")
+    graph.add_argument(
+        "-o",
+        "--output",
+        help="model.html (one self-contained page, groups fold on click), model.svg or model.dot "
+        "(Graphviz text); default <spec name>.html",
+    )
+    graph.add_argument(
+        "--ir", action="store_true", help="draw the optimized IR (one box per op), not the spec's layers"
+    )
+    graph.add_argument(
+        "-O",
+        dest="opt_level",
+        type=int,
+        choices=(0, 1, 2),
+        default=2,
+        help="optimization level of the IR drawn with --ir (default 2)",
+    )
+    graph.set_defaults(handler=cmd_graph)
 
     run = commands.add_parser(
         "run", parents=[common, spec_options], help="run an .onnx model or a spec in ONNX Runtime"

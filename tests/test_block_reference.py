@@ -44,9 +44,10 @@ def test_json_carries_json_types_defaults_and_bounds(reference) -> None:
         "type": "int | list[int]",
         "required": False,
         "default": 1,
-        "constraints": [],
+        "constraints": [">= 1"],  # checked by a validator, declared for the schema
         "description": "Step between windows: one int, or one per dim.",
     }
+    assert conv["options"]["kernel"]["constraints"] == [">= 1"]
     assert conv["options"]["bias"]["default"] is True
     assert conv["options"]["out"]["constraints"] == [">= 1"]
     assert reference["batch_norm"]["options"]["eps"]["default"] == 1e-05

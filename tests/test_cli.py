@@ -181,7 +181,8 @@ def test_plugins_blocks_passes_schema_listings() -> None:
     assert [p["name"] for p in passes][-1] == "dead-code-elimination"
     schema = json.loads(run_cli("schema").stdout)
     layer_kinds = schema["$defs"]["Layer"]["anyOf"]
-    assert any("linear" in kind.get("properties", {}) for kind in layer_kinds)
+    assert {"$ref": "#/$defs/block.linear"} in layer_kinds
+    assert "linear" in schema["$defs"]["block.linear"]["properties"]
 
 
 def test_schema_validates_the_shipped_specs_and_rejects_a_typo() -> None:

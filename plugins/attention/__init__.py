@@ -1,6 +1,6 @@
-"""The attention family: multi-head attention, Transformer encoder and decoder layers,
-positional encodings and embeddings, BERT/GPT-2/ViT templates, and passes that emit ONNX
-Runtime's fused attention kernels."""
+"""The attention family: multi-head and grouped-query attention, Transformer encoder and
+decoder layers, positional encodings (sinusoidal, learned, rotary) and embeddings,
+BERT/GPT-2/ViT/Llama templates, and passes that emit ONNX Runtime's fused attention kernels."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ from pathlib import Path
 
 from dlc.plugin_api import PHASE_FUSION, BlockType, OpDef, PassInfo, TemplateLibrary, hookimpl
 
-from . import attention, embeddings, fused, layers
-from .fusion import FuseSelfAttention, UseMultiHeadAttention
+from . import attention, embeddings, fused, layers, rotary
+from .fusion import FuseSelfAttention, UseGroupQueryAttention, UseMultiHeadAttention
 
 
 @hookimpl
 def dlc_ops() -> list[OpDef]:
-    return [*attention.OPS, *embeddings.OPS, *fused.OPS]
+    return [*attention.OPS, *embeddings.OPS, *fused.OPS, *rotary.OPS]
 
 
 @hookimpl
 def dlc_block_types() -> list[BlockType]:
-    return [*attention.BLOCKS, *layers.BLOCKS, *embeddings.BLOCKS]
+    return [*attention.BLOCKS, *layers.BLOCKS, *embeddings.BLOCKS, *rotary.BLOCKS]
 
 
 @hookimpl
@@ -30,6 +30,14 @@ def dlc_passes() -> list[PassInfo]:
             FuseSelfAttention.name,
             FuseSelfAttention,
             "Self-attention and its projections -> ONNX Runtime Attention (not --portable).",
+            2,
+            PHASE_FUSION,
+        ),
+        # Causal grouped-query self-attention (Llama): ONNX Runtime's GroupQueryAttention.
+        PassInfo(
+            UseGroupQueryAttention.name,
+            UseGroupQueryAttention,
+            "Causal grouped-query self-attention -> ONNX Runtime GroupQueryAttention (not --portable).",
             2,
             PHASE_FUSION,
         ),

@@ -2,17 +2,24 @@
 `multi_head_attention` block (projections + attention + output projection).
 
 The op works on the model-dim layout that projections produce: query ``[N, S, heads*d]``,
-key ``[N, L, heads*d]``, value ``[N, L, heads*dv]`` -> ``[N, S, heads*dv]``; it splits and
-merges the heads itself. Per head::
+key ``[N, L, kv_heads*d]``, value ``[N, L, kv_heads*dv]`` -> ``[N, S, heads*dv]``; it splits
+and merges the heads itself. Per head::
 
     softmax(scale * q k^T + bias) v          scale = 1/sqrt(d) unless given
+
+Grouped-query attention (Ainslie et al. 2023): with `kv_heads` < `heads`, query head ``h``
+attends with key/value head ``h // (heads / kv_heads)``, as HF's ``repeat_kv`` and torch's
+``enable_gqa``. The ONNX lowering never copies keys or values: it folds each group of
+``heads / kv_heads`` query heads into the query length (``[N, kv_heads, group*S, d]``), so
+one batched matmul per key/value head does the work.
 
 `bias` comes from an optional fourth input: a key padding mask ``[N, L]`` (nonzero: attend,
 zero: padding, which becomes the most negative float, as in HF transformers, so a row with
 every key padded attends uniformly instead of producing NaN) or an additive float bias
-broadcastable to ``[N, heads, S, L]``. `causal` masks keys after the query's position
+broadcastable to ``[N, heads, S, L]`` (``[N|1, heads|1, S|1, L|1]``: T5's relative bias, Swin's
+shifted-window mask, ALiBi). `causal` masks keys after the query's position
 (-inf, top-left aligned, as ``is_causal`` in torch). MACs: ``N*heads*S*L*(d + dv)`` for
-``q k^T`` and the weighted sum of values.
+``q k^T`` and the weighted sum of values (GQA does the same work on fewer weights).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from dlc.plugin_api import (
     TensorType,
     TorchWriter,
     Value,
-    broadcast,
+    format_shape,
     init,
     require,
 )
@@ -48,15 +55,20 @@ FLOAT32_MIN = float(np.finfo(np.float32).min)
 
 class AttentionAttrs(OpAttrs):
     heads: int = Field(ge=1)
+    kv_heads: int | None = Field(None, ge=1)  # None: heads (multi-head attention)
     causal: bool = False
     scale: float | None = None  # None: 1 / sqrt(head dim)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)  # on the attention weights, training only
 
 
+def key_value_heads(attrs: AttentionAttrs) -> int:
+    return attrs.kv_heads if attrs.kv_heads is not None else attrs.heads
+
+
 def head_dims(node: Node) -> tuple[int, int]:
     """(d, dv): the per-head widths of queries/keys and of values."""
-    heads = node.attrs.heads
-    return int(node.inputs[0].type.shape[-1]) // heads, int(node.inputs[2].type.shape[-1]) // heads
+    d = int(node.inputs[0].type.shape[-1]) // node.attrs.heads
+    return d, int(node.inputs[2].type.shape[-1]) // key_value_heads(node.attrs)
 
 
 def attention_scale(node: Node) -> float:
@@ -81,12 +93,26 @@ def _infer(attrs: AttentionAttrs, inputs: Sequence[TensorType | None]) -> Tensor
         f"attention: batch dims differ: {query}, {key}, {value}",
     )
     require(key.shape[1] == value.shape[1], f"attention: key {key} and value {value} have different lengths")
-    require(query.shape[2] == key.shape[2], f"attention: query {query} and key {key} have different features")
-    for name, features in (("query/key", query.shape[2]), ("value", value.shape[2])):
+    heads, kv_heads = attrs.heads, key_value_heads(attrs)
+    require(
+        heads % kv_heads == 0,
+        f"attention: kv_heads {kv_heads} does not divide heads {heads} (each key/value head serves "
+        "an equal group of query heads)",
+    )
+    for name, features, count in (
+        ("query", query.shape[2], heads),
+        ("key", key.shape[2], kv_heads),
+        ("value", value.shape[2], kv_heads),
+    ):
         require(
-            isinstance(features, int) and features % attrs.heads == 0,
-            f"attention: {name} features {features} do not split into {attrs.heads} heads",
+            isinstance(features, int) and features % count == 0,
+            f"attention: {name} features {features} do not split into {count} heads",
         )
+    require(
+        int(query.shape[2]) // heads == int(key.shape[2]) // kv_heads,
+        f"attention: query {query} and key {key} have different features per head"
+        + (f" ({heads} query heads, {kv_heads} key/value heads)" if kv_heads != heads else ""),
+    )
     batch, length = query.shape[0], key.shape[1]
     mask = inputs[3] if len(inputs) > 3 else None
     if mask is not None:
@@ -100,17 +126,19 @@ def _infer(attrs: AttentionAttrs, inputs: Sequence[TensorType | None]) -> Tensor
                 mask.rank == 4 and mask.dtype == query.dtype,
                 f"attention: a bias must be 4-D {query.dtype}, got {mask}",
             )
-            full = TensorType(query.dtype, (batch, attrs.heads, query.shape[1], length))
+            full = (batch, heads, query.shape[1], length)
             require(
-                broadcast([mask, full], "attention").shape == full.shape,
-                f"attention: the bias {mask} does not broadcast to {full}",
+                all(dim in (1, size) for dim, size in zip(mask.shape, full, strict=True)),
+                f"attention: the bias {format_shape(mask.shape)} does not broadcast to the scores "
+                f"{format_shape(full)} (each dim must be 1 or the scores' dim: [N|1, heads|1, S|1, L|1])",
             )
-    return TensorType(query.dtype, (batch, query.shape[1], value.shape[2]))
+    return TensorType(query.dtype, (batch, query.shape[1], heads * (int(value.shape[2]) // kv_heads)))
 
 
 def _macs(node: Node) -> Dim:
-    query, key, value = (v.type for v in node.inputs[:3])
-    return query.shape[0] * query.shape[1] * key.shape[1] * (query.shape[2] + value.shape[2])
+    query, key = node.inputs[0].type, node.inputs[1].type
+    d, dv = head_dims(node)
+    return query.shape[0] * query.shape[1] * key.shape[1] * node.attrs.heads * (d + dv)
 
 
 # -- ONNX: the standard decomposition -------------------------------------------------------
@@ -138,19 +166,25 @@ def causal_bias(b: OnnxBuilder, scores: str) -> str:
 
 
 def _to_onnx(b: OnnxBuilder, node: Node) -> None:
-    heads = node.attrs.heads
+    heads, kv_heads = node.attrs.heads, key_value_heads(node.attrs)
     d, dv = head_dims(node)
     query, key, value = b.inputs(node)[:3]
 
-    def split_heads(name: str, width: int, perm: list[int]) -> str:
-        grouped = b.op("Reshape", [name, b.int64s([0, 0, heads, width])])[0]
+    def split_heads(name: str, count: int, width: int, perm: list[int]) -> str:
+        grouped = b.op("Reshape", [name, b.int64s([0, 0, count, width])])[0]
         return b.op("Transpose", [grouped], perm=perm)[0]
 
-    q = split_heads(query, d, [0, 2, 1, 3])  # [N, heads, S, d]
-    k = split_heads(key, d, [0, 2, 3, 1])  # [N, heads, d, L]
-    v = split_heads(value, dv, [0, 2, 1, 3])  # [N, heads, L, dv]
-    scores = b.op("MatMul", [q, k])[0]
+    def regroup(name: str, shape: list[int]) -> str:
+        """GQA: [N, heads, S, x] <-> [N, kv_heads, group * S, x] (a free reshape)."""
+        return name if kv_heads == heads else b.op("Reshape", [name, b.int64s(shape)])[0]
+
+    q = split_heads(query, heads, d, [0, 2, 1, 3])  # [N, heads, S, d]
+    k = split_heads(key, kv_heads, d, [0, 2, 3, 1])  # [N, kv_heads, d, L]
+    v = split_heads(value, kv_heads, dv, [0, 2, 1, 3])  # [N, kv_heads, L, dv]
+    scores = b.op("MatMul", [regroup(q, [0, kv_heads, -1, d]), k])[0]  # [N, kv_heads, group*S, L]
+    # Scaled before regrouping: ONNX Runtime folds a Mul right after a MatMul into it.
     scores = b.op("Mul", [scores, b.constant(np.array(attention_scale(node), np.float32), "scale")])[0]
+    scores = regroup(scores, [0, heads, -1, 0])  # [N, heads, S, L]
     mask = node.inputs[3] if len(node.inputs) > 3 else None
     if mask is not None:
         bias = padding_bias(b, mask) if mask.type.rank == 2 else b.name(mask)
@@ -158,7 +192,8 @@ def _to_onnx(b: OnnxBuilder, node: Node) -> None:
     if node.attrs.causal:
         scores = b.op("Add", [scores, causal_bias(b, scores)])[0]
     weights = b.op("Softmax", [scores], axis=-1)[0]
-    context = b.op("MatMul", [weights, v])[0]  # [N, heads, S, dv]
+    context = b.op("MatMul", [regroup(weights, [0, kv_heads, -1, 0]), v])[0]
+    context = regroup(context, [0, heads, -1, dv])  # [N, heads, S, dv]
     merged = b.op("Transpose", [context], perm=[0, 2, 1, 3])[0]
     b.op("Reshape", [merged, b.int64s([0, 0, heads * dv])], b.outputs(node))
 
@@ -176,23 +211,29 @@ def attention(
     causal: bool = False,
     scale: float | None = None,
     dropout: float = 0.0,
+    kv_heads: int | None = None,
 ) -> torch.Tensor:
     """Scaled dot-product attention over `heads` heads: query [N, S, heads * d], key
-    [N, L, heads * d], value [N, L, heads * dv] -> [N, S, heads * dv]. `padding_mask`
-    [N, L] is nonzero for keys to attend to; `bias` is added to the scores."""
+    [N, L, kv_heads * d], value [N, L, kv_heads * dv] -> [N, S, heads * dv]. `padding_mask`
+    [N, L] is nonzero for keys to attend to; `bias` is added to the scores. With fewer
+    `kv_heads` than `heads`, each key/value head serves heads // kv_heads query heads."""
+    kv_heads = kv_heads or heads
     q = query.unflatten(-1, (heads, -1)).transpose(1, 2)  # [N, heads, S, d]
-    k = key.unflatten(-1, (heads, -1)).transpose(1, 2)  # [N, heads, L, d]
-    v = value.unflatten(-1, (heads, -1)).transpose(1, 2)  # [N, heads, L, dv]
+    k = key.unflatten(-1, (kv_heads, -1)).transpose(1, 2)  # [N, kv_heads, L, d]
+    v = value.unflatten(-1, (kv_heads, -1)).transpose(1, 2)  # [N, kv_heads, L, dv]
     if padding_mask is not None:  # padded keys get the most negative float, as in HF transformers
         keep = padding_mask.bool()[:, None, None, :]
-        bias = torch.zeros(keep.shape, dtype=q.dtype, device=q.device)
-        bias = bias.masked_fill(~keep, torch.finfo(q.dtype).min)
+        padding_bias = torch.zeros(keep.shape, dtype=q.dtype, device=q.device)
+        padding_bias = padding_bias.masked_fill(~keep, torch.finfo(q.dtype).min)
+        bias = padding_bias if bias is None else bias + padding_bias
     if causal:  # no attention to later positions
         future = torch.ones(q.size(-2), k.size(-2), dtype=torch.bool, device=q.device).triu(1)
         future_bias = torch.zeros(future.shape, dtype=q.dtype, device=q.device)
         future_bias = future_bias.masked_fill(future, float("-inf"))
         bias = future_bias if bias is None else bias + future_bias
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=scale)
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=bias, dropout_p=dropout, scale=scale, enable_gqa=kv_heads != heads
+    )
     return out.transpose(1, 2).flatten(2)  # [N, S, heads * dv]
 
 
@@ -213,6 +254,8 @@ def _to_torch(t: TorchWriter, node: Node) -> str:
         args.append(f"scale={a.scale!r}")
     if a.dropout:
         args.append(f"dropout={a.dropout!r} if self.training else 0.0")
+    if key_value_heads(a) != a.heads:
+        args.append(f"kv_heads={a.kv_heads}")
     return f"{helper}({', '.join(args)})"
 
 
@@ -252,6 +295,35 @@ def _samples() -> list[OpSample]:
             symbolic_batch=False,
             name="additive-bias",
         ),
+        OpSample(  # ALiBi's shape: one row of slopes * distances per head, shared by queries
+            (arr(2, 4, 8), arr(2, 5, 8), arr(2, 5, 8), arr(1, 4, 1, 5)),
+            {"heads": 4},
+            symbolic_batch=False,
+            name="bias-broadcast-over-queries",
+        ),
+        OpSample(  # Swin's shape: one mask per window (batch), shared by the heads
+            (arr(3, 4, 8), arr(3, 4, 8), arr(3, 4, 8), arr(3, 1, 4, 4)),
+            {"heads": 2, "causal": True},
+            name="bias-per-batch-causal",
+        ),
+        OpSample(
+            (arr(2, 6, 16), arr(2, 6, 8), arr(2, 6, 8)),
+            {"heads": 4, "kv_heads": 2, "causal": True},
+            symbols=sequence_dims,
+            name="grouped-query-causal",
+        ),
+        OpSample(
+            (arr(2, 3, 12), arr(2, 5, 4), arr(2, 5, 6), arr(2, 3, 3, 5)),
+            {"heads": 3, "kv_heads": 1, "scale": 0.4},
+            symbolic_batch=False,
+            name="multi-query-bias-wider-values",
+        ),
+        OpSample(
+            (arr(2, 4, 8), arr(2, 5, 4), arr(2, 5, 4), padding),
+            {"heads": 2, "kv_heads": 1},
+            symbols={**sequence_dims, 3: {0: "N", 1: "L"}},
+            name="multi-query-padding-mask",
+        ),
     ]
 
 
@@ -274,30 +346,52 @@ OPS = [
 
 
 class AttentionConfig(BlockConfig):
-    heads: int = Field(ge=1, description="Number of heads; the feature dims must divide by it.")
+    heads: int = Field(ge=1, description="Number of (query) heads; the feature dims must divide by it.")
+    kv_heads: int | None = Field(
+        None,
+        ge=1,
+        description="Key/value heads for grouped-query attention (must divide `heads`); default `heads`.",
+    )
     causal: bool = Field(False, description="Mask keys after each query's position.")
     scale: float | None = Field(None, gt=0, description="Score scale; default 1/sqrt(head dim).")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the attention weights (training).")
 
 
-def split_mask(ctx: BlockContext, inputs: list[Value]) -> tuple[list[Value], Value | None]:
-    """Separate a trailing key padding mask ([N, L]: rank 2) from the sequences (rank 3)."""
-    if inputs and inputs[-1].type.rank == 2:
-        return inputs[:-1], inputs[-1]
-    for value in inputs:
+def check_kv_heads(ctx: BlockContext, config: AttentionConfig) -> None:
+    if config.kv_heads is not None and config.heads % config.kv_heads:
+        raise ctx.error(
+            f"kv_heads {config.kv_heads} does not divide heads {config.heads}",
+            hint="each key/value head serves an equal group of query heads: "
+            f"choose kv_heads among {[k for k in range(1, config.heads + 1) if config.heads % k == 0]}",
+        )
+
+
+def split_mask(
+    ctx: BlockContext, inputs: list[Value], *, allow_bias: bool = False
+) -> tuple[list[Value], Value | None]:
+    """Separate a trailing key padding mask ([N, L]: rank 2), or with `allow_bias` an
+    additive bias ([N|1, heads|1, S, L]: rank 4), from the sequences (rank 3)."""
+    if inputs and (inputs[-1].type.rank == 2 or (allow_bias and inputs[-1].type.rank == 4)):
+        sequences, mask = inputs[:-1], inputs[-1]
+    else:
+        sequences, mask = inputs, None
+    for value in sequences:
         if value.type.rank != 3:
+            extra = " or an additive bias [N|1, heads|1, S, L]" if allow_bias else ""
             raise ctx.error(
-                f"takes sequences [N, T, features] and an optional key padding mask [N, T], got {value.type}"
+                "takes sequences [N, T, features] and an optional key padding mask [N, T]"
+                f"{extra}, got {value.type}"
             )
-    return inputs, None
+    return sequences, mask
 
 
 def _attention_block(ctx: BlockContext, config: AttentionConfig, inputs: list[Value]) -> Value:
-    sequences, mask = split_mask(ctx, inputs)
+    sequences, mask = split_mask(ctx, inputs, allow_bias=True)
     if len(sequences) != 3:
         raise ctx.error(
-            f"takes `in: [query, key, value]` and an optional mask, got {len(sequences)} sequences"
+            f"takes `in: [query, key, value]` and an optional mask or bias, got {len(sequences)} sequences"
         )
+    check_kv_heads(ctx, config)
     return ctx.op("scaled_dot_product_attention", *sequences, mask, **config.model_dump())
 
 
@@ -348,20 +442,30 @@ def _packed_projections(
 def _separate_projections(
     ctx: BlockContext, config: MultiHeadAttentionConfig, query: Value, memory: Value | None, dim: int
 ) -> tuple[Value, Value, Value]:
+    """q_proj [dim] and, for grouped-query attention, narrower k_proj and v_proj
+    [kv_heads * dim / heads], as HF's LlamaAttention."""
     source = memory if memory is not None else query
-    linear = {"out": dim, "bias": config.bias}
-    q = ctx.block_call("linear", linear, [query], name="q_proj")
-    k = ctx.block_call("linear", linear, [source], name="k_proj")
-    v = ctx.block_call("linear", linear, [source], name="v_proj")
+    kv_dim = dim // config.heads * (config.kv_heads or config.heads)
+    q = ctx.block_call("linear", {"out": dim, "bias": config.bias}, [query], name="q_proj")
+    k = ctx.block_call("linear", {"out": kv_dim, "bias": config.bias}, [source], name="k_proj")
+    v = ctx.block_call("linear", {"out": kv_dim, "bias": config.bias}, [source], name="v_proj")
     return q, k, v
 
 
 def multi_head_attention(ctx: BlockContext, config: MultiHeadAttentionConfig, inputs: list[Value]) -> Value:
-    sequences, mask = split_mask(ctx, inputs)
+    sequences, mask = split_mask(ctx, inputs, allow_bias=True)
     if len(sequences) not in (1, 2):
         raise ctx.error(
             "takes `in: [x]` (self-attention) or `in: [x, memory]` (cross-attention), each optionally "
-            f"followed by a key padding mask, got {len(sequences)} sequences"
+            f"followed by a key padding mask or an additive bias, got {len(sequences)} sequences"
+        )
+    check_kv_heads(ctx, config)
+    if config.packed and config.kv_heads not in (None, config.heads):
+        raise ctx.error(
+            f"grouped-query attention (kv_heads {config.kv_heads} < heads {config.heads}) has "
+            "narrower key/value projections than the packed in_proj_weight holds",
+            hint="set `packed: false`: separate q_proj, k_proj and v_proj, the latter two "
+            "kv_heads * head dim wide",
         )
     query = sequences[0]
     memory = sequences[1] if len(sequences) == 2 else None
@@ -379,6 +483,7 @@ def multi_head_attention(ctx: BlockContext, config: MultiHeadAttentionConfig, in
         v,
         mask,
         heads=config.heads,
+        kv_heads=config.kv_heads,
         causal=config.causal,
         scale=config.scale,
         dropout=config.dropout,
@@ -395,7 +500,8 @@ BLOCKS = [
         "scaled_dot_product_attention",
         AttentionConfig,
         _attention_block,
-        "softmax(q k^T / sqrt(d)) v over heads; `in: [query, key, value]` (+ a key padding mask).",
+        "softmax(q k^T / sqrt(d) + bias) v over heads (grouped-query with `kv_heads`); "
+        "`in: [query, key, value]` (+ a key padding mask [N, L] or an additive bias [N|1, heads|1, S, L]).",
         inputs=(3, 4),
         shorthand="heads",
     ),
@@ -404,7 +510,7 @@ BLOCKS = [
         MultiHeadAttentionConfig,
         multi_head_attention,
         "Multi-head attention with projections (nn.MultiheadAttention); `in: [x]`, `in: [x, memory]`, "
-        "each optionally followed by a key padding mask [N, L].",
+        "each optionally followed by a key padding mask [N, L] or an additive bias [N|1, heads|1, S, L].",
         inputs=(1, 3),
         shorthand="heads",
     ),

@@ -6,9 +6,14 @@ and CUDA execution providers; dlc pins and tests 1.31.1.
 - `ort.attention` -> ``Attention``: self-attention with its query/key/value projection
   inside: one [E_in, 3E] matmul, then the heads. Inputs: x [N, S, E_in], the projection
   weight [3E, E_in] in nn.Linear's layout (rows: queries, keys, values), its bias [3E],
-  an optional key padding mask [N, S].
+  an optional key padding mask [N, S] and an optional additive bias [N|1, heads|1, S, S]
+  (``attention_bias``).
 - `ort.multi_head_attention` -> ``MultiHeadAttention``: the attention of already projected
-  queries, keys and values (cross-attention too), with an optional key padding mask.
+  queries, keys and values (cross-attention too), with an optional key padding mask [N, L]
+  and an optional additive bias [N|1, heads|1, S, L].
+- `ort.group_query_attention` -> ``GroupQueryAttention``: causal grouped-query
+  self-attention of projected queries [N, S, heads*d], keys and values [N, S, kv_heads*d],
+  with no past (a whole prompt), so its causal mask (aligned to the last key) is torch's.
 
 Both set ``mask_filter_value`` to the most negative float, the additive bias dlc uses for
 padding, so fully padded rows attend uniformly, as in the standard lowering. ONNX Runtime
@@ -35,6 +40,7 @@ from dlc.plugin_api import (
     OpSample,
     TensorType,
     TorchWriter,
+    Value,
     require,
 )
 
@@ -68,12 +74,39 @@ def _contrib_attributes(node: Node) -> dict:
     return attributes
 
 
+def _optional_input(node: Node, index: int) -> Value | None:
+    return node.inputs[index] if len(node.inputs) > index else None
+
+
+def _attention_bias(b: OnnxBuilder, node: Node, index: int, gap: int) -> list[str]:
+    """The trailing ONNX inputs for an optional additive bias: `gap` empty inputs (Attention's
+    ``past`` comes between its mask and ``attention_bias``), then the bias."""
+    bias = _optional_input(node, index)
+    return [] if bias is None else [""] * gap + [b.name(bias)]
+
+
+def _check_bias(bias: TensorType | None, batch: Dim, heads: int, queries: Dim, keys: Dim, op: str) -> None:
+    if bias is None:
+        return
+    require(
+        bias.rank == 4
+        and bias.dtype is DType.float32
+        and bias.shape[0] in (batch, 1)
+        and bias.shape[1] in (heads, 1)
+        and bias.shape[2:] == (queries, keys),
+        f"{op}: the attention bias must be float32[{batch}|1, {heads}|1, {queries}, {keys}], got {bias}",
+    )
+
+
 def _helper_call(t: TorchWriter, node: Node, sequences: str, mask_index: int) -> str:
     helper = t.helper("attention", ATTENTION_HELPER)
     args = [sequences, f"heads={node.attrs.heads}"]
-    mask = node.inputs[mask_index] if len(node.inputs) > mask_index else None
+    mask = _optional_input(node, mask_index)
     if mask is not None:
         args.append(f"padding_mask={t.var(mask)}")
+    bias = _optional_input(node, mask_index + 1)
+    if bias is not None:
+        args.append(f"bias={t.var(bias)}")
     if node.attrs.causal:
         args.append("causal=True")
     if node.attrs.scale is not None:
@@ -105,6 +138,8 @@ def _attention_infer(attrs: FusedAttentionAttrs, inputs: Sequence[TensorType | N
     if mask is not None:
         require(mask.shape == x.shape[:2], f"ort.attention: the padding mask must be [N, S], got {mask}")
         require(not attrs.causal, "ort.attention takes a padding mask or `causal`, not both")
+    bias = inputs[4] if len(inputs) > 4 else None
+    _check_bias(bias, x.shape[0], attrs.heads, x.shape[1], x.shape[1], "ort.attention")
     return TensorType(x.dtype, (x.shape[0], x.shape[1], width))
 
 
@@ -121,7 +156,7 @@ def _attention_onnx(b: OnnxBuilder, node: Node) -> None:
     if not bias:  # the CPU kernel reads the bias unconditionally (it crashes without one)
         bias = b.constant(np.zeros(int(node.inputs[1].type.shape[0]), np.float32), "zero_bias")
     projection = b.op("Transpose", [weight], perm=[1, 0])[0]  # [E_in, 3E], folded at load
-    inputs = [x, projection, bias, _mask_index(b, node, 3)]
+    inputs = [x, projection, bias, _mask_index(b, node, 3), *_attention_bias(b, node, 4, gap=1)]
     b.op("Attention", inputs, b.outputs(node), domain=MICROSOFT, **_contrib_attributes(node))
 
 
@@ -156,6 +191,19 @@ def _attention_samples() -> list[OpSample]:
             symbols={0: {1: "S"}},
             name="causal",
         ),
+        OpSample(
+            (arr(2, 5, 8), arr(24, 8), arr(24), None, arr(1, 4, 5, 5)),
+            {"heads": 4, "causal": True},
+            params=frozenset({1, 2}),
+            symbolic_batch=False,
+            name="causal-bias-shared-by-the-batch",
+        ),
+        OpSample(
+            (arr(2, 5, 6), arr(12, 6), None, padding, arr(2, 1, 5, 5)),
+            {"heads": 2},
+            symbolic_batch=False,
+            name="mask-and-bias-shared-by-the-heads",
+        ),
     ]
 
 
@@ -172,7 +220,21 @@ def _multi_head_infer(attrs: FusedAttentionAttrs, inputs: Sequence[TensorType | 
         mask is None or not attrs.causal,
         "ort.multi_head_attention takes a padding mask or `causal`, not both",
     )
-    return attention_infer(AttentionAttrs(heads=attrs.heads, causal=attrs.causal, scale=attrs.scale), inputs)
+    query, key = inputs[0], inputs[1]
+    require(
+        not attrs.causal or query is None or key is None or query.shape[1] == key.shape[1],
+        "ort.multi_head_attention: `causal` needs as many queries as keys (ONNX Runtime aligns "
+        "the causal mask to the last key)",
+    )
+    result = attention_infer(
+        AttentionAttrs(heads=attrs.heads, causal=attrs.causal, scale=attrs.scale), inputs[:4]
+    )
+    bias = inputs[4] if len(inputs) > 4 else None
+    if query is not None and key is not None:
+        _check_bias(
+            bias, query.shape[0], attrs.heads, query.shape[1], key.shape[1], "ort.multi_head_attention"
+        )
+    return result
 
 
 def _multi_head_macs(node: Node) -> Dim:
@@ -182,7 +244,7 @@ def _multi_head_macs(node: Node) -> Dim:
 
 def _multi_head_onnx(b: OnnxBuilder, node: Node) -> None:
     query, key, value = b.inputs(node)[:3]
-    inputs = [query, key, value, "", _mask_index(b, node, 3)]
+    inputs = [query, key, value, "", _mask_index(b, node, 3), *_attention_bias(b, node, 4, gap=0)]
     b.op("MultiHeadAttention", inputs, b.outputs(node), domain=MICROSOFT, **_contrib_attributes(node))
 
 
@@ -191,13 +253,117 @@ def _multi_head_torch(t: TorchWriter, node: Node) -> str:
 
 
 def _multi_head_samples() -> list[OpSample]:
+    """The standard op's samples that the kernel takes: no dropout or GQA, a 4-D bias moved
+    to its own input when it is [N|1, heads|1, S, L], causal only with as many queries as keys."""
     samples = []
-    for sample in attention_samples():  # the standard op's samples, dropout and 4-D biases aside
+    for sample in attention_samples():
         attrs = {k: v for k, v in sample.attrs.items() if k != "dropout"}
+        query, key = sample.inputs[0], sample.inputs[1]
         mask = sample.inputs[3] if len(sample.inputs) > 3 else None
-        if mask is None or (mask.ndim == 2 and not attrs.get("causal")):
-            samples.append(OpSample(sample.inputs, attrs, symbols=sample.symbols, name=sample.name))
+        symbols = sample.symbols or {}
+        lengths_differ = query.shape[1] != key.shape[1] or symbols.get(0, {}).get(1) != symbols.get(
+            1, {}
+        ).get(1)
+        if "kv_heads" in attrs or (attrs.get("causal") and lengths_differ):
+            continue
+        if mask is not None and mask.ndim == 4:
+            if mask.shape[2:] != (query.shape[1], key.shape[1]):
+                continue
+            inputs = (*sample.inputs[:3], None, mask)
+        elif mask is not None and attrs.get("causal"):
+            continue
+        else:
+            inputs = sample.inputs
+        samples.append(
+            OpSample(
+                inputs, attrs, symbols=sample.symbols, symbolic_batch=sample.symbolic_batch, name=sample.name
+            )
+        )
     return samples
+
+
+# -- ort.group_query_attention ---------------------------------------------------------------
+
+
+class GroupQueryAttrs(OpAttrs):
+    heads: int = Field(ge=1)
+    kv_heads: int = Field(ge=1)
+    scale: float | None = None
+
+
+def _group_query_infer(attrs: GroupQueryAttrs, inputs: Sequence[TensorType | None]) -> TensorType:
+    require(len(inputs) == 3, "ort.group_query_attention takes query, key and value")
+    query, key = inputs[0], inputs[1]
+    require(query is not None and key is not None, "ort.group_query_attention needs queries and keys")
+    assert query is not None and key is not None
+    require(
+        query.dtype is DType.float32 and query.shape[1] == key.shape[1],
+        f"ort.group_query_attention: causal self-attention of float32 queries and keys of one length, "
+        f"got {query} and {key}",
+    )
+    result = attention_infer(
+        AttentionAttrs(heads=attrs.heads, kv_heads=attrs.kv_heads, causal=True, scale=attrs.scale), inputs
+    )
+    require(
+        inputs[2] is not None and inputs[2].shape[2] == key.shape[2],
+        "ort.group_query_attention: values must be as wide as keys",
+    )
+    require(
+        int(query.shape[2]) // attrs.heads % 8 == 0,
+        "ort.group_query_attention: ONNX Runtime's kernel needs a head size that is a multiple of 8",
+    )
+    return result
+
+
+def _group_query_macs(node: Node) -> Dim:
+    query = node.inputs[0].type
+    return query.shape[0] * query.shape[1] * query.shape[1] * 2 * query.shape[2]
+
+
+def _group_query_onnx(b: OnnxBuilder, node: Node) -> None:
+    """No past: ``seqlens_k`` is S - 1 for every sequence, ``total_sequence_length`` S."""
+    query, key, value = b.inputs(node)
+    length = b.op("Cast", [b.op("Shape", [query], start=1, end=2)[0]], to=DType.int32.onnx)[0]
+    total = b.op("Squeeze", [length])[0]
+    last = b.op("Sub", [length, b.constant(np.array([1], np.int32), "one")])[0]
+    seqlens = b.op("Expand", [last, b.op("Shape", [query], start=0, end=1)[0]])[0]  # [N]
+    attributes = {"num_heads": node.attrs.heads, "kv_num_heads": node.attrs.kv_heads}
+    if node.attrs.scale is not None:
+        attributes["scale"] = node.attrs.scale
+    outputs = [*b.outputs(node), b.fresh("present_key"), b.fresh("present_value")]
+    b.op(
+        "GroupQueryAttention",
+        [query, key, value, "", "", seqlens, total],
+        outputs,
+        domain=MICROSOFT,
+        **attributes,
+    )
+
+
+def _group_query_torch(t: TorchWriter, node: Node) -> str:
+    helper = t.helper("attention", ATTENTION_HELPER)
+    args = [*(t.var(v) for v in node.inputs), f"heads={node.attrs.heads}", "causal=True"]
+    if node.attrs.scale is not None:
+        args.append(f"scale={node.attrs.scale!r}")
+    return f"{helper}({', '.join(args)}, kv_heads={node.attrs.kv_heads})"
+
+
+def _group_query_samples() -> list[OpSample]:
+    rng = np.random.default_rng(65)
+
+    def arr(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    lengths = {index: {0: "N", 1: "S"} for index in range(3)}
+    return [
+        OpSample((arr(2, 6, 32), arr(2, 6, 16), arr(2, 6, 16)), {"heads": 4, "kv_heads": 2}, symbols=lengths),
+        OpSample(
+            (arr(1, 5, 24), arr(1, 5, 8), arr(1, 5, 8)),
+            {"heads": 3, "kv_heads": 1, "scale": 0.2},
+            symbols=lengths,
+            name="multi-query-scale",
+        ),
+    ]
 
 
 OPS = [
@@ -222,5 +388,16 @@ OPS = [
         OpGroup.CONTRACTION,
         macs=_multi_head_macs,
         doc="ONNX Runtime's MultiHeadAttention on projected queries, keys and values.",
+    ),
+    OpDef(
+        "ort.group_query_attention",
+        _group_query_infer,
+        _group_query_onnx,
+        _group_query_torch,
+        _group_query_samples,
+        GroupQueryAttrs,
+        OpGroup.CONTRACTION,
+        macs=_group_query_macs,
+        doc="ONNX Runtime's GroupQueryAttention: causal grouped-query self-attention, no past.",
     ),
 ]

@@ -14,8 +14,19 @@ session starts), so initializer names stay the state_dict keys.
 use-multi-head-attention: any other attention (cross-attention, ...) becomes
 ``MultiHeadAttention`` on the projected queries, keys and values.
 
-Neither applies to a 4-D additive bias, or to a padding mask together with `causal` (ONNX
-Runtime masks future keys with the padding value, not -inf); `check` says which.
+use-group-query-attention: causal grouped-query self-attention (fewer key/value heads than
+query heads, as many keys as queries, no mask or bias) becomes ``GroupQueryAttention``,
+which runs a whole prompt as a decoder's first step. Measured (benchmarks/
+grouped_query_attention.py, 16 query and 4 key/value heads of 64, one thread): 0.96x the
+standard lowering's time at 128 tokens, 0.77-0.89x at 512, 0.61-0.65x at 1024.
+
+The first two take a 4-D additive bias as ONNX Runtime's ``attention_bias`` when it is
+``[N|1, heads|1, S, L]``: the kernels broadcast over batch and heads, not over queries or
+keys. Neither applies to grouped-query attention (their key/value heads equal the query
+heads), to a padding mask together with `causal` (ONNX Runtime masks future keys with the
+padding value, not -inf), or to `causal` where the query and key lengths may differ (ONNX
+Runtime aligns the causal mask to the last key, dlc and torch to the first); `check` says
+which.
 """
 
 from __future__ import annotations
@@ -28,14 +39,34 @@ from dlc.plugin_api import DType, Graph, Node, PassContext, PassResult, Value
 
 def _unfused_reason(node: Node) -> str | None:
     """Why no fused kernel can take this attention, if none can."""
-    if node.inputs[0].type.dtype is not DType.float32:
-        return f"the fused kernels are used for float32 only, not {node.inputs[0].type.dtype}"
+    query, key = node.inputs[0].type, node.inputs[1].type
+    if query.dtype is not DType.float32:
+        return f"the fused kernels are used for float32 only, not {query.dtype}"
+    if node.attrs.kv_heads not in (None, node.attrs.heads):
+        return (
+            f"grouped-query attention ({node.attrs.heads} query heads, {node.attrs.kv_heads} key/value "
+            "heads): ONNX Runtime's Attention and MultiHeadAttention need as many key/value heads"
+        )
     mask = node.inputs[3] if len(node.inputs) > 3 else None
-    if mask is not None and mask.type.rank != 2:
-        return "a 4-D additive bias has no fused form"
-    if mask is not None and node.attrs.causal:
+    if mask is not None and mask.type.rank == 4 and mask.type.shape[2:] != (query.shape[1], key.shape[1]):
+        return (
+            f"the bias {mask.type} broadcasts over queries or keys; ONNX Runtime's attention_bias "
+            f"must be [N|1, heads|1, {query.shape[1]}, {key.shape[1]}]"
+        )
+    if mask is not None and mask.type.rank == 2 and node.attrs.causal:
         return "ONNX Runtime would mask future keys with the padding value, not -inf"
+    if node.attrs.causal and query.shape[1] != key.shape[1]:
+        return (
+            f"causal attention of {query.shape[1]} queries over {key.shape[1]} keys: ONNX Runtime aligns "
+            "the causal mask to the last key, dlc (as torch's is_causal) to the first"
+        )
     return None
+
+
+def _mask_and_bias(node: Node) -> list[Value | None]:
+    """The fused ops' optional last inputs: a key padding mask [N, L], an additive bias."""
+    extra = node.inputs[3] if len(node.inputs) > 3 else None
+    return [extra] if extra is None or extra.type.rank == 2 else [None, extra]
 
 
 def _sole_user(graph: Graph, value: Value, user: Node) -> bool:
@@ -120,10 +151,13 @@ class FuseSelfAttention:
 
         weight = stacked(found.weights, "qkv_weight")
         bias = stacked(found.biases, "qkv_bias") if found.biases[0] is not None else None
-        mask = node.inputs[3] if len(node.inputs) > 3 else None
         attrs = {"heads": node.attrs.heads, "causal": node.attrs.causal, "scale": node.attrs.scale}
         fused = builder.add_op(
-            "ort.attention", [found.x, weight, bias, mask], attrs, name=f"{node.name}/fused", **place
+            "ort.attention",
+            [found.x, weight, bias, *_mask_and_bias(node)],
+            attrs,
+            name=f"{node.name}/fused",
+            **place,
         )
         graph.replace_all_uses(node.output, fused.output)
         graph.erase(node)
@@ -148,7 +182,63 @@ class UseMultiHeadAttention:
             attrs = {"heads": node.attrs.heads, "causal": node.attrs.causal, "scale": node.attrs.scale}
             fused = builder.add_op(
                 "ort.multi_head_attention",
-                list(node.inputs),
+                [*node.inputs[:3], *_mask_and_bias(node)],
+                attrs,
+                name=f"{node.name}/fused",
+                module=node.module,
+                layer=node.layer,
+                location=node.location,
+            )
+            graph.replace_all_uses(node.output, fused.output)
+            graph.erase(node)
+            modified = True
+        return PassResult(graph, modified)
+
+
+def _group_query_reason(node: Node) -> str | None:
+    """Why ONNX Runtime's GroupQueryAttention cannot take this attention, if it cannot."""
+    query, key, value = (v.type for v in node.inputs[:3])
+    heads, kv_heads = node.attrs.heads, node.attrs.kv_heads
+    if kv_heads in (None, heads):
+        return "not grouped-query attention (as many key/value heads as query heads)"
+    if query.dtype is not DType.float32:
+        return f"the fused kernels are used for float32 only, not {query.dtype}"
+    if not node.attrs.causal:
+        return "GroupQueryAttention is causal only"
+    if len(node.inputs) > 3 and node.inputs[3] is not None:
+        return "GroupQueryAttention takes no key padding mask or additive bias here"
+    if query.shape[1] != key.shape[1]:
+        return (
+            f"{query.shape[1]} queries over {key.shape[1]} keys: GroupQueryAttention here is self-attention"
+        )
+    if key.shape[2] != value.shape[2]:
+        return "values are not as wide as keys"
+    if int(query.shape[2]) // heads % 8:
+        return f"head size {int(query.shape[2]) // heads}: ONNX Runtime's kernel needs a multiple of 8"
+    return None
+
+
+class UseGroupQueryAttention:
+    name = "use-group-query-attention"
+
+    def __init__(self, context: PassContext) -> None:
+        self.context = context
+
+    def check(self, graph: Graph, node: Node) -> str | None:
+        return _group_query_reason(node)
+
+    def run(self, graph: Graph) -> PassResult:
+        if self.context.portable:
+            return PassResult(graph, False)
+        builder = GraphBuilder(graph, self.context.registry)
+        modified = False
+        for node in graph.toposort():
+            if node.op != "scaled_dot_product_attention" or self.check(graph, node):
+                continue
+            attrs = {"heads": node.attrs.heads, "kv_heads": node.attrs.kv_heads, "scale": node.attrs.scale}
+            fused = builder.add_op(
+                "ort.group_query_attention",
+                list(node.inputs[:3]),
                 attrs,
                 name=f"{node.name}/fused",
                 module=node.module,

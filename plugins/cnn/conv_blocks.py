@@ -29,6 +29,7 @@ from dlc.plugin_api import (
 )
 
 from .geometry import (
+    PER_DIM_AT_LEAST_ONE,
     SPATIAL_NAMES,
     PaddingSpec,
     check_padding,
@@ -53,14 +54,23 @@ class _SpatialConfig(BlockConfig):
 
 class ConvConfig(_SpatialConfig):
     out: int = Field(ge=1, description="Output channels; input channels are inferred.")
-    kernel: int | list[int] = Field(description="Kernel size: one int for every spatial dim, or one per dim.")
-    stride: int | list[int] = Field(1, description="Step between windows: one int, or one per dim.")
+    kernel: int | list[int] = Field(
+        description="Kernel size: one int for every spatial dim, or one per dim.",
+        json_schema_extra=PER_DIM_AT_LEAST_ONE,
+    )
+    stride: int | list[int] = Field(
+        1,
+        description="Step between windows: one int, or one per dim.",
+        json_schema_extra=PER_DIM_AT_LEAST_ONE,
+    )
     padding: PaddingSpec = Field(
         0,
         description="An int, one per dim, [begin, end] pairs per dim, 'valid', 'same' (keeps "
         "ceil(size / stride)), or 'causal' (conv1d: pads only the start).",
     )
-    dilation: int | list[int] = Field(1, description="Spacing between kernel taps.")
+    dilation: int | list[int] = Field(
+        1, description="Spacing between kernel taps.", json_schema_extra=PER_DIM_AT_LEAST_ONE
+    )
     groups: int | Literal["depthwise"] = Field(
         1, description="Channel groups; 'depthwise' is one group per input channel."
     )
@@ -84,15 +94,22 @@ class ConvConfig(_SpatialConfig):
 
 class ConvTransposeConfig(_SpatialConfig):
     out: int = Field(ge=1, description="Output channels; input channels are inferred.")
-    kernel: int | list[int] = Field(description="Kernel size: one int for every spatial dim, or one per dim.")
-    stride: int | list[int] = Field(1, description="Upsampling factor: one int, or one per dim.")
+    kernel: int | list[int] = Field(
+        description="Kernel size: one int for every spatial dim, or one per dim.",
+        json_schema_extra=PER_DIM_AT_LEAST_ONE,
+    )
+    stride: int | list[int] = Field(
+        1, description="Upsampling factor: one int, or one per dim.", json_schema_extra=PER_DIM_AT_LEAST_ONE
+    )
     padding: int | list[int] | list[list[int]] = Field(
         0, description="Crops the output: an int, one per dim, or [begin, end] pairs per dim."
     )
     output_padding: int | list[int] = Field(
         0, description="Extra size at the end of each dim (smaller than stride or dilation)."
     )
-    dilation: int | list[int] = Field(1, description="Spacing between kernel taps.")
+    dilation: int | list[int] = Field(
+        1, description="Spacing between kernel taps.", json_schema_extra=PER_DIM_AT_LEAST_ONE
+    )
     groups: int = Field(1, ge=1, description="Channel groups (input and output channels divisible by it).")
     bias: bool = Field(True, description="Add a learned per-channel bias.")
 

@@ -18,6 +18,10 @@ from dlc.plugin_api import Dim, InferenceError, format_shape, is_static
 PaddingMode = Literal["same", "valid", "causal"]
 PaddingSpec = int | list[int] | list[list[int]] | PaddingMode
 
+# The bound `check_per_dim(..., 1)` enforces, for the JSON Schema (`dlc schema`): an int, or
+# each int of a per-dim list, at least 1 (`minimum` and `items` apply only to ints and lists).
+PER_DIM_AT_LEAST_ONE = {"minimum": 1, "items": {"minimum": 1}}
+
 SPATIAL_NAMES = {1: "L", 2: "H, W", 3: "D, H, W"}
 
 

@@ -41,7 +41,15 @@ from dlc.plugin_api import (
     require,
 )
 
-from .geometry import PaddingSpec, check_padding, check_per_dim, per_dim, resolve_padding, windowed_shape
+from .geometry import (
+    PER_DIM_AT_LEAST_ONE,
+    PaddingSpec,
+    check_padding,
+    check_per_dim,
+    per_dim,
+    resolve_padding,
+    windowed_shape,
+)
 
 
 class LocallyConnectedAttrs(OpAttrs):
@@ -177,8 +185,14 @@ OPS = [
 
 class LocallyConnectedConfig(BlockConfig):
     out: int = Field(ge=1, description="Output channels (kernels per position).")
-    kernel: int | list[int] = Field(description="Kernel size: one int, or [height, width].")
-    stride: int | list[int] = Field(1, description="Step between windows: one int, or [height, width].")
+    kernel: int | list[int] = Field(
+        description="Kernel size: one int, or [height, width].", json_schema_extra=PER_DIM_AT_LEAST_ONE
+    )
+    stride: int | list[int] = Field(
+        1,
+        description="Step between windows: one int, or [height, width].",
+        json_schema_extra=PER_DIM_AT_LEAST_ONE,
+    )
     padding: PaddingSpec = Field(
         0, description="An int, [h, w], [[top, bottom], [left, right]], 'valid' or 'same'."
     )

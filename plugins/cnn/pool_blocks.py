@@ -21,6 +21,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from dlc.plugin_api import BlockConfig, BlockContext, BlockType, Value, format_shape, is_static
 
 from .geometry import (
+    PER_DIM_AT_LEAST_ONE,
     SPATIAL_NAMES,
     check_padding,
     check_per_dim,
@@ -37,9 +38,14 @@ _LOWEST = float(np.finfo(np.float32).min)  # softmax pooling's padding: weight e
 class PoolConfig(BlockConfig):
     rank: ClassVar[int] = 2
 
-    kernel: int | list[int] = Field(description="Window size: one int for every spatial dim, or one per dim.")
+    kernel: int | list[int] = Field(
+        description="Window size: one int for every spatial dim, or one per dim.",
+        json_schema_extra=PER_DIM_AT_LEAST_ONE,
+    )
     stride: int | list[int] | None = Field(
-        None, description="Step between windows; default: the kernel size."
+        None,
+        description="Step between windows; default: the kernel size.",
+        json_schema_extra=PER_DIM_AT_LEAST_ONE,
     )
     padding: int | list[int] | list[list[int]] = Field(
         0, description="An int, one per dim, or [begin, end] pairs per dim; each smaller than the kernel."
@@ -57,7 +63,9 @@ class PoolConfig(BlockConfig):
 
 
 class MaxPoolConfig(PoolConfig):
-    dilation: int | list[int] = Field(1, description="Spacing between window taps.")
+    dilation: int | list[int] = Field(
+        1, description="Spacing between window taps.", json_schema_extra=PER_DIM_AT_LEAST_ONE
+    )
     ceil_mode: bool = Field(False, description="Round the output size up (torch's ceil_mode).")
 
     @field_validator("dilation")

@@ -267,12 +267,12 @@ class RmsNormConfig(BlockConfig):
 
 class GroupNormConfig(BlockConfig):
     groups: int = Field(ge=1, description="Number of channel groups; must divide the channels.")
-    eps: float = Field(1e-5, gt=0)
+    eps: float = Field(1e-5, gt=0, description="Added to the variance.")
     affine: bool = Field(True, description="Learn per-channel `weight` and `bias` (torch's default).")
 
 
 class InstanceNormConfig(BlockConfig):
-    eps: float = Field(1e-5, gt=0)
+    eps: float = Field(1e-5, gt=0, description="Added to the variance.")
     affine: bool = Field(False, description="Learn per-channel `weight` and `bias` (torch's default: no).")
 
 

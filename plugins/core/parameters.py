@@ -117,7 +117,7 @@ class ParameterConfig(BlockConfig):
         description="The state_dict key inside the layer's scope (`gamma`); default `<layer>.weight`.",
     )
     trainable: bool = Field(True, description="false: a buffer (saved, not trained).")
-    dtype: DType = DType.float32
+    dtype: DType = Field(DType.float32, description="The element type.")
 
     @field_validator("shape")
     @classmethod
