@@ -38,6 +38,17 @@ def _dims(values: Sequence[str]) -> dict[str, int]:
     return dims
 
 
+def _seed(text: str) -> int:
+    """A --seed value: an integer from 0 to 2**63 - 1 (what numpy and torch both accept)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**63 - 1, got {text}")
+    return value
+
+
 def _overrides(values: Sequence[str]) -> dict[str, Any]:
     from dlc.spec.loader import parse_override
 
@@ -444,7 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="optimization level: -O0 none, -O1 exact cleanups, -O2 everything (default)",
     )
     compile_.add_argument("--passes", help="run exactly these passes, comma-separated (see `dlc passes`)")
-    compile_.add_argument("--seed", type=int, default=0, help="seed of the weight initialization (default 0)")
+    compile_.add_argument(
+        "--seed", type=_seed, default=0, help="seed of the weight initialization (default 0)"
+    )
     compile_.add_argument(
         "--weights",
         help="weights to use instead of the seeded init: .safetensors, or a PyTorch checkpoint "
@@ -534,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--output", help="write the outputs to this .npz file")
     run.add_argument(
-        "--seed", type=int, default=0, help="seed for random inputs and spec weights (default 0)"
+        "--seed", type=_seed, default=0, help="seed for random inputs and spec weights (default 0)"
     )
     run.add_argument(
         "--json",

@@ -19,7 +19,8 @@ def format_yaml_path(path: Sequence[str | int]) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += f".{part}" if text else str(part)
+            part = _escaped(str(part))
+            text += f".{part}" if text else part
     return text
 
 
@@ -58,14 +59,46 @@ class Diagnostic:
     def render(self) -> str:
         where = f"{self.location}: " if self.location else "dlc: "
         path = f" (at {self.location.yaml_path})" if self.location and self.location.path else ""
-        lines = [f"{where}error: {self.message}{path}"]
+        lines = [_printable(f"{where}error: {self.message}{path}")]
         if self.source_line is not None and self.location and self.location.column:
-            lines.append(f"    {self.source_line.rstrip()}")
-            lines.append("    " + " " * (self.location.column - 1) + "^")
+            text, column = _excerpt(self.source_line.rstrip(), self.location.column)
+            lines.append(f"    {text}")
+            lines.append("    " + " " * (column - 1) + "^")
         if self.hint:
-            lines.append(f"  hint: {self.hint}")
-        lines.extend(f"  note: {note}" for note in self.notes)
+            lines.append(_printable(f"  hint: {self.hint}"))
+        lines.extend(_printable(f"  note: {note}") for note in self.notes)
         return "\n".join(lines)
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters escaped (and its line breaks kept): a spec's keys and
+    values reach messages, and must not move the terminal's cursor or fake output lines."""
+    if text.isprintable():
+        return text
+    return "\n".join(_escaped(line) for line in text.split("\n"))
+
+
+def _escaped(text: str) -> str:
+    return "".join(c if c.isprintable() or c == "\t" else _escape(c) for c in text)
+
+
+def _escape(character: str) -> str:
+    return character.encode("unicode_escape").decode("ascii")
+
+
+_EXCERPT_WIDTH = 100
+
+
+def _excerpt(line: str, column: int) -> tuple[str, int]:
+    """At most about `_EXCERPT_WIDTH` characters of a long source line around `column`, with
+    the column moved to match (a hostile spec may have megabyte-long lines)."""
+    if len(line) <= _EXCERPT_WIDTH:
+        return line, column
+    start = max(0, min(column - 1 - _EXCERPT_WIDTH // 2, len(line) - _EXCERPT_WIDTH))
+    text = line[start : start + _EXCERPT_WIDTH]
+    prefix = "..." if start > 0 else ""
+    suffix = "..." if start + _EXCERPT_WIDTH < len(line) else ""
+    return prefix + text + suffix, column - start + len(prefix)
 
 
 class DlcError(Exception):

@@ -293,7 +293,9 @@ def load_registry(strict: bool = False, disabled: Iterable[str] | None = None) -
             records = _collect(manager, name)
             record.provides = _provides(records)
             registry.commit(name, records)
-        except Exception as error:  # a plugin's failure must not take dlc down with it
+        # A plugin's failure must not take dlc down with it; that includes `sys.exit()` at
+        # import, which would otherwise end dlc with the plugin's exit code, spec unchecked.
+        except (Exception, SystemExit) as error:
             if plugin_object is not None and manager.is_registered(plugin_object):
                 manager.unregister(plugin_object)
             record.status = "failed"

@@ -30,7 +30,43 @@ def read_weights_file(path: str | Path) -> dict[str, np.ndarray]:
     """A safetensors file or a PyTorch checkpoint, told apart by content (see weight_files)."""
     from dlc.weight_files import read_weights
 
-    return read_weights(Path(path))
+    path = Path(path)
+    if path.is_file():
+        _check_dtypes(path)
+    return read_weights(path)
+
+
+# safetensors dtypes that have a numpy dtype (float8 and bfloat16 have none).
+_NUMPY_DTYPES = ("BOOL", "U8", "I8", "U16", "I16", "U32", "I32", "U64", "I64", "F16", "F32", "F64")
+
+
+def _check_dtypes(path: Path) -> None:
+    """Refuse tensors numpy cannot hold, by name, before safetensors fails obscurely."""
+    import json
+    import struct
+
+    try:
+        with path.open("rb") as file:
+            (length,) = struct.unpack("<Q", file.read(8))
+            if length > min(path.stat().st_size, 2**27):
+                return  # not a header safetensors would accept either; it reports that
+            header = json.loads(file.read(length))
+    except (OSError, struct.error, ValueError):
+        return
+    if not isinstance(header, dict):
+        return
+    unreadable = {
+        name: entry.get("dtype")
+        for name, entry in header.items()
+        if isinstance(entry, dict) and entry.get("dtype") not in _NUMPY_DTYPES
+    }
+    if unreadable:
+        listed = ", ".join(f"'{name}' ({dtype})" for name, dtype in sorted(unreadable.items())[:5])
+        raise WeightsError(
+            f"weights file {path} holds tensors of a dtype dlc cannot read: {listed}",
+            location=Location(str(path)),
+            hint="save the weights as float32 (in torch: {k: v.float() for k, v in state.items()})",
+        )
 
 
 def apply_weights(graph: Graph, arrays: dict[str, np.ndarray], origin: str) -> None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
+import os
+import stat
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -46,15 +50,29 @@ def random_inputs(
         elif info.dtype == np.bool_:
             array = rng.random(shape) < 0.5
         else:
-            array = rng.integers(int(low), int(high), size=shape).astype(info.dtype)
+            low, high = math.ceil(low), math.ceil(high)  # integers in [low, high)
+            if low >= high:
+                raise RuntimeSessionError(f"input '{info.name}' has no integer in its range [{low}, {high})")
+            array = rng.integers(low, high, size=shape).astype(info.dtype)
         arrays[info.name] = array
     return arrays
 
 
+# Refused before reading: the inputs of one run may not decompress past this many bytes.
+DEFAULT_MAX_INPUT_BYTES = 2**31
+
+
 def read_inputs(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz file, by name, after checking that every array's header agrees
+    with the bytes stored for it and that all of them fit `DEFAULT_MAX_INPUT_BYTES` (or
+    DLC_MAX_INPUT_BYTES): a header may claim 10^11 elements, an archive may be a zip bomb."""
     path = Path(path)
-    if not path.is_file():
-        raise RuntimeSessionError(f"inputs file not found: {path}")
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        raise RuntimeSessionError(f"inputs file not found: {path}") from None
+    if not stat.S_ISREG(mode):
+        raise RuntimeSessionError(f"inputs file {path} is not a regular file")
     if not _is_zip(path):  # an .npz is a zip archive; numpy's own message talks about pickles
         spec_hint = (
             f"; to run a spec: dlc run {path} --random-inputs" if path.suffix in (".yaml", ".yml") else ""
@@ -65,12 +83,42 @@ def read_inputs(path: str | Path) -> dict[str, np.ndarray]:
             f"(or use --random-inputs){spec_hint}",
         )
     try:
+        _check_archive(path)
         with np.load(path, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise RuntimeSessionError(
             f"cannot read inputs from {path} (expected an .npz file): {error}"
         ) from None
+
+
+def _check_archive(path: Path) -> None:
+    text = os.environ.get("DLC_MAX_INPUT_BYTES", "")
+    limit = int(text) if text.isdigit() else DEFAULT_MAX_INPUT_BYTES
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                raise RuntimeSessionError(f"inputs file {path}: '{info.filename}' is not an array (.npy)")
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            size = math.prod(shape) * dtype.itemsize
+            name = info.filename.removesuffix(".npy")
+            if size > info.file_size:
+                raise RuntimeSessionError(
+                    f"inputs file {path}: array '{name}' claims shape {list(shape)} "
+                    f"({size:,} bytes) but holds only {info.file_size:,} bytes"
+                )
+            total += size
+            if total > limit:
+                raise RuntimeSessionError(
+                    f"inputs file {path} holds more than {limit:,} bytes of arrays",
+                    hint="set DLC_MAX_INPUT_BYTES to raise the limit",
+                )
 
 
 def _is_zip(path: Path) -> bool:

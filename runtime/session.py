@@ -43,6 +43,43 @@ _NUMPY_TYPES = {
 }
 
 
+# Integer inputs are drawn as int64: a range must fit it.
+_RANGE_BOUND = 2**63
+
+
+def parse_input_ranges(text: str) -> dict[str, tuple[float, float]]:
+    """``{"input": [low, high], ...}`` from model metadata, or an error naming what is wrong."""
+
+    def bad(reason: str) -> RuntimeSessionError:
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        return RuntimeSessionError(
+            f"the model's dlc.input_ranges metadata is malformed ({reason}): {shown}",
+            hint="recompile the model with dlc, or give the inputs with --inputs FILE.npz",
+        )
+
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise bad("not JSON") from None
+    if not isinstance(data, dict):
+        raise bad("expected an object of input names")
+    ranges = {}
+    for name, bounds in data.items():
+        if (
+            not isinstance(bounds, list)
+            or len(bounds) != 2
+            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+        ):
+            raise bad(f"'{name}' needs [low, high]")
+        low, high = bounds
+        if not all(np.isfinite(b) and abs(b) <= _RANGE_BOUND for b in bounds):
+            raise bad(f"'{name}' has a bound that is not a finite number within +-2**63")
+        if not low < high:
+            raise bad(f"'{name}' is an empty interval")
+        ranges[name] = (low, high)
+    return ranges
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """A model input or output: its name, shape (ints and dim names) and numpy dtype."""
@@ -120,7 +157,14 @@ class Session:
         self.inputs = [_info(i) for i in self._session.get_inputs()]
         self.outputs = [_info(o) for o in self._session.get_outputs()]
         metadata = self._session.get_modelmeta().custom_metadata_map
-        self.input_ranges: dict[str, list[float]] = json.loads(metadata.get("dlc.input_ranges", "{}"))
+        self._input_ranges_text = metadata.get("dlc.input_ranges", "{}")
+
+    @property
+    def input_ranges(self) -> dict[str, tuple[float, float]]:
+        """The `[low, high)` ranges dlc recorded for inputs (random integer inputs use them).
+
+        Read from the model's metadata, which any file can carry: checked, not trusted."""
+        return parse_input_ranges(self._input_ranges_text)
 
     @property
     def provider(self) -> str:

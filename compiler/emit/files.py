@@ -1,42 +1,114 @@
-"""Atomic file output: a failed write leaves no half-written file behind.
+"""Safe file output: a failed command changes nothing, and nothing but files is replaced.
 
-Files are written under a temporary name in the destination directory, checked, then
-renamed into place with `os.replace` (atomic on POSIX and Windows).
+Files are written under a temporary name in a staging directory beside the destination,
+checked, then renamed into place with `os.replace` (atomic on POSIX and Windows). Around
+that:
+
+- only an absent path or a regular file is ever replaced; a character device such as
+  `/dev/null` is written to (streamed), and anything else (a directory, a FIFO, a socket)
+  is refused, so running as root never turns `/dev/null` into a file;
+- a write that fails (no space left, a file-size limit) is a clean `EmitError` naming the
+  destination, and leaves neither the staged files nor the directories it created;
+- staging directories carry the writer's process id, so one left by a killed dlc
+  (SIGKILL runs no cleanup) is removed by the next dlc writing beside it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from dlc.errors import EmitError
 
+STAGING_MARK = ".dlc-staging-"
+
+_REFUSED_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def is_stream(destination: Path) -> bool:
+    """Whether `destination` is written to rather than replaced (a character device); raises
+    for what dlc must neither replace nor write to."""
+    try:
+        mode = destination.stat().st_mode  # follows symlinks: a link to /dev/null streams
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        raise EmitError(f"cannot write {destination}: {error.strerror or error}") from None
+    if stat.S_ISREG(mode):
+        return False
+    if stat.S_ISCHR(mode):
+        return True
+    kind = _REFUSED_KINDS.get(stat.S_IFMT(mode), "a special file")
+    raise EmitError(
+        f"cannot write {destination}: it is not a regular file ({kind})",
+        hint="name a new or regular file, or a character device such as /dev/null",
+    )
+
+
+def describe_write_error(error: OSError, destination: Path) -> str:
+    if error.errno == errno.ENOSPC:
+        return f"no space left writing {destination}"
+    if error.errno == errno.EDQUOT:
+        return f"disk quota exceeded writing {destination}"
+    if error.errno == errno.EFBIG:
+        return f"file too large writing {destination} (a file-size limit, ulimit -f, was reached)"
+    return f"cannot write {destination}: {error.strerror or error}"
+
 
 @contextlib.contextmanager
 def staging_directory(destination: Path) -> Iterator[Path]:
-    """A temporary directory beside `destination`, removed afterwards whatever happens."""
-    parent = destination.parent
+    """A temporary directory beside `destination` (in the system's temporary directory when
+    `destination` is a device), removed afterwards whatever happens; on failure the parent
+    directories it had to create are removed too. OSErrors become `EmitError`s."""
+    destination = _resolved(destination)
+    created: list[Path] = []
+    if is_stream(destination):
+        parent = Path(tempfile.gettempdir())
+    else:
+        parent = destination.parent
+        created = _make_directories(parent, destination)
+        _remove_stale_staging(parent)
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=parent))
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{destination.name}{STAGING_MARK}{os.getpid()}-", dir=parent)
+        )
     except OSError as error:
+        _remove_directories(created)
         raise EmitError(f"cannot write to {parent}: {error.strerror or error}") from None
+    succeeded = False
     try:
         yield staging
+        succeeded = True
+    except OSError as error:
+        raise EmitError(describe_write_error(error, destination)) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if not succeeded:
+            _remove_directories(created)
 
 
 def publish(staged: Path, destination: Path) -> Path:
-    """Move a finished staged file into place atomically."""
+    """Move a finished staged file into place atomically (or stream it into a device)."""
+    target = _resolved(destination)
     try:
-        os.replace(staged, destination)
+        if is_stream(target):
+            with staged.open("rb") as source, target.open("wb") as sink:
+                shutil.copyfileobj(source, sink, 2**20)
+        else:
+            os.replace(staged, target)
     except OSError as error:
-        raise EmitError(f"cannot write {destination}: {error.strerror or error}") from None
+        raise EmitError(describe_write_error(error, destination)) from None
     return destination
 
 
@@ -45,3 +117,56 @@ def write_bytes_atomically(data: bytes, destination: Path) -> Path:
         staged = staging / destination.name
         staged.write_bytes(data)
         return publish(staged, destination)
+
+
+def _resolved(destination: Path) -> Path:
+    """A symlink's target, so that publishing replaces the file, not the link."""
+    return Path(os.path.realpath(destination)) if destination.is_symlink() else destination
+
+
+def _make_directories(parent: Path, destination: Path) -> list[Path]:
+    """Create `parent` and its missing ancestors; returns those created, outermost first."""
+    missing = []
+    probe = parent
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        _remove_directories(list(reversed(missing)))
+        raise EmitError(f"cannot write {destination}: {error.strerror or error} ({parent})") from None
+    return list(reversed(missing))
+
+
+def _remove_directories(created: list[Path]) -> None:
+    for directory in reversed(created):
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only if still empty
+
+
+def _remove_stale_staging(parent: Path) -> None:
+    """Remove staging directories whose dlc process is gone (killed before cleaning up)."""
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return
+    for entry in entries:
+        if STAGING_MARK not in entry.name or not entry.name.startswith("."):
+            continue
+        owner = entry.name.rpartition(STAGING_MARK)[2].partition("-")[0]
+        if not owner.isdigit() or _process_alive(int(owner)):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True

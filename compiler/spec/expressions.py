@@ -20,6 +20,7 @@ from typing import Any
 
 import simpleeval
 
+from dlc.spec.expression_limits import BoundedEvaluator, ExpressionLimitError, bounded_range, bounded_round
 from dlc.spec.suggest import did_you_mean
 
 MAX_COMPREHENSION_ELEMENTS = 1_000_000
@@ -35,7 +36,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "abs": abs,
     "int": int,
     "float": float,
-    "round": round,
+    "round": bounded_round,
     "len": len,
     "sum": sum,
     "floor": math.floor,
@@ -44,7 +45,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "log": math.log,  # natural; log(x, base) for another base
     "log2": math.log2,
     "exp": math.exp,
-    "range": lambda *args: list(range(*args)),
+    "range": bounded_range,
 }
 
 
@@ -110,9 +111,16 @@ def _evaluate(source: str, scope: Mapping[str, Any]) -> Any:
     source = source.strip()
     if not source:
         raise ExpressionError("empty expression '${}'")
-    evaluator = simpleeval.EvalWithCompoundTypes(names={**CONSTANTS, **scope}, functions=FUNCTIONS)
+    evaluator = BoundedEvaluator(names={**CONSTANTS, **scope}, functions=FUNCTIONS)
     try:
         return evaluator.eval(source)
+    except ExpressionLimitError as error:
+        raise ExpressionError(
+            f"expression '{_shown(source)}' breaks a limit: {error}",
+            "the README lists the limits on expressions (Limits and hostile input)",
+        ) from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"expression '{_shown(source)}' breaks a limit: it is too large") from None
     except simpleeval.NameNotDefined as error:
         name = error.name
         known = list(scope)
@@ -123,10 +131,10 @@ def _evaluate(source: str, scope: Mapping[str, Any]) -> Any:
         hint = did_you_mean(name, FUNCTIONS) or f"available functions: {', '.join(FUNCTIONS)}"
         raise ExpressionError(f"unknown function '{name}' in expression '{source}'", hint) from None
     except SyntaxError as error:
-        raise ExpressionError(f"invalid expression '{source}': {error.msg}") from None
+        raise ExpressionError(f"invalid expression '{_shown(source)}': {error.msg}") from None
     except simpleeval.IterableTooLong:
         raise ExpressionError(
-            f"expression '{source}' generates more than {MAX_COMPREHENSION_ELEMENTS:,} elements",
+            f"expression '{_shown(source)}' generates more than {MAX_COMPREHENSION_ELEMENTS:,} elements",
             "build smaller tables, or compute them in the graph",
         ) from None
     except simpleeval.InvalidExpression as error:
@@ -135,6 +143,11 @@ def _evaluate(source: str, scope: Mapping[str, Any]) -> Any:
         raise ExpressionError(f"division by zero in expression '{source}'") from None
     except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError) as error:
         raise ExpressionError(f"cannot evaluate '{source}': {error}") from None
+
+
+def _shown(source: str) -> str:
+    """The expression as quoted in a message: long ones are cut."""
+    return source if len(source) <= 80 else f"{source[:60]}...{source[-15:]}"
 
 
 def _known_names_hint(known: list[str]) -> str:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from dlc.errors import Diagnostic, ErrorCollector, Location, SpecError
@@ -20,7 +19,7 @@ from dlc.spec.model import SpecModel
 from dlc.spec.suggest import did_you_mean
 from dlc.spec.templates import Template, parse_templates
 from dlc.spec.validation import diagnostics_from_validation
-from dlc.spec.yaml_source import SourceMap, load_yaml, load_yaml_file
+from dlc.spec.yaml_source import SourceMap, YamlSyntaxError, load_yaml, load_yaml_file
 
 
 @dataclass
@@ -128,13 +127,16 @@ def _evaluate_params(
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """``key=value`` from the command line; the value is read as a YAML scalar or list."""
+    """``key=value`` from the command line; the value is read as a YAML scalar or list (with
+    the spec's own limits and tags), or kept as text when it is not YAML."""
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key:
         raise SpecError(f"--set expects key=value, got '{text}'")
+    if not value.strip():
+        return key, ""
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
+        parsed, _ = load_yaml(value, f"--set {key}")
+    except YamlSyntaxError:
         parsed = value
     return key, parsed

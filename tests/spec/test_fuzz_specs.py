@@ -1,10 +1,25 @@
 """Property: mutating a valid spec never crashes dlc. Every mutant either compiles (and
 emits ONNX) or raises a located dlc error; anything else, including an internal plugin
-error, is a bug."""
+error, is a bug.
+
+Two fuzzers: gentle mutations (hypothesis, valid YAML with plausible values), and hostile
+ones (`hostile_specs.py`: deep nesting, huge numbers, tags, aliases, long strings, odd
+Unicode, damaged text and bytes) of every spec in `specs/`. The hostile run is short by
+default; ``DLC_FUZZ_CASES=20000 DLC_FUZZ_SEED=1`` makes it the long campaign, and
+``DLC_FUZZ_REPORT=path.json`` writes its figures and findings."""
 
 from __future__ import annotations
 
 import copy
+import json
+import math
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +31,7 @@ import dlc
 from dlc.errors import DlcError
 from dlc.spec.lower import InternalPluginError
 from tests.conftest import SPECS
+from tests.spec.hostile_specs import hostile_case
 
 SEEDS = [yaml.safe_load(path.read_text()) for path in sorted(SPECS.glob("*.yaml"))]
 
@@ -86,3 +102,85 @@ def test_mutated_specs_compile_or_fail_with_located_errors(text: str) -> None:
         assert error.diagnostics
         assert all(d.message for d in error.diagnostics)
         assert error.location is not None and error.location.file == "mutant.yaml", error.render()
+
+
+FUZZ_CASES = int(os.environ.get("DLC_FUZZ_CASES", "25"))
+FUZZ_SEED = int(os.environ.get("DLC_FUZZ_SEED", "1"))
+CASE_SECONDS = 20  # a mutant that takes longer is reported as a hang
+TORCH_PARAMETERS = 2_000_000  # generate model.py (which draws the weights) below this size
+
+
+class _Hang(Exception):
+    pass
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    def expire(signum: int, frame: Any) -> None:
+        raise _Hang
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    # Fires again every second: an exception raised where Python ignores it (a __del__)
+    # must not let a runaway case go on.
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _parameter_count(model: dlc.CompiledModel) -> int:
+    return sum(math.prod(int(d) for d in node.output.type.shape) for node in model.graph.parameters())
+
+
+def check_hostile_mutant(mutant: str | bytes, directory: Path, opt_level: int) -> str | None:
+    """None if dlc compiles the mutant or refuses it with a located error; else the finding."""
+    try:
+        with _deadline(CASE_SECONDS):
+            if isinstance(mutant, bytes):
+                path = directory / "mutant.yaml"
+                path.write_bytes(mutant)
+                spec = dlc.load_spec(path)
+            else:
+                spec = dlc.load_spec("mutant.yaml", text=mutant)
+            model = dlc.compile(spec, opt_level=opt_level)
+            model.onnx_model(streamed=True)
+            if _parameter_count(model) <= TORCH_PARAMETERS:
+                compile(model.torch_source(), "model.py", "exec")
+    except _Hang:
+        return f"hang: over {CASE_SECONDS} s"
+    except DlcError as error:
+        error.render()
+        location = error.location
+        in_spec = location is not None and (location.file or "").endswith("mutant.yaml")
+        # An error inside a library template is located there, with a note on the spec's use.
+        via_template = location is not None and any("mutant.yaml" in n for n in error.diagnostics[0].notes)
+        if not (in_spec or via_template):
+            return f"unlocated {type(error).__name__}: {error.message[:120]}"
+        return None
+    except InternalPluginError as error:
+        return f"internal plugin error: {str(error)[:200]}"
+    except (Exception, RecursionError, MemoryError) as error:
+        return f"{type(error).__name__}: {str(error)[:200]}"
+    return None
+
+
+def test_hostile_mutants_compile_or_fail_with_located_errors(tmp_path: Path) -> None:
+    rng = random.Random(FUZZ_SEED)
+    findings: dict[str, list[tuple[int, str]]] = {}
+    start = time.perf_counter()
+    for index in range(FUZZ_CASES):
+        seed_spec, mutant = hostile_case(rng)
+        finding = check_hostile_mutant(mutant, tmp_path, opt_level=rng.choice((0, 1, 2)))
+        if finding is not None:
+            findings.setdefault(finding, []).append((index, seed_spec))
+    report = {
+        "cases": FUZZ_CASES,
+        "seed": FUZZ_SEED,
+        "seconds": round(time.perf_counter() - start, 1),
+        "findings": {k: {"count": len(v), "first": v[:3]} for k, v in findings.items()},
+    }
+    if os.environ.get("DLC_FUZZ_REPORT"):
+        Path(os.environ["DLC_FUZZ_REPORT"]).write_text(json.dumps(report, indent=2))
+    assert not findings, json.dumps(report, indent=2)

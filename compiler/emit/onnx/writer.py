@@ -29,9 +29,10 @@ import numpy as np
 import onnx
 
 from dlc import progress
-from dlc.emit.files import publish, staging_directory
+from dlc.emit.files import is_stream, publish, staging_directory
 from dlc.emit.onnx.builder import PLACEHOLDER_FILE
 from dlc.emit.onnx.emitter import check_onnx_file
+from dlc.errors import EmitError
 from dlc.ir.init import CHUNK
 
 # Protobuf's hard limit is 2 GiB; leave room for the graph itself.
@@ -78,6 +79,11 @@ def save_onnx(
     if external is None:
         external = initializer_bytes(model, streamed) > EXTERNAL_DATA_THRESHOLD
     data_name = destination.name + ".data"
+    if external and is_stream(destination):
+        raise EmitError(
+            f"cannot stream {destination}: a model over 2 GB keeps its weights in a second file",
+            hint="write it to a regular file",
+        )
     with (
         staging_directory(destination) as staging,
         progress.task(f"writing {destination.name}", total=initializer_bytes(model, streamed)) as advance,

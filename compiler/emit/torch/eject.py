@@ -61,26 +61,35 @@ def torch_package(
 
 
 def write_package(package: TorchPackage, directory: Path) -> list[Path]:
-    """Write weights.safetensors then model.py, each atomically."""
+    """Stage weights.safetensors and model.py together, then move both into place: a
+    failure while writing leaves an existing package as it was."""
+    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
     if directory.exists() and not directory.is_dir():
-        raise EmitError(f"--target torch writes a directory, but {directory} is a file")
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
+        raise EmitError(f"--target torch writes a directory, but {directory} is not a directory")
     weights = directory / "weights.safetensors"
-    with staging_directory(weights) as staging, progress.task(f"writing {weights.name}"):
-        staged = staging / weights.name
-        # np.require, not np.ascontiguousarray: that one turns a 0-d tensor (num_batches_tracked) into [1].
-        save_file({k: np.require(v, requirements="C") for k, v in package.state.items()}, str(staged))
-        os.chmod(staged, _new_file_mode())  # safetensors creates 0600; model.py gets the umask's mode
-        written.append(publish(staged, weights))
     model = directory / "model.py"
-    with staging_directory(model) as staging:
-        staged = staging / model.name
-        staged.write_text(package.source, encoding="utf-8")
-        written.insert(0, publish(staged, model))
-    return written
+    with staging_directory(weights) as staging, progress.task(f"writing {weights.name}"):
+        staged_weights = staging / weights.name
+        # np.require, not np.ascontiguousarray: that one turns a 0-d tensor (num_batches_tracked) into [1].
+        state = {k: np.require(v, requirements="C") for k, v in package.state.items()}
+        try:
+            save_file(state, str(staged_weights))
+        except SafetensorError as error:  # it wraps the OSError (no space left, file too large)
+            raise OSError(_errno_of(error), str(error)) from None
+        os.chmod(staged_weights, _new_file_mode())  # safetensors creates 0600; model.py gets the umask's
+        staged_model = staging / model.name
+        staged_model.write_text(package.source, encoding="utf-8")
+        return [publish(staged_model, model), publish(staged_weights, weights)]
+
+
+def _errno_of(error: Exception) -> int | None:
+    """The errno inside safetensors' message (`... (os error 28)`), if any."""
+    import re
+
+    found = re.search(r"os error (\d+)|code: (\d+)", str(error))
+    return int(found.group(1) or found.group(2)) if found else None
 
 
 def _new_file_mode() -> int:

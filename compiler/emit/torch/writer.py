@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dlc.emit.torch.classes import fold_templates, init_lines
+from dlc.emit.torch.literals import NONFINITE_NAMES, docstring_text, nonfinite_definitions
 from dlc.errors import DlcError, EmitError
 from dlc.ir.graph import Graph
 from dlc.ir.init import Init
@@ -68,11 +69,12 @@ NN_MODULE_ATTRIBUTES = frozenset((
 
 # Names a generated variable must not take: Python's builtins (`slice`, `input`, `id`...)
 # and the names model.py itself uses.
-_RESERVED_NAMES = frozenset(dir(builtins)) | {"self", "torch", "nn", "F", "Path"}
+_RESERVED_NAMES = frozenset(dir(builtins)) | {"self", "torch", "nn", "F", "Path"} | NONFINITE_NAMES
 
 
 def _identifier(text: str) -> str:
-    name = re.sub(r"\W+", "_", text).strip("_") or "x"
+    # ASCII only: Python normalizes (NFKC) non-ASCII identifiers, so two names could merge.
+    name = re.sub(r"[^0-9A-Za-z_]+", "_", text).strip("_") or "x"
     if name[0].isdigit():
         name = f"v{name}"
     if keyword.iskeyword(name) or name in _RESERVED_NAMES:
@@ -445,9 +447,9 @@ class TorchWriter:
         return_type = (
             "torch.Tensor" if len(outputs) == 1 else f"tuple[{', '.join(['torch.Tensor'] * len(outputs))}]"
         )
-        lines = [f'"""{title}', ""]
+        lines = [f'"""{docstring_text(title)}', ""]
         lines += [
-            *doc_lines,
+            *(docstring_text(line) for line in doc_lines),
             '"""',
             "",
             "from __future__ import annotations",
@@ -462,6 +464,9 @@ class TorchWriter:
             "",
             "",
         ]
+        code = "\n".join([*self._lines, *init_lines(dict(self._leaves), {}), *self._helpers.values()])
+        nonfinite = nonfinite_definitions(code)
+        lines += [*nonfinite, "", ""] if nonfinite else []
         for helper in self._helpers.values():
             lines += [helper, "", ""]
         folded = fold_templates(self, {name, *self._helpers})
