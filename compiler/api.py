@@ -22,6 +22,7 @@ import numpy as np
 from dlc.errors import DlcError, EmitError
 from dlc.ir.graph import Graph
 from dlc.ir.node import Node
+from dlc.limits import Limits
 from dlc.passes.manager import PassContext, PassManager, PassRecord, build_pipeline
 from dlc.registry import Registry, default_registry
 from dlc.spec.loader import Spec, load_spec
@@ -194,13 +195,16 @@ def compile(
     strict_plugins: bool = False,
     verify: bool | None = None,
     portable: bool = False,
+    limits: Limits | None = None,
 ) -> CompiledModel:
     """Load (if given a path), lower, and optimize a spec.
 
     `opt_level` 0 runs no passes, 1 the exact cleanups, 2 everything; `passes` picks
     passes by name instead. `weights` is a safetensors file whose tensors replace the
     seeded initialization. `overrides` replace spec params (``--set``). `portable` keeps
-    the ONNX output to standard ops; by default passes may use ONNX Runtime's fused ops."""
+    the ONNX output to standard ops; by default passes may use ONNX Runtime's fused ops.
+    `limits` bounds the model's parameters and operations (`dlc.limits`), checked before
+    any weight is drawn."""
     start = time.perf_counter()
     registry = registry or default_registry(strict=strict_plugins)
     if not isinstance(spec, Spec):
@@ -209,7 +213,7 @@ def compile(
         raise DlcError("overrides apply when loading a spec; pass a path, or use load_spec(path, overrides)")
     log.info("loaded spec '%s' in %.1f ms", spec.name, (time.perf_counter() - start) * 1e3)
     start = time.perf_counter()
-    lowered = lower_spec(spec, registry)
+    lowered = lower_spec(spec, registry, limits)
     graph = lowered.graph.copy()
     log.info("lowered to %d IR nodes in %.1f ms", len(list(graph)), (time.perf_counter() - start) * 1e3)
     if weights is not None:

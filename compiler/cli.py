@@ -29,13 +29,44 @@ class UsageError(Exception):
 
 
 def _dims(values: Sequence[str]) -> dict[str, int]:
+    from dlc.limits import dim_problem
+
     dims = {}
     for text in values:
         name, sep, size = text.partition("=")
-        if not sep or not name.strip().isidentifier() or not size.strip().isdigit() or int(size) < 1:
+        # A size is digits, or a power such as 2**20; both kept short enough to compute.
+        base, _, exponent = size.strip().replace("_", "").partition("**")
+        if (
+            not sep
+            or not name.strip().isidentifier()
+            or not base.isdigit()
+            or len(base) > 30
+            or not (exponent.isdigit() and len(exponent) <= 3 if exponent else "**" not in size)
+        ):
             raise UsageError(f"--dim expects NAME=SIZE with a positive size, e.g. N=4; got '{text}'")
-        dims[name.strip()] = int(size)
+        value = int(base) ** int(exponent) if exponent else int(base)
+        problem = dim_problem(value)
+        if problem is not None:
+            raise UsageError(f"--dim {text}: {problem}")
+        dims[name.strip()] = value
     return dims
+
+
+def _count(text: str) -> int:
+    """A positive count from the command line: ``1000000``, ``1_000_000`` or ``1e6``."""
+    try:
+        value = float(text) if any(c in text.lower() for c in ".e") else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive count such as 1e10, got '{text}'") from None
+    if value != value or value < 1 or value > 1e18 or value != int(value):
+        raise argparse.ArgumentTypeError(f"expected a positive count such as 1e10, got '{text}'")
+    return int(value)
+
+
+def _limits(args: argparse.Namespace):
+    from dlc.limits import Limits
+
+    return Limits(max_params=args.max_params, max_nodes=args.max_nodes)
 
 
 def _seed(text: str) -> int:
@@ -77,7 +108,13 @@ def _console(stderr: bool = False):
 def cmd_validate(args: argparse.Namespace) -> int:
     import dlc
 
-    model = dlc.compile(args.spec, opt_level=0, overrides=_overrides(args.set), registry=_registry(args))
+    model = dlc.compile(
+        args.spec,
+        opt_level=0,
+        overrides=_overrides(args.set),
+        registry=_registry(args),
+        limits=_limits(args),
+    )
     summary = model.summary()
     print(f"{args.spec}: ok ({len(summary.layers)} layers, {summary.params:,} parameters)")
     return 0
@@ -112,6 +149,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             registry=registry,
             portable=args.portable,
             pass_options={"conv_algo": args.conv_algo},
+            limits=_limits(args),
         )
     if args.print_ir:
         print(model.graph)
@@ -135,7 +173,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_summary(args: argparse.Namespace) -> int:
     import dlc
 
-    model = dlc.compile(args.spec, opt_level=0, overrides=_overrides(args.set), registry=_registry(args))
+    model = dlc.compile(
+        args.spec,
+        opt_level=0,
+        overrides=_overrides(args.set),
+        registry=_registry(args),
+        limits=_limits(args),
+    )
     summary = model.summary(_dims(args.dim))
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
@@ -186,7 +230,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         with progress.task(f"compiling {source}"):
             model: Any = dlc.compile(
-                source, seed=args.seed, overrides=_overrides(args.set), registry=_registry(args)
+                source,
+                seed=args.seed,
+                overrides=_overrides(args.set),
+                registry=_registry(args),
+                limits=_limits(args),
             ).onnx_model()
     else:
         if args.set:
@@ -416,6 +464,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a value under the spec's `params` (repeatable)",
     )
+    from dlc.limits import DEFAULT_MAX_NODES, DEFAULT_MAX_PARAMS
+
+    spec_options.add_argument(
+        "--max-params",
+        type=_count,
+        default=DEFAULT_MAX_PARAMS,
+        metavar="COUNT",
+        help=f"refuse models with more parameters and buffers (default {DEFAULT_MAX_PARAMS:.0e})",
+    )
+    spec_options.add_argument(
+        "--max-nodes",
+        type=_count,
+        default=DEFAULT_MAX_NODES,
+        metavar="COUNT",
+        help=f"refuse models with more IR operations (default {DEFAULT_MAX_NODES:,})",
+    )
 
     parser = argparse.ArgumentParser(
         prog="dlc",
@@ -537,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=SIZE",
         help="size of a symbolic dim (default 1)",
     )
-    from dlc.runtime.session import PROVIDER_CHOICES
+    from dlc.runtime.providers import PROVIDER_CHOICES
 
     run.add_argument(
         "--provider",

@@ -6,6 +6,13 @@ and committed only if all of them are valid. A plugin that fails to import or re
 rolled back, warned about once and listed as failed; everything else keeps working.
 ``DLC_DISABLE_PLUGINS=a,b`` skips plugins before they are imported; `strict` turns any
 plugin failure into a `PluginError`.
+
+Plugins are imported lazily where that is safe: a plugin whose code is unchanged since
+it last loaded (`dlc.plugin_manifest`) is *deferred*, and imported the first time a
+lookup needs something it provides (a block, op, template or target by name, the passes
+of an optimization level, or any listing of everything). Validating an MLP then imports
+the core family only. Plugins without a valid manifest entry, and every plugin under
+`strict`, are imported at once, as before.
 """
 
 from __future__ import annotations
@@ -14,10 +21,10 @@ import importlib
 import logging
 import os
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from pydantic import BaseModel
@@ -30,6 +37,9 @@ from dlc.ir.source_ops import SOURCE_OPS
 from dlc.passes.manager import PassInfo
 from dlc.spec.blocks import BlockType, ShortcutProjection, TemplateLibrary
 from dlc.tuning import Tuner
+
+if TYPE_CHECKING:
+    from dlc.plugin_manifest import PluginManifest
 
 log = logging.getLogger("dlc.plugins")
 
@@ -82,31 +92,90 @@ class PluginRecord:
 
 
 class Registry:
-    """Everything the loaded plugins provide, looked up by name."""
+    """Everything the loaded plugins provide, looked up by name.
+
+    Deferred plugins are loaded by the lookups that need them; the listings (`blocks()`,
+    `passes`, `plugins`, ...) load every deferred plugin first. Records from several
+    plugins are kept in the plugins' discovery order, whatever order they loaded in."""
 
     def __init__(self) -> None:
-        self.plugins: list[PluginRecord] = []
+        self._records: list[PluginRecord] = []
         self._blocks: dict[str, list[BlockType]] = {}
         self._ops: dict[str, list[OpDef]] = {}
-        self.passes: list[PassInfo] = []
+        self._passes: list[PassInfo] = []
         self._targets: dict[str, list[EmitTarget]] = {}
-        self.projections: list[ShortcutProjection] = []
-        self.template_libraries: list[TemplateLibrary] = []
-        self.tuners: list[Tuner] = []
+        self._projections: list[ShortcutProjection] = []
+        self._template_libraries: list[TemplateLibrary] = []
+        self._tuners: list[Tuner] = []
         self._templates: dict[str, Any] | None = None
+        self._order: dict[str, int] = {}  # plugin name -> discovery position
+        self._deferred: dict[str, _Deferred] = {}
+        self._loader: _PluginLoader | None = None
         for op in SOURCE_OPS:
             self._ops[op.name] = [op]
+
+    # -- deferred plugins ----------------------------------------------------------------
+
+    def _load_providers(self, kind: str, name: str) -> None:
+        """Load the deferred plugins that provided `name` (a `kind` of record) last time."""
+        if self._deferred:
+            for plugin in [p for p, d in self._deferred.items() if name in d.names.get(kind, ())]:
+                self._load_deferred(plugin)
+
+    def _load_all(self) -> None:
+        for plugin in list(self._deferred):
+            self._load_deferred(plugin)
+
+    def _load_deferred(self, plugin: str) -> None:
+        deferred = self._deferred.pop(plugin, None)
+        if deferred is not None and self._loader is not None:
+            self._loader.load(self, deferred.record, deferred.load)
+
+    def passes_up_to(self, level: int) -> list[PassInfo]:
+        """The passes of optimization levels up to `level`, in registration order (loading
+        only the deferred plugins that have such passes)."""
+        for plugin in [p for p, d in self._deferred.items() if any(v <= level for v in d.pass_levels)]:
+            self._load_deferred(plugin)
+        return [p for p in self._passes if p.level <= level]
+
+    @property
+    def plugins(self) -> list[PluginRecord]:
+        self._load_all()  # report what each plugin really does now
+        return self._records
+
+    @property
+    def passes(self) -> list[PassInfo]:
+        self._load_all()
+        return self._passes
+
+    @property
+    def projections(self) -> list[ShortcutProjection]:
+        self._load_all()
+        return self._projections
+
+    @property
+    def template_libraries(self) -> list[TemplateLibrary]:
+        self._load_all()
+        return self._template_libraries
+
+    @property
+    def tuners(self) -> list[Tuner]:
+        self._load_all()
+        return self._tuners
 
     # -- lookups -------------------------------------------------------------------------
 
     @property
     def block_names(self) -> list[str]:
+        self._load_all()
         return sorted(self._blocks)
 
     def block_providers(self, name: str) -> list[BlockType]:
+        self._load_providers("blocks", name)
         return self._blocks.get(name, [])
 
     def block(self, name: str) -> BlockType:
+        self._load_providers("blocks", name)
         providers = self._blocks.get(name)
         if not providers:
             raise KeyError(name)
@@ -115,9 +184,11 @@ class Registry:
         return providers[0]
 
     def blocks(self) -> list[BlockType]:
+        self._load_all()
         return [providers[0] for _, providers in sorted(self._blocks.items())]
 
     def op(self, name: str) -> OpDef:
+        self._load_providers("ops", name)
         providers = self._ops.get(name)
         if not providers:
             raise PluginError(f"unknown IR op '{name}'", hint=self._failed_note())
@@ -126,9 +197,11 @@ class Registry:
         return providers[0]
 
     def ops(self) -> list[OpDef]:
+        self._load_all()
         return [providers[0] for _, providers in sorted(self._ops.items()) if len(providers) == 1]
 
     def target(self, name: str) -> EmitTarget:
+        self._load_providers("targets", name)
         providers = self._targets.get(name)
         if not providers:
             raise KeyError(name)
@@ -138,22 +211,34 @@ class Registry:
 
     @property
     def target_names(self) -> list[str]:
+        self._load_all()
         return sorted(self._targets)
 
     def templates(self) -> dict[str, Any]:
         """Templates from plugins' YAML libraries, by name (parsed once, on first use)."""
+        self._load_all()
+        return self._loaded_templates()
+
+    def template_lookup(self) -> Mapping[str, Any]:
+        """`templates()` as a mapping that loads only the plugins a looked-up name needs
+        (iterating it loads them all)."""
+        return _TemplateLookup(self)
+
+    def _loaded_templates(self) -> dict[str, Any]:
         if self._templates is None:
             from dlc.spec.templates import load_template_library
 
             self._templates = {}
-            for library in self.template_libraries:
+            for library in self._template_libraries:
                 for name, template in load_template_library(library).items():
                     self._templates.setdefault(name, []).append(template)
         return self._templates
 
     @property
     def failed(self) -> list[PluginRecord]:
-        return [p for p in self.plugins if p.status == "failed"]
+        # Deferred plugins loaded fine last time; those that fail when loaded later are
+        # recorded here then.
+        return [p for p in self._records if p.status == "failed"]
 
     def plugin_for_failed_block(self, name: str) -> PluginRecord | None:
         for record in self.failed:
@@ -169,17 +254,66 @@ class Registry:
     # -- registration --------------------------------------------------------------------
 
     def commit(self, plugin: str, records: dict[str, list[Any]]) -> None:
+        position = self._order.setdefault(plugin, len(self._order))
+
+        def by_discovery(items: list[Any]) -> None:
+            items.sort(key=lambda r: self._order.get(r.plugin, position))  # stable within a plugin
+
         for block in records.get("dlc_block_types", []):
             self._blocks.setdefault(block.name, []).append(block)
+            by_discovery(self._blocks[block.name])
         for op in records.get("dlc_ops", []):
             self._ops.setdefault(op.name, []).append(op)
-        self.passes.extend(records.get("dlc_passes", []))
+            by_discovery(self._ops[op.name])
         for target in records.get("dlc_emit_targets", []):
             self._targets.setdefault(target.name, []).append(target)
-        self.projections.extend(records.get("dlc_shortcut_projections", []))
-        self.template_libraries.extend(records.get("dlc_templates", []))
-        self.tuners.extend(records.get("dlc_tuners", []))
+            by_discovery(self._targets[target.name])
+        for hook, items in (
+            ("dlc_passes", self._passes),
+            ("dlc_shortcut_projections", self._projections),
+            ("dlc_templates", self._template_libraries),
+            ("dlc_tuners", self._tuners),
+        ):
+            if records.get(hook):
+                items.extend(records[hook])
+                by_discovery(items)
         self._templates = None
+
+
+@dataclass
+class _Deferred:
+    """A plugin not imported yet, and what it provided when it last loaded."""
+
+    record: PluginRecord
+    load: Any
+    pass_levels: list[int]
+    names: dict[str, frozenset[str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.names = {kind: frozenset(names) for kind, names in self.record.provides.items()}
+
+
+class _TemplateLookup(Mapping[str, Any]):
+    """Plugin templates by name, loading deferred plugins only for the names asked for."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def __getitem__(self, name: str) -> Any:
+        self._registry._load_providers("templates", name)
+        return self._registry._loaded_templates()[name]
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        self._registry._load_providers("templates", name)
+        return name in self._registry._loaded_templates()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._registry.templates())
+
+    def __len__(self) -> int:
+        return len(self._registry.templates())
 
 
 def _clash_message(kind: str, name: str, plugins: list[str]) -> str:
@@ -259,50 +393,116 @@ def _provides(records: dict[str, list[Any]]) -> dict[str, list[str]]:
     return provides
 
 
-def _candidates(disabled: set[str]) -> Iterable[tuple[str, str, str | None, Any]]:
-    """(name, source, version, loader) for built-ins, then entry points."""
+def _candidates(disabled: set[str]) -> Iterable[tuple[str, str, str | None, Any, str]]:
+    """(name, source, version, loader, module) for built-ins, then entry points."""
     builtins = builtin_plugins()
     for name, module in builtins:
-        yield name, f"builtin {module}", None, lambda module=module: importlib.import_module(module)
+        yield name, f"builtin {module}", None, lambda module=module: importlib.import_module(module), module
     seen = {name for name, _ in builtins}
     for entry_point in sorted(metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP), key=lambda e: e.name):
         if entry_point.name in seen:
             continue
         seen.add(entry_point.name)
         version = entry_point.dist.version if entry_point.dist is not None else None
-        yield entry_point.name, f"entry point {entry_point.value}", version, entry_point.load
+        yield (
+            entry_point.name,
+            f"entry point {entry_point.value}",
+            version,
+            entry_point.load,
+            entry_point.module,
+        )
 
 
-def load_registry(strict: bool = False, disabled: Iterable[str] | None = None) -> Registry:
-    """Load every plugin (fresh, uncached) and return what they provide."""
-    disabled_set = set(disabled or ())
-    disabled_set |= {p.strip() for p in os.environ.get("DLC_DISABLE_PLUGINS", "").split(",") if p.strip()}
-    registry = Registry()
-    manager = pluggy.PluginManager(hookspecs.PROJECT)
-    manager.add_hookspecs(hookspecs)
-    for name, source, version, loader in _candidates(disabled_set):
-        record = PluginRecord(name, source, version)
-        registry.plugins.append(record)
-        if name in disabled_set:
-            record.status = "disabled"
-            continue
+class _PluginLoader:
+    """Imports and registers plugins (at once, or later for deferred ones) with one
+    pluggy manager, and keeps the plugin manifest up to date."""
+
+    def __init__(self, manifest: PluginManifest | None) -> None:
+        self.manager = pluggy.PluginManager(hookspecs.PROJECT)
+        self.manager.add_hookspecs(hookspecs)
+        self.manifest = manifest
+        self.fingerprints: dict[str, str | None] = {}
+        self._dlc_signature: str | None = None
+
+    def fingerprint(self, name: str, source: str, version: str | None, module: str) -> str | None:
+        """What must be unchanged for the manifest entry of this plugin to hold."""
+        from dlc.plugin_manifest import module_roots, tree_signature
+
+        if source.startswith("builtin "):
+            if self._dlc_signature is None:
+                import dlc
+                import dlc.plugins
+                import dlc.runtime
+
+                roots = [*dlc.__path__, *dlc.plugins.__path__, *dlc.runtime.__path__]
+                self._dlc_signature = tree_signature(roots) or ""
+            code = self._dlc_signature or None
+        else:
+            roots = module_roots(module)
+            code = tree_signature(roots) if roots else None
+        if code is None:
+            return None
+        return f"{source}|{version}|{code}"
+
+    def load(self, registry: Registry, record: PluginRecord, loader: Any) -> None:
         plugin_object = None
         try:
             plugin_object = loader()
-            manager.register(plugin_object, name=name)
-            records = _collect(manager, name)
+            self.manager.register(plugin_object, name=record.name)
+            records = _collect(self.manager, record.name)
             record.provides = _provides(records)
-            registry.commit(name, records)
+            registry.commit(record.name, records)
         # A plugin's failure must not take dlc down with it; that includes `sys.exit()` at
         # import, which would otherwise end dlc with the plugin's exit code, spec unchecked.
         except (Exception, SystemExit) as error:
-            if plugin_object is not None and manager.is_registered(plugin_object):
-                manager.unregister(plugin_object)
+            if plugin_object is not None and self.manager.is_registered(plugin_object):
+                self.manager.unregister(plugin_object)
             record.status = "failed"
             record.error = _describe_failure(error)
             if not record.provides:
                 record.provides = _attempted_names(plugin_object)
-            log.warning("plugin '%s' failed to load and was skipped: %s", name, record.error)
+            log.warning("plugin '%s' failed to load and was skipped: %s", record.name, record.error)
+            if self.manifest is not None:
+                self.manifest.forget(record.name)
+                self.save(registry)
+            return
+        if self.manifest is not None:
+            levels = sorted({p.level for p in records.get("dlc_passes", [])})
+            self.manifest.store(record.name, self.fingerprints.get(record.name), record.provides, levels)
+
+    def save(self, registry: Registry) -> None:
+        if self.manifest is not None:
+            self.manifest.save(r.name for r in registry._records)
+
+
+def load_registry(strict: bool = False, disabled: Iterable[str] | None = None) -> Registry:
+    """Load every plugin and return what they provide. Plugins whose code is unchanged
+    since they last loaded are deferred until a lookup needs them (not under `strict`)."""
+    from dlc.plugin_manifest import PluginManifest, manifest_enabled
+
+    disabled_set = set(disabled or ())
+    disabled_set |= {p.strip() for p in os.environ.get("DLC_DISABLE_PLUGINS", "").split(",") if p.strip()}
+    registry = Registry()
+    manifest = PluginManifest.load() if manifest_enabled() and not strict else None
+    plugin_loader = _PluginLoader(manifest)
+    registry._loader = plugin_loader
+    for name, source, version, loader, module in _candidates(disabled_set):
+        record = PluginRecord(name, source, version)
+        registry._records.append(record)
+        registry._order[name] = len(registry._order)
+        if name in disabled_set:
+            record.status = "disabled"
+            continue
+        if manifest is not None:
+            fingerprint = plugin_loader.fingerprint(name, source, version, module)
+            plugin_loader.fingerprints[name] = fingerprint
+            known = manifest.lookup(name, fingerprint)
+            if known is not None:
+                record.provides = {kind: list(names) for kind, names in known["provides"].items()}
+                registry._deferred[name] = _Deferred(record, loader, list(known.get("pass_levels", [])))
+                continue
+        plugin_loader.load(registry, record, loader)
+    plugin_loader.save(registry)
     if strict and registry.failed:
         raise PluginError(
             diagnostics=[

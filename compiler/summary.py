@@ -16,8 +16,7 @@ from typing import Any
 from dlc.errors import DlcError
 from dlc.ir.graph import Graph
 from dlc.ir.loops import walk_with_trips
-from dlc.ir.node import Node
-from dlc.ir.symbolic import Dim, evaluate_dim, product
+from dlc.ir.symbolic import evaluate_dim, product
 from dlc.ir.types import format_shape
 from dlc.registry import Registry
 from dlc.spec.lower import LayerInfo
@@ -95,57 +94,59 @@ def summarize(
     bindings.update(dims or {})
     _check_sizes(layers, bindings)
 
-    def macs_of(nodes: list[tuple[Node, Dim]]) -> int:
-        total = 0
-        for node, trips in nodes:
-            op = registry.op(node.op)
-            if op.macs is not None:
-                total += evaluate_dim(op.macs(node) * trips, bindings)
-        return total
-
-    def elements(nodes: list[tuple[Node, Dim]], trainable: bool) -> int:
-        total = 0
-        for node, _ in nodes:
-            if node.op == "parameter" and node.attrs.trainable == trainable:
-                total += int(product(node.output.type.shape))
-        return total
-
-    # A loop body's nodes count once per step (its weights, in the top graph, once).
-    every = list(walk_with_trips(graph))
-    by_layer: dict[str, list[tuple[Node, Dim]]] = {}
-    for node, trips in every:
-        by_layer.setdefault(node.layer, []).append((node, trips))
+    counts = _count_by_layer(graph, layers, registry, bindings)
     rows = []
     for info in layers:
         if info.kind not in ("block", "scan"):  # a scan's row: its body's work, every step
             continue
-        nodes = [
-            item
-            for layer, items in by_layer.items()
-            if layer == info.name or layer.startswith(info.name + ".")
-            for item in items
-        ]
         output = next(iter(info.outputs.values()))
+        params, _, macs = counts.get(info.name, (0, 0, 0))
         rows.append(
-            LayerSummary(
-                info.name,
-                info.block,
-                format_shape(output.type.shape),
-                elements(nodes, True),
-                macs_of(nodes),
-                info.depth,
-            )
+            LayerSummary(info.name, info.block, format_shape(output.type.shape), params, macs, info.depth)
         )
+    params, buffers, macs = counts[""]
     return Summary(
         name=graph.name,
         inputs={n.attrs.name: f"{n.output.type}" for n in graph.inputs()},
         outputs={k: f"{v.type}" for k, v in graph.outputs.items()},
-        params=elements(every, True),
-        buffers=elements(every, False),
-        macs=macs_of(every),
+        params=params,
+        buffers=buffers,
+        macs=macs,
         dims=bindings,
         layers=rows,
     )
+
+
+def _count_by_layer(
+    graph: Graph, layers: list[LayerInfo], registry: Registry, bindings: Mapping[str, int]
+) -> dict[str, tuple[int, int, int]]:
+    """(parameters, buffers, MACs) of every block and scan layer, counting the nodes of the
+    layer and of the layers nested in it (``stage.0`` holds ``stage.0.conv2d_1``), and of the
+    whole graph under ``""``; a loop body's nodes count once per step (its weights once).
+    One pass over the nodes: each adds to the layers among its dotted name's prefixes, so
+    the cost is linear in the graph, not layers x nodes."""
+    owners_of = {info.name for info in layers if info.kind in ("block", "scan")}
+    totals: dict[str, list[int]] = {"": [0, 0, 0]}
+    for node, trips in walk_with_trips(graph):
+        if node.op == "parameter":
+            size = int(product(node.output.type.shape))
+            counted = (size, 0, 0) if node.attrs.trainable else (0, size, 0)
+        else:
+            op = registry.op(node.op)
+            if op.macs is None:
+                continue
+            counted = (0, 0, evaluate_dim(op.macs(node) * trips, bindings))
+        prefix = node.layer
+        owners = [""]
+        while prefix:
+            if prefix in owners_of:
+                owners.append(prefix)
+            prefix = prefix.rpartition(".")[0]
+        for owner in owners:
+            total = totals.setdefault(owner, [0, 0, 0])
+            for index, amount in enumerate(counted):
+                total[index] += amount
+    return {name: (total[0], total[1], total[2]) for name, total in totals.items()}
 
 
 def _check_sizes(layers: list[LayerInfo], bindings: Mapping[str, int]) -> None:

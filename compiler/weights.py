@@ -32,7 +32,7 @@ def read_weights_file(path: str | Path) -> dict[str, np.ndarray]:
 
     path = Path(path)
     if path.is_file():
-        _check_dtypes(path)
+        _check_dtypes(path)  # float8 and bfloat16 tensors by name, before safetensors fails obscurely
     return read_weights(path)
 
 

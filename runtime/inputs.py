@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dlc.errors import RuntimeSessionError
+from dlc.limits import format_bytes
 from dlc.spec.suggest import did_you_mean
 
 from .session import Session
@@ -40,10 +41,15 @@ def random_inputs(
         if name not in dims:
             log.info("dim %s not given; using 1", name)
             dims[name] = 1
+    shapes = {
+        info.name: tuple(dims[d] if isinstance(d, str) else (d if d is not None else 1) for d in info.shape)
+        for info in session.inputs
+    }
+    _check_memory(session, shapes, dims)
     rng = np.random.default_rng(seed)
     arrays = {}
     for info in session.inputs:
-        shape = tuple(dims[d] if isinstance(d, str) else (d if d is not None else 1) for d in info.shape)
+        shape = shapes[info.name]
         low, high = session.input_ranges.get(info.name, DEFAULT_INT_RANGE)
         if np.issubdtype(info.dtype, np.floating):
             array = rng.standard_normal(shape).astype(info.dtype)
@@ -56,6 +62,44 @@ def random_inputs(
             array = rng.integers(low, high, size=shape).astype(info.dtype)
         arrays[info.name] = array
     return arrays
+
+
+def _check_memory(session: Session, shapes: Mapping[str, tuple[int, ...]], dims: Mapping[str, int]) -> None:
+    """Refuse random inputs that cannot fit in memory before drawing them (a `--dim
+    N=100000000000`, or an .onnx file with a static 10^12 dim, would end in a MemoryError)."""
+    sizes = {}
+    for info in session.inputs:
+        count = 1
+        for dim in shapes[info.name]:
+            count *= int(dim)
+        sizes[info.name] = count * np.dtype(info.dtype).itemsize
+    total = sum(sizes.values())
+    available = _available_memory()
+    if total <= available // 2:
+        return
+    largest = max(sizes, key=sizes.__getitem__)
+    at = ", ".join(f"{k}={v}" for k, v in dims.items())
+    raise RuntimeSessionError(
+        f"random inputs{f' at {at}' if at else ''} need {format_bytes(total)} "
+        f"(input '{largest}' is {list(shapes[largest])}), more than half the {format_bytes(available)} "
+        "of memory available",
+        hint="give the symbolic dims smaller sizes with --dim NAME=SIZE",
+    )
+
+
+def _available_memory() -> int:
+    """Bytes this process may still allocate: free physical memory, capped by RLIMIT_AS."""
+    import os
+    import resource
+
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        available = 1 << 62
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        available = min(available, soft)
+    return available
 
 
 # Refused before reading: the inputs of one run may not decompress past this many bytes.

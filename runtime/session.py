@@ -22,14 +22,9 @@ import numpy as np
 from dlc.errors import RuntimeSessionError
 from dlc.spec.suggest import did_you_mean
 
-log = logging.getLogger(__name__)
+from .providers import PROVIDER_CHOICES, PROVIDER_NAMES
 
-PROVIDER_NAMES = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
-PROVIDER_CHOICES = ("auto", *PROVIDER_NAMES)
+log = logging.getLogger(__name__)
 
 _NUMPY_TYPES = {
     "tensor(float)": np.float32,

@@ -33,7 +33,12 @@ class Graph:
         self.outputs: dict[str, Value] = {}
         self._dag = nx.DiGraph()
         self._nodes: dict[str, Node] = {}
-        self._order: dict[str, int] = {}
+        # Position keys, compared as tuples: a node added at the end gets ``(count, 0)``; one
+        # added before a node keyed ``(*k, 0)`` gets ``(*k, -BIG + i, 0)`` for the i-th such
+        # insertion, which sorts after the earlier ones and before that node, so inserting
+        # costs O(1) instead of renumbering every later node (quadratic over a rewrite).
+        self._order: dict[str, tuple[int, ...]] = {}
+        self._inserted_before: dict[str, int] = {}
         self._values: dict[str, tuple[str, int]] = {}  # value name -> (producer, output index)
         self._counter = 0
         # Template calls, by layer scope: (template name, its resolved arguments). Read by the
@@ -115,13 +120,12 @@ class Graph:
             self._check_defined(value, node)
         self._nodes[node.name] = node
         if before is None:
-            self._order[node.name] = self._counter
+            self._order[node.name] = (self._counter, 0)
         else:
             position = self._order[before.name]
-            for name, index in self._order.items():
-                if index >= position:
-                    self._order[name] = index + 1
-            self._order[node.name] = position
+            count = self._inserted_before.get(before.name, 0)
+            self._inserted_before[before.name] = count + 1
+            self._order[node.name] = (*position[:-1], _BEFORE + count, 0)
         self._counter += 1
         self._dag.add_node(node.name)
         for index, value in enumerate(node.outputs):
@@ -141,9 +145,10 @@ class Graph:
             used = bool(users[value.name]) or self.is_output(value)
             if used and kept.get(value.name) != value:
                 raise IRError(f"replacing '{old.name}' would orphan the uses of '{value.name}'")
+        inserted = self._inserted_before.get(old.name, 0)
         self._remove(old, check_users=False)
         self.add(new)
-        self._order[new.name] = position
+        self._place(new.name, position, inserted)
         for user_list in users.values():
             for user in user_list:
                 self._link_inputs(self._nodes[user.name])
@@ -178,9 +183,10 @@ class Graph:
         users = {v.name: self.users(v) for v in node.outputs}
         was_output = {k: v.name for k, v in self.outputs.items()}
         position = self._order[node.name]
+        inserted = self._inserted_before.get(node.name, 0)
         self._remove(node, check_users=False)
         self.add(renamed)
-        self._order[new_name] = position
+        self._place(new_name, position, inserted)
         for old_value, new_value in zip(node.outputs, outputs, strict=True):
             for user in users[old_value.name]:
                 current = self._nodes[user.name]
@@ -203,6 +209,7 @@ class Graph:
         for node in self.toposort():
             clone.add(node)
         clone._order = dict(self._order)  # keep positions, so printing and emission agree
+        clone._inserted_before = dict(self._inserted_before)
         clone._counter = self._counter
         clone.outputs = dict(self.outputs)
         clone.templates = dict(self.templates)
@@ -255,6 +262,13 @@ class Graph:
         self._nodes[new.name] = new
         self._link_inputs(new)
 
+    def _place(self, name: str, position: tuple[int, ...], inserted: int) -> None:
+        """Give node `name` the position (and the count of nodes inserted before it) of the
+        node it replaces."""
+        self._order[name] = position
+        if inserted:
+            self._inserted_before[name] = inserted
+
     def _remove(self, node: Node, check_users: bool = True) -> None:
         if self._nodes.get(node.name) is not node:
             raise IRError(f"node '{node.name}' is not in graph '{self.name}'")
@@ -265,8 +279,12 @@ class Graph:
         self._dag.remove_node(node.name)
         del self._nodes[node.name]
         del self._order[node.name]
+        self._inserted_before.pop(node.name, None)
         for value in node.outputs:
             del self._values[value.name]
+
+
+_BEFORE = -(2**62)  # below every count of insertions before one node
 
 
 def value_names(values: Sequence[Value | None]) -> list[str]:

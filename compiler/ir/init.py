@@ -73,7 +73,10 @@ class Init:
             assert self.data is not None
             return np.ascontiguousarray(self.data, dtype=dtype).reshape(shape)
         if self.kind == "constant":
-            return np.full(shape, self.first, dtype=dtype)
+            filled = np.full(shape, self.first, dtype=dtype)
+            if self.transform is None:
+                return filled
+            return np.asarray(self.transform.function(filled), dtype=dtype)
         values = np.empty(shape, dtype=self._draw_type(dtype))
         flat = values.reshape(-1)
         rng = self._generator(seed, self.stream or name)
@@ -108,7 +111,7 @@ class Init:
 
         whole = self.transform is not None or self._draw_type(dtype) != np.dtype(dtype)
         if self.kind in ("data", "constant") or whole:
-            if self.kind == "constant":  # one buffer's worth, repeated
+            if self.kind == "constant" and self.transform is None:  # one buffer's worth, repeated
                 flat = buffer(min(CHUNK, total))
                 flat[:] = self.first
                 yield from (flat[: min(CHUNK, total - start)] for start in range(0, total, CHUNK))

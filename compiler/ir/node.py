@@ -15,7 +15,7 @@ from dlc.ir.types import TensorType
 class OpAttrs(BaseModel):
     """Base of every op's typed attribute model (frozen, unknown fields rejected)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True, defer_build=True)
 
     def describe(self) -> dict[str, Any]:
         """Attributes for printing: plain values, arrays and initializers summarized."""

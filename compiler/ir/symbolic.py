@@ -104,11 +104,25 @@ class Sym:
             return self
         if all(c % divisor == 0 for _, c in self.terms):
             return Sym._build({m: c // divisor for m, c in self.terms})
+        terms = self._as_dict()
+        constant = terms.pop((), 0)
+        if len(terms) == 1:
+            # ((X)//a + c) // b == (X + c*a) // (a*b) for integers X, c and positive a, b:
+            # a chain of strided layers stays one flat atom instead of nesting per layer.
+            [(monomial, coeff)] = terms.items()
+            if coeff == 1 and len(monomial) == 1 and isinstance(monomial[0], FloorDiv):
+                inner = monomial[0]
+                if inner.divisor * divisor <= _MAX_DIVISOR:
+                    return (inner.numerator + constant * inner.divisor) // (inner.divisor * divisor)
         # Pull out the constant part that divides exactly so `(T+2)//2` stays `(T)//2 + 1`.
-        constant = self._as_dict().get((), 0)
         whole = constant // divisor
         rest = self - whole * divisor
         assert isinstance(rest, Sym)
+        if _nesting(rest) >= MAX_FLOOR_NESTING:
+            raise SymbolicLimitError(
+                f"a symbolic size nests more than {MAX_FLOOR_NESTING} floor divisions; "
+                "give the symbolic dims fixed sizes"
+            )
         return Sym._build({(FloorDiv(rest, divisor),): 1, (): whole})
 
     def evaluate(self, bindings: Mapping[str, int]) -> int:
@@ -148,6 +162,26 @@ class Sym:
 
 
 Dim = int | Sym
+
+# Floor divisions nest only where flattening cannot apply (a scaled quotient divided
+# again); a divisor past 2^62 is beyond every dim. Both bound the recursion of `str`,
+# `evaluate` and hashing, which follow the nesting.
+MAX_FLOOR_NESTING = 32
+_MAX_DIVISOR = 2**62
+
+
+class SymbolicLimitError(ValueError):
+    """A symbolic size grew past what dlc represents (see `MAX_FLOOR_NESTING`)."""
+
+
+def _nesting(dim: Sym) -> int:
+    """How deeply floor divisions nest inside `dim` (0: a plain polynomial)."""
+    depth = 0
+    for monomial, _ in dim.terms:
+        for atom in monomial:
+            if isinstance(atom, FloorDiv):
+                depth = max(depth, 1 + _nesting(atom.numerator))
+    return depth
 
 
 def _terms(value: Dim) -> dict[Monomial, int]:

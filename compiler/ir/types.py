@@ -9,6 +9,7 @@ from enum import StrEnum
 import numpy as np
 
 from dlc.ir.symbolic import Dim, Sym, dim_symbols, evaluate_dim, product
+from dlc.limits import dim_problem
 
 
 class DType(StrEnum):
@@ -107,8 +108,9 @@ def parse_dim(value: int | str) -> Dim:
     if isinstance(value, bool):
         raise ValueError("a dimension must be an int or a symbol name")
     if isinstance(value, int):
-        if value < 1:
-            raise ValueError(f"a dimension must be positive, got {value}")
+        problem = dim_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
     if isinstance(value, str) and value.isidentifier():
         return Sym.symbol(value)

@@ -88,9 +88,8 @@ class PassRecord:
 
 def build_pipeline(registry: Registry, level: int, names: Sequence[str] | None = None) -> list[PassInfo]:
     """The passes for `-O{level}`, or exactly `names` in the given order."""
-    available = registry.passes
     if names is not None:
-        by_name = {p.name: p for p in available}
+        by_name = {p.name: p for p in registry.passes}
         unknown = [n for n in names if n not in by_name]
         if unknown:
             hint = did_you_mean(unknown[0], by_name)
@@ -101,7 +100,7 @@ def build_pipeline(registry: Registry, level: int, names: Sequence[str] | None =
         return [by_name[n] for n in names]
     if level not in (0, 1, 2):
         raise DlcError(f"optimization level must be 0, 1 or 2, not {level}")
-    chosen = [p for p in available if p.level <= level]
+    chosen = registry.passes_up_to(level)  # imports only plugins with passes at this level
     return sorted(chosen, key=lambda p: p.phase)  # stable: registration order within a phase
 
 

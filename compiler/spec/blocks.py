@@ -25,7 +25,7 @@ class BlockConfig(BaseModel):
     """Base for block config models: unknown keys are errors, values are validated strictly
     enough to catch typos (``"ten"`` for an int) but accept ``16.0`` for 16."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 LowerResult = Value | Sequence[Value] | Mapping[str, Value]

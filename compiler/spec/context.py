@@ -164,6 +164,12 @@ class BlockContext:
         """Lower another registered block as a part of this one (a composite block)."""
         return self._lowering.lower_nested_block(self, block_name, dict(config or {}), list(inputs), name)
 
+    def reserve(self, nodes: int, what: str) -> None:
+        """Check that `nodes` more IR nodes fit under the node limit before building them; a
+        block that stacks a counted number of layers calls this first, so that
+        ``lstm: {layers: 1000000}`` fails at once instead of after minutes and gigabytes."""
+        self._lowering.builder.check_room(nodes, self.location, f"{self.block.name} '{self.name}' ({what})")
+
     def note_input_range(self, value: Value, low: float, high: float) -> None:
         """Record the valid value range of a graph input (token ids for an embedding), so
         random inputs stay in range."""

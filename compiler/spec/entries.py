@@ -6,13 +6,14 @@ A mixin of `Lowering`: it uses the lowering's registry, spec and error collector
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
 from dlc.ir.node import Value
-from dlc.spec.model import COMMON_LAYER_KEYS, IDENTIFIER, REPEAT_KEYS, RESIDUAL_KEYS, SCAN_KEYS
+from dlc.spec.model import COMMON_LAYER_KEYS, LAYER_NAME, REPEAT_KEYS, RESIDUAL_KEYS, SCAN_KEYS
 from dlc.spec.scope import Broken, Entry, Frame, LayerResult
 from dlc.spec.suggest import block_suggestions, did_you_mean
 from dlc.spec.tensor_info import mentions_input
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
     from dlc.spec.loader import Spec
     from dlc.spec.scope import LayerInfo
 
-_IDENTIFIER_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+# Layer names: letters, digits and `_`. All digits is allowed, so that ids can be the
+# indices torchvision's nn.Sequential writes into state_dict keys (`features.0.0.weight`).
+_LAYER_NAME = re.compile(LAYER_NAME)
 
 
 class EntryReading:
@@ -226,9 +229,9 @@ class EntryReading:
     def _read_id(self, raw: dict[str, Any], path: YamlPath, frame: Frame) -> str | None:
         if "id" not in raw:
             return None
-        value = self._expand(raw["id"], (*path, "id"), frame)
-        if not isinstance(value, str) or not _is_identifier(value):
-            self._error(f"`id` must be a name (letters, digits, _), got {value!r}", (*path, "id"), frame)
+        value = layer_name(self._expand(raw["id"], (*path, "id"), frame))
+        if value is None:
+            self._error(f"`id` must be a name (letters, digits, _), got {raw['id']!r}", (*path, "id"), frame)
             raise Broken
         return value
 
@@ -445,7 +448,11 @@ def _list_names(names: list[str], limit: int = 12) -> str | None:
     return f"layers defined here: {shown}"
 
 
-def _is_identifier(text: str) -> bool:
-    import re
-
-    return re.match(IDENTIFIER, text) is not None and set(text) <= _IDENTIFIER_CHARS
+def layer_name(value: Any) -> str | None:
+    """`value` as a layer name, or None when it cannot be one: a string of letters, digits
+    and `_`, or a non-negative int (`id: 0`, written as torchvision's `features.0`)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if isinstance(value, str) and _LAYER_NAME.match(value):
+        return value
+    return None

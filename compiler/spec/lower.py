@@ -31,8 +31,10 @@ from dlc.ir.node import Value
 from dlc.ir.ops import InferenceError
 from dlc.ir.symbolic import Dim
 from dlc.ir.types import TensorType, parse_dim
+from dlc.limits import MAX_DIM, MAX_NESTING, Limits, ResourceLimitError, format_count
 from dlc.registry import Registry
 from dlc.spec.blocks import BlockType
+from dlc.spec.budget import check_parameter_budget, oversized_options
 from dlc.spec.context import BlockContext
 from dlc.spec.entries import EntryReading
 from dlc.spec.expressions import ExpressionError, evaluate_text
@@ -56,22 +58,24 @@ class LoweredSpec:
     layers: list[LayerInfo]
 
 
-def lower_spec(spec: Spec, registry: Registry) -> LoweredSpec:
-    """Lower `spec` to an IR graph; raise one `SpecError` listing every problem found."""
-    return Lowering(spec, registry).run()
+def lower_spec(spec: Spec, registry: Registry, limits: Limits | None = None) -> LoweredSpec:
+    """Lower `spec` to an IR graph; raise one `SpecError` listing every problem found, or a
+    `ResourceLimitError` as soon as the model outgrows `limits`."""
+    return Lowering(spec, registry, limits or Limits()).run()
 
 
 class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
     """Lowers one spec; collects every error on the way."""
 
-    def __init__(self, spec: Spec, registry: Registry) -> None:
+    def __init__(self, spec: Spec, registry: Registry, limits: Limits) -> None:
         self.spec = spec
         self.registry = registry
+        self.limits = limits
         self.graph = Graph(spec.name)
-        self.builder = GraphBuilder(self.graph, registry)
+        self.builder = GraphBuilder(self.graph, registry, node_limit=limits.max_nodes)
         self.errors = ErrorCollector()
         self.layers: list[LayerInfo] = []
-        self._plugin_templates = registry.templates()
+        self._plugin_templates = registry.template_lookup()  # loads only the plugins used
         self._last_layer_name: str | None = None  # the last top-level layer's explicit id
         self._inner_names: dict[str, str] = {}  # ids inside repeat bodies -> the repeat's name
         self._sharing: list[Sharing] = []  # active `share:` layers, innermost last
@@ -92,6 +96,7 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
         last = self.lower_sequence(spec.raw["layers"], ("layers",), root, first, several_inputs=inputs)
         self._set_outputs(root, last)
         self.errors.raise_if_any()
+        check_parameter_budget(self.graph, self.layers, self.limits.max_params, spec.source)
         return LoweredSpec(self.graph, self.layers)
 
     def _input_shape(self, name: str, dims: Sequence[Any], frame: Frame) -> tuple[Dim, ...]:
@@ -236,6 +241,14 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
         checked first so that a layer downstream of a broken one still reports its own errors."""
         full = frame.qualify(name)
         raw = entry.raw
+        if frame.depth >= MAX_NESTING:
+            message = (
+                f"layers nest more than {MAX_NESTING} deep here "
+                "(residuals, repeats and templates inside one another)"
+            )
+            hint = "chain the layers one after another instead of nesting them"
+            diagnostic = frame.source.diagnostic(message, entry.path, hint=hint, notes=frame.notes)
+            raise ResourceLimitError(diagnostics=[diagnostic])
         if entry.skip:
             return self._skipped(entry, frame, name, get_inputs)
         if entry.condition_reads_input:  # `if: "${input.shape[1] != out}"`
@@ -346,6 +359,12 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
     def _call_lower(self, block: BlockType, ctx: BlockContext, config: BaseModel, inputs: list[Value]) -> Any:
         try:
             return block.lower(ctx, config, inputs)
+        except ResourceLimitError:
+            raise
+        except MemoryError:
+            message = f"{block.name} layer '{ctx.name}' asks for more memory than this machine has"
+            hint = "make its sizes smaller (its options, or the dims of its input)"
+            raise self.located_error(message, ctx.frame, ctx.location, hint, (), ResourceLimitError) from None
         except Broken:
             raise  # a template lowered inside the block reported its own errors
         except DlcError as error:
@@ -397,7 +416,7 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
             )
             raise Broken
         try:
-            return block.config.model_validate(data)
+            config = block.config.model_validate(data)
         except ValidationError as error:
             source_data = data if not shorthand else {block.shorthand: raw}
             diagnostics = diagnostics_from_validation(
@@ -410,6 +429,18 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
                 ]
             self.errors.add(SpecError(diagnostics=[self._with_notes(d, frame) for d in diagnostics]))
             raise Broken from None
+        problems = oversized_options(config)
+        for field_path, value in problems:
+            where = path if shorthand else (*path, *field_path)
+            self._error(
+                f"block '{block.name}': {'.'.join(map(str, field_path))} = {format_count(value)} is "
+                f"larger than the limit {MAX_DIM:,} (2^31 - 1) for sizes and counts",
+                where,
+                frame,
+            )
+        if problems:
+            raise Broken
+        return config
 
     def _check_arity(
         self, name: str, arity: tuple[int, int | None], count: int, path: YamlPath, frame: Frame

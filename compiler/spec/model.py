@@ -7,15 +7,19 @@ as raw YAML data.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from dlc.ir.types import DType
+from dlc.limits import dim_problem
 from dlc.spec.expressions import has_expression
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
+# A layer's `id` and a repeat iteration's name: all digits allowed (torchvision's `features.0`).
+LAYER_NAME = r"^[A-Za-z0-9_]+$"
 TemplateParamType = Literal["int", "float", "bool", "str", "list", "any"]
 
 
@@ -26,6 +30,8 @@ class StrictModel(BaseModel):
 def _check_dim(dim: int | str) -> int | str:
     if isinstance(dim, bool) or (isinstance(dim, int) and dim < 1):
         raise ValueError(f"dims must be positive ints or symbol names such as N, got {dim!r}")
+    if isinstance(dim, int) and dim_problem(dim) is not None:
+        raise ValueError(dim_problem(dim))
     if isinstance(dim, str) and not dim.isidentifier() and not has_expression(dim):
         raise ValueError(f"symbolic dims must be names such as N or T (or ${{param}}), got {dim!r}")
     return dim
@@ -46,6 +52,39 @@ class InputDecl(StrictModel):
     )
     doc: str | None = None
 
+    @field_validator("range")
+    @classmethod
+    def _check_range(
+        cls, value: tuple[float, float] | None, info: ValidationInfo
+    ) -> tuple[float, float] | None:
+        """A range must be a non-empty interval of finite numbers that the dtype can hold
+        exactly (integer inputs are drawn from it), so NaN, 1e30 or 2^63 fail here."""
+        if value is None:
+            return value
+        low, high = value
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError(f"a range must be finite numbers, got [{low}, {high}]")
+        if not low < high:
+            raise ValueError(f"a range is [low, high) with low < high, got [{low:g}, {high:g}]")
+        dtype = info.data.get("dtype", DType.float32)
+        bound, text = _RANGE_BOUNDS.get(dtype, _EXACT_IN_FLOAT)
+        if not (-bound <= low and high <= bound):
+            raise ValueError(
+                f"a range of a {dtype.value} input must lie within [-{text}, {text}], got [{low:g}, {high:g}]"
+            )
+        return value
+
+
+# Integer inputs draw from [low, high): the bounds must fit the dtype. Other ranges stay
+# within what a float64 holds exactly as an integer, far beyond any meaningful input.
+_EXACT_IN_FLOAT = (2.0**53, "2^53")
+_RANGE_BOUNDS = {
+    DType.int8: (2.0**7, "2^7"),
+    DType.uint8: (2.0**8, "2^8"),
+    DType.int32: (2.0**31, "2^31"),
+    DType.int64: _EXACT_IN_FLOAT,
+}
+
 
 class TemplateParam(StrictModel):
     type: TemplateParamType = "any"
@@ -54,12 +93,18 @@ class TemplateParam(StrictModel):
     doc: str | None = None
 
 
+SHORTCUT_NAME_DESCRIPTION = (
+    "The shortcut's name, the scope of its parameters (torchvision's ResNet: `downsample`)."
+)
+
+
 class ResidualOptions(StrictModel):
     """`shortcut`: `auto` (identity when shapes match, else a projection), `identity`, or
     a list of layers. `projection`: the layers `auto` uses when shapes differ."""
 
     shortcut: Literal["auto", "identity"] | list[Any] = "auto"
     projection: list[Any] | None = None
+    name: Annotated[str, Field(pattern=LAYER_NAME)] = Field("shortcut", description=SHORTCUT_NAME_DESCRIPTION)
     condition: bool | str = Field(
         default=True,
         alias="if",
@@ -73,6 +118,7 @@ class ResidualLayer(StrictModel):
     body: list[Any] = Field(min_length=1)
     shortcut: Literal["auto", "identity"] | list[Any] = "auto"
     projection: list[Any] | None = None
+    name: Annotated[str, Field(pattern=LAYER_NAME)] = Field("shortcut", description=SHORTCUT_NAME_DESCRIPTION)
     post: list[Any] = Field(default_factory=list)
 
 
@@ -103,7 +149,7 @@ class SpecModel(StrictModel):
 
 
 COMMON_LAYER_KEYS = ("id", "in", "if", "share")
-REPEAT_KEYS = ("repeat", "as", "input", "body", *COMMON_LAYER_KEYS)
+REPEAT_KEYS = ("repeat", "as", "start", "name", "flat", "input", "body", *COMMON_LAYER_KEYS)
 RESIDUAL_KEYS = ("residual", *COMMON_LAYER_KEYS)
 SCAN_KEYS = ("scan", "id", "if", "share")  # a scan reads its inputs from `over` and `carry`, not `in`
 

@@ -23,6 +23,7 @@ from dlc.registry import Registry
 from dlc.spec.model import (
     COMMON_LAYER_KEYS,
     IDENTIFIER,
+    LAYER_NAME,
     REPEAT_KEYS,
     RESIDUAL_KEYS,
     SCAN_KEYS,
@@ -94,9 +95,13 @@ def _hoist_defs(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 def _common_properties() -> dict[str, Any]:
     return {
         "id": {
-            "type": "string",
-            "pattern": IDENTIFIER,
-            "description": "The layer's name, for `in` references.",
+            "anyOf": [
+                {"type": "string", "pattern": LAYER_NAME},
+                {"type": "integer", "minimum": 0},
+                EXPRESSION,
+            ],
+            "description": "The layer's name, for `in` references and parameter names; "
+            "letters, digits and _ (all digits as torchvision's `features.0`).",
         },
         "in": {
             "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
@@ -168,6 +173,20 @@ def _structural_layers(kind: str, residual: dict[str, Any], scan: dict[str, Any]
         "properties": {
             "repeat": {"anyOf": [{"type": "integer", "minimum": 0}, EXPRESSION]},
             "as": {"type": "string", "pattern": IDENTIFIER},
+            "start": {
+                "anyOf": [{"type": "integer"}, EXPRESSION],
+                "description": "The loop variable's first value and first iteration name (default 0).",
+            },
+            "name": {
+                "type": "string",
+                "description": "Each iteration's name, e.g. `denselayer${i}`; without `id`, "
+                "iterations are named in the enclosing scope (torchvision's flat nn.Sequential).",
+            },
+            "flat": {
+                "type": "boolean",
+                "description": "Name the body's layers in the enclosing scope, by their own "
+                "(computed) ids, as a loop appending modules to one nn.Sequential does.",
+            },
             "input": {
                 "type": "string",
                 "pattern": IDENTIFIER,

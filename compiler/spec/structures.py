@@ -17,6 +17,8 @@ from dlc.errors import DlcError, ShapeError, SpecError
 from dlc.ir.node import Value
 from dlc.ir.ops import InferenceError
 from dlc.ir.types import TensorType
+from dlc.limits import ResourceLimitError, format_count
+from dlc.spec.entries import layer_name
 from dlc.spec.expressions import ExpressionError, substitute
 from dlc.spec.model import ResidualLayer
 from dlc.spec.scope import Broken, Entry, Frame, LayerInfo, LayerResult
@@ -101,6 +103,7 @@ class StructureLowering:
                 first,
                 definition.residual.shortcut,
                 definition.residual.projection,
+                definition.residual.name,
                 (*template.path, "residual"),
                 body_frame,
                 full,
@@ -192,8 +195,14 @@ class StructureLowering:
             )
             raise Broken
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            self._error(f"`repeat` takes a count >= 0, got {count!r}", (*entry.path, "repeat"), frame)
+            shown = format_count(count) if isinstance(count, int) else repr(count)
+            self._error(f"`repeat` takes a count >= 0, got {shown}", (*entry.path, "repeat"), frame)
             raise Broken
+        start = self._expand(raw.get("start", 0), (*entry.path, "start"), frame)
+        if isinstance(start, bool) or not isinstance(start, int):
+            self._error(f"`start` takes an int, got {start!r}", (*entry.path, "start"), frame)
+            raise Broken
+        self._check_repeat_room(count, count, 1, entry, frame)  # even an empty iteration costs work
         variable = raw.get("as")
         if variable is not None and (not isinstance(variable, str) or not variable.isidentifier()):
             self._error(f"`as` takes a loop variable name, got {variable!r}", (*entry.path, "as"), frame)
@@ -207,22 +216,42 @@ class StructureLowering:
         if not isinstance(body, list) or not body:
             self._error("`repeat` needs a `body:` list of layers", entry.path, frame, key=False)
             raise Broken
+        # Iterations live under the repeat's name (`stage.0`), or, for a `name:` pattern
+        # without an `id`, directly in the enclosing scope, as the items of torchvision's
+        # flat nn.Sequential do (`features.1` after `features.0`). With `flat: true` an
+        # iteration has no name: its layers are named in the enclosing scope by their own
+        # (computed) ids, as a loop appending modules to one nn.Sequential names them.
+        pattern = raw.get("name")
+        inline = pattern is not None and not entry.explicit_id
+        base = frame.scope if inline else full
+        flat = raw.get("flat", False)
+        if not isinstance(flat, bool) or (flat and pattern is not None):
+            problem = "takes true or false" if not isinstance(flat, bool) else "and `name` exclude each other"
+            self._error(f"`flat` {problem}", (*entry.path, "flat"), frame)
+            raise Broken
         current = LayerResult.single(get_inputs()[0])
         if count == 0:  # the identity, like a skipped layer: no nodes and no summary row
             return current
         single = len(body) == 1 and not (isinstance(body[0], dict) and "id" in body[0])
         errors_before = len(self.errors.diagnostics)
-        for iteration in range(count):
+        named: set[str] = set()  # iteration names under the repeat's own name
+        nodes_before = len(self.graph)
+        for iteration in range(start, start + count):
             env = {**frame.env, variable: iteration} if variable else frame.env
-            child = frame.child(f"{full}.{iteration}", env)
-            child.scope = f"{full}.{iteration}"
+            child = frame.child(base, env)
+            name = self._iteration_name(pattern, iteration, entry, child, frame.taken if inline else named)
+            child.scope = f"{base}.{name}" if base else name
+            if flat:  # layers named as if written out in the enclosing sequence
+                child.scope, child.counters, child.taken = frame.scope, frame.counters, frame.taken
             if carried is not None:
                 child.names[carried] = current
                 child.taken.add(carried)
-            if single:
-                child.scope = full
+            if flat:
+                result = self.lower_sequence(body, (*entry.path, "body"), child, current)
+            elif single:
+                child.scope = base
                 child.taken = set()
-                result = self._lower_single(body[0], (*entry.path, "body", 0), child, current, str(iteration))
+                result = self._lower_single(body[0], (*entry.path, "body", 0), child, current, name)
             else:
                 result = self.lower_sequence(body, (*entry.path, "body"), child, current)
             if result is None or len(self.errors.diagnostics) > errors_before:
@@ -230,7 +259,40 @@ class StructureLowering:
             current = result
             for inner in child.names:
                 self._inner_names.setdefault(inner, entry.name)
+            if iteration == start:  # the first iteration shows what each one costs
+                self._check_repeat_room(count, count - 1, len(self.graph) - nodes_before, entry, frame)
         return self._record(full, "repeat", "repeat", self._locate(entry.path, frame), current, frame)
+
+    def _iteration_name(
+        self, pattern: Any, iteration: int, entry: Entry, frame: Frame, taken: set[str]
+    ) -> str:
+        """One iteration's name: the loop value, or the `name:` pattern evaluated with the
+        loop variable, unique in the scope it is named in (`taken` grows with it)."""
+        if pattern is None:
+            return str(iteration)
+        path = (*entry.path, "name")
+        name = layer_name(self._expand(pattern, path, frame))
+        if name is None:
+            self._error(
+                f"`name` must give a name (letters, digits, _), got {self._expand(pattern, path, frame)!r}",
+                path,
+                frame,
+            )
+            raise Broken
+        if name in taken:
+            self._error(f"`name` gives '{name}', a name already used in this scope", path, frame)
+            raise Broken
+        taken.add(name)
+        return name
+
+    def _check_repeat_room(
+        self, count: int, iterations: int, nodes_each: int, entry: Entry, frame: Frame
+    ) -> None:
+        """Refuse a repeat whose remaining `iterations` cannot fit under the node limit, before
+        lowering them (`repeat: 1000000` fails at once, not after minutes)."""
+        location = self._locate((*entry.path, "repeat"), frame)
+        what = f"`repeat: {format_count(count)}`"
+        self.builder.check_room(iterations * max(nodes_each, 1), location, what)
 
     def _lower_single(
         self, raw: Any, path: YamlPath, frame: Frame, input_: LayerResult, name: str
@@ -273,7 +335,9 @@ class StructureLowering:
         body = self.lower_sequence(body_raw, body_path, child, first)
         if body is None:
             raise Broken
-        result = self._residual_merge(body, first, options.shortcut, options.projection, path, child, full)
+        result = self._residual_merge(
+            body, first, options.shortcut, options.projection, options.name, path, child, full
+        )
         if options.post:
             post = self.lower_sequence(raw["post"], (*path, "post"), child, result)
             if post is None:
@@ -287,11 +351,13 @@ class StructureLowering:
         input_: LayerResult,
         shortcut: Any,
         projection: list[Any] | None,
+        shortcut_name: str,
         path: YamlPath,
         frame: Frame,
         full: str,
     ) -> LayerResult:
-        """``body + shortcut(input)``: identity, a projection when shapes differ, or layers."""
+        """``body + shortcut(input)``: identity, a projection when shapes differ, or layers;
+        the shortcut's layers are named under `shortcut_name`."""
         body_type, input_type = body.value.type, input_.value.type
         shortcut_layers: list[Any] | None = None
         layers_path: YamlPath = path
@@ -317,10 +383,10 @@ class StructureLowering:
             projection_frame = frame.child(full)
             if len(shortcut_layers) == 1:
                 result = self._lower_single(
-                    shortcut_layers[0], (*layers_path, 0), projection_frame, input_, "shortcut"
+                    shortcut_layers[0], (*layers_path, 0), projection_frame, input_, shortcut_name
                 )
             else:
-                projection_frame.scope = f"{full}.shortcut"
+                projection_frame.scope = f"{full}.{shortcut_name}"
                 result = self.lower_sequence(shortcut_layers, layers_path, projection_frame, input_)
             if result is None:
                 raise Broken
@@ -344,6 +410,8 @@ class StructureLowering:
                 layer=f"{full}.add",  # inside the residual's scope, like its body
                 location=self._locate(path, frame),
             )
+        except ResourceLimitError:
+            raise
         except (InferenceError, DlcError) as error:
             self._error(f"residual: {error}", path, frame, error_type=ShapeError)
             raise Broken from None

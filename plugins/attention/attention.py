@@ -362,8 +362,14 @@ def check_kv_heads(ctx: BlockContext, config: AttentionConfig) -> None:
         raise ctx.error(
             f"kv_heads {config.kv_heads} does not divide heads {config.heads}",
             hint="each key/value head serves an equal group of query heads: "
-            f"choose kv_heads among {[k for k in range(1, config.heads + 1) if config.heads % k == 0]}",
+            f"choose kv_heads among {_divisors(config.heads)}",
         )
+
+
+def _divisors(count: int) -> list[int]:
+    """The divisors of `count`, found up to its square root (a count may be 2^31 - 1)."""
+    small = [k for k in range(1, math.isqrt(count) + 1) if count % k == 0]
+    return sorted({*small, *(count // k for k in small)})
 
 
 def split_mask(
@@ -371,7 +377,7 @@ def split_mask(
 ) -> tuple[list[Value], Value | None]:
     """Separate a trailing key padding mask ([N, L]: rank 2), or with `allow_bias` an
     additive bias ([N|1, heads|1, S, L]: rank 4), from the sequences (rank 3)."""
-    if inputs and (inputs[-1].type.rank == 2 or (allow_bias and inputs[-1].type.rank == 4)):
+    if len(inputs) > 1 and (inputs[-1].type.rank == 2 or (allow_bias and inputs[-1].type.rank == 4)):
         sequences, mask = inputs[:-1], inputs[-1]
     else:
         sequences, mask = inputs, None

@@ -43,7 +43,8 @@ class PositionsAttrs(OpAttrs):
 
 def inverse_frequencies(dim: int, base: float) -> np.ndarray:
     """1 / base^(2i/dim) for i < dim/2 (Vaswani et al. 2017, section 3.5)."""
-    return (1.0 / base ** (np.arange(0, dim, 2, dtype=np.float64) / dim)).astype(np.float32)
+    exponents = np.arange(0, dim, 2, dtype=np.float64) / dim
+    return np.reciprocal(np.power(base, exponents, out=exponents), out=exponents).astype(np.float32)
 
 
 def _sinusoidal_infer(attrs: PositionsAttrs, inputs: Sequence[TensorType | None]) -> TensorType:
@@ -357,10 +358,12 @@ class NoOptions(BlockConfig):
 
 
 def _class_token(ctx: BlockContext, config: NoOptions, inputs: list[Value]) -> Value:
-    """Prepend a learned token (zeros at first, as torchvision's ViT): [N, T, dim] -> [N, T+1, dim]."""
+    """Prepend a learned token (zeros at first, as torchvision's ViT): [N, T, dim] -> [N, T+1, dim].
+    The token is named as the layer itself (`class_token`, not `class_token.weight`): a
+    bare tensor, as in torchvision's, timm's and HF's state_dicts."""
     x = inputs[0]
     dim = _features(ctx, x)
-    token = ctx.param("weight", (1, 1, dim), init.zeros())
+    token = ctx.param("weight", (1, 1, dim), init.zeros(), key=ctx.name)
     batch = ctx.op("expand", token, x, shape=(x.type.shape[0], 1, dim))
     return ctx.op("concat", batch, x, axis=1)
 
@@ -397,6 +400,6 @@ BLOCKS = [
         "class_token",
         NoOptions,
         _class_token,
-        "Prepend a learned class token: [N, T, dim] -> [N, T + 1, dim].",
+        "Prepend a learned class token (a tensor named as the layer): [N, T, dim] -> [N, T + 1, dim].",
     ),
 ]

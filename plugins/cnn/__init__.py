@@ -57,6 +57,10 @@ def dlc_templates() -> list[TemplateLibrary]:
 
 @hookimpl
 def dlc_tuners() -> list[Tuner]:
-    from . import tune
+    return [Tuner("conv-cost", "convolution cost model (direct vs FFT selection)", _calibrate)]
 
-    return [Tuner("conv-cost", "convolution cost model (direct vs FFT selection)", tune.calibrate)]
+
+def _calibrate(quick: bool) -> str:
+    from . import tune  # imports onnx and onnxruntime: only when `dlc tune` runs
+
+    return tune.calibrate(quick)

@@ -17,22 +17,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from dlc.user_cache import cache_directory
+
 CALIBRATION_FILE = "conv_cost.json"
-
-
-def cache_directory() -> Path:
-    """$DLC_CACHE_DIR, else the platform's user cache directory."""
-    if os.environ.get("DLC_CACHE_DIR"):
-        return Path(os.environ["DLC_CACHE_DIR"])
-    if os.name == "nt":
-        return Path(os.environ.get("LOCALAPPDATA", Path.home())) / "dlc" / "Cache"
-    if os.uname().sysname == "Darwin":
-        return Path.home() / "Library" / "Caches" / "dlc"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dlc"
 
 
 @dataclass(frozen=True)

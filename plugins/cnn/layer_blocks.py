@@ -3,6 +3,7 @@ crop-and-concat skip), `local_response_norm` and `dropout1d/2d/3d`."""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -87,8 +88,8 @@ class UpsampleConfig(BlockConfig):
     @classmethod
     def _positive(cls, value: float | list[float]) -> float | list[float]:
         values = value if isinstance(value, list) else [value]
-        if not values or min(values) <= 0:
-            raise ValueError(f"scale must be > 0, got {value}")
+        if not values or min(values) <= 0 or not all(math.isfinite(v) for v in values):
+            raise ValueError(f"scale must be finite and > 0, got {value}")
         return value
 
 

@@ -240,11 +240,17 @@ def _lrn_onnx(b: OnnxBuilder, node: Node) -> None:
     dtype = x.type.dtype.numpy
     squares = b.op("Mul", [b.name(x), b.name(x)])[0]
     before, after = attrs.size // 2, (attrs.size - 1) // 2
+    # A window that misses every real channel adds zeros: pad at most channels - 1 on each
+    # side and slice only the windows that overlap a channel, so a huge size (2^31) costs
+    # at most 2 * channels - 1 slices, not `size` of them.
+    pad_before, pad_after = min(before, channels - 1), min(after, channels - 1)
+    shift = before - pad_before
+    offsets = range(max(0, before - channels + 1) - shift, min(attrs.size, before + channels) - shift)
     rank = x.type.rank
-    pads = b.int64s([0, before, *(0,) * (rank - 2), 0, after, *(0,) * (rank - 2)], "pads")
+    pads = b.int64s([0, pad_before, *(0,) * (rank - 2), 0, pad_after, *(0,) * (rank - 2)], "pads")
     padded = b.op("Pad", [squares, pads])[0]
     total = ""
-    for offset in range(attrs.size):
+    for offset in offsets:
         window = b.op(
             "Slice",
             [

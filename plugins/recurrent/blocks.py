@@ -128,6 +128,8 @@ def _lower(op: str, attrs_type: type[RecurrentAttrs]):
         options = config.model_dump(exclude={"lengths", "initial_state"})
         attrs = attrs_type(**options)
         check_inputs(ctx, attrs, named)
+        directions = 2 if config.bidirectional else 1
+        ctx.reserve(config.layers * directions * (4 if config.bias else 2) + 1, f"{config.layers:,} layers")
         features = int(named["x"].type.shape[-1])
         bound = 1.0 / math.sqrt(config.hidden)  # torch: every weight and bias U(-1/sqrt(h), 1/sqrt(h))
         weights = [

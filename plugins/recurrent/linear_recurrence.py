@@ -54,9 +54,12 @@ MAX_TOEPLITZ_BYTES = 1 << 28
 PARAMETERS = ("nu_log", "theta_log", "gamma_log", "B_re", "B_im", "C_re", "C_im", "D")
 
 
+MAX_CHUNK = 4096  # chunk x chunk tables of 8-byte lags: 134 MB at most
+
+
 class LinearRecurrenceAttrs(OpAttrs):
     batch_first: bool = False
-    chunk: int = Field(32, ge=1)  # steps per chunk of the parallel scan
+    chunk: int = Field(32, ge=1, le=4096)  # steps per chunk of the parallel scan (MAX_CHUNK)
     # Initialization only: the ejected module draws its own parameters with them.
     r_min: float = 0.0
     r_max: float = 1.0
@@ -76,7 +79,11 @@ class LinearRecurrenceConfig(BlockConfig):
         False, description="Sequences are [N, T, features]; by default [T, N, features], as in torch."
     )
     chunk: int = Field(
-        32, ge=1, description="Steps per chunk of the parallel scan (speed only, not the result)."
+        32,
+        ge=1,
+        le=MAX_CHUNK,
+        description="Steps per chunk of the parallel scan (speed only, not the result); the ONNX "
+        f"output holds chunk x chunk tables, so at most {MAX_CHUNK}.",
     )
 
     @field_validator("r_max")

@@ -134,10 +134,15 @@ def block_orthogonal(block_rows: int):
     return orthogonalize
 
 
-def forget_gate_bias(hidden: int) -> np.ndarray:
-    bias = np.zeros(4 * hidden, dtype=np.float32)
-    bias[hidden : 2 * hidden] = 1.0
-    return bias
+def forget_gate_bias(hidden: int) -> init.Init:
+    """Zeros with ones on the forget gate's block [hidden, 2 * hidden), made when the
+    weights are (not when the spec is lowered, where a huge `hidden` would allocate)."""
+
+    def open_forget_gate(values: np.ndarray) -> np.ndarray:
+        values[hidden : 2 * hidden] = 1.0
+        return values
+
+    return init.transformed(init.zeros(), "forget_gate_ones", open_forget_gate)
 
 
 def initializers(attrs: LstmpAttrs) -> dict[str, init.Init]:
@@ -148,7 +153,7 @@ def initializers(attrs: LstmpAttrs) -> dict[str, init.Init]:
         "input_linearity.weight": orthogonal,
         "input_linearity.bias": init.zeros(),
         "state_linearity.weight": orthogonal,
-        "state_linearity.bias": init.from_array(forget_gate_bias(attrs.hidden)),
+        "state_linearity.bias": forget_gate_bias(attrs.hidden),
         "state_projection.weight": init.fan_in_uniform(attrs.hidden),
     }
 

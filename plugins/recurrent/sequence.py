@@ -39,6 +39,7 @@ def _highway(ctx: BlockContext, config: HighwayConfig, inputs: list[Value]) -> V
     if x.type.rank < 1 or not isinstance(x.type.shape[-1], int) or not x.type.dtype.is_float:
         raise ctx.error(f"expects floating-point features in a static last dim, got {x.type}")
     features = int(x.type.shape[-1])
+    ctx.reserve(11 * config.layers, f"{config.layers:,} layers of 11 operations")
     for layer in range(config.layers):
         with ctx.sub_scope(str(layer)):
             transform = _linear(ctx, "transform", x, features, init.fan_in_uniform(features))

@@ -123,3 +123,19 @@ def test_copy_keeps_a_node_replaced_in_place_that_reads_a_newer_node() -> None:
     clone = graph.copy()
     assert str(clone) == str(graph)
     assert [n.name for n in clone] == [n.name for n in graph]
+
+
+def test_nodes_inserted_before_the_same_node_keep_their_insertion_order() -> None:
+    """Positions are tuple keys, so inserting is O(1); nodes inserted one after another
+    before one node, and before those, still print in the order a list insert gives."""
+    graph, builder = small_graph()
+    x = graph.value("x")
+    relu = graph.node("relu")
+    for name in ("a", "b", "c"):
+        builder.add_op("sigmoid", [x], {}, name=name, before=relu)
+    builder.add_op("sigmoid", [x], {}, name="before_b", before=graph.node("b"))
+    renamed = graph.rename_node(relu, "relu_renamed")
+    builder.add_op("sigmoid", [x], {}, name="d", before=renamed)
+    expected = ["x", "a", "before_b", "b", "c", "d", "relu_renamed", "identity", "tanh"]
+    assert [n.name for n in graph] == expected
+    assert [n.name for n in graph.copy()] == expected

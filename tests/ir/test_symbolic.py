@@ -39,3 +39,25 @@ def test_floor_division_exact_and_opaque() -> None:
 def test_floor_division_evaluates_like_python(t: int, offset: int, divisor: int, scale: int) -> None:
     expression = (scale * T + offset) // divisor
     assert evaluate_dim(expression, {"T": t}) == (scale * t + offset) // divisor
+
+
+def test_a_chain_of_strided_layers_stays_one_flat_floor_division() -> None:
+    """((X)//a + c)//b == (X + c*a)//(a*b): 40 stride-2 layers make one atom, not 40 nested."""
+    length = T
+    for _ in range(40):
+        length = (length + 2 - 3) // 2 + 1
+    assert str(length).count("//") == 1
+    for t in (1, 7, 2**20, 2**40 + 3):
+        expected = t
+        for _ in range(40):
+            expected = (expected + 2 - 3) // 2 + 1
+        assert evaluate_dim(length, {"T": t}) == expected
+
+
+def test_floor_divisions_that_cannot_flatten_stop_at_a_limit() -> None:
+    from dlc.ir.symbolic import MAX_FLOOR_NESTING, SymbolicLimitError
+
+    length = T
+    with pytest.raises(SymbolicLimitError, match="floor divisions"):
+        for _ in range(MAX_FLOOR_NESTING + 1):
+            length = (3 * length + 1) // 2  # a scaled quotient: no flattening applies

@@ -135,28 +135,34 @@ def test_misused_conditions_are_located_errors(tmp_path) -> None:
 
 
 class ConvBNReLU6(nn.Sequential):
+    """torchvision's Conv2dNormActivation: keys 0 (conv) and 1 (batch norm)."""
+
     def __init__(self, inp: int, out: int, kernel: int = 1, stride: int = 1, groups: int = 1) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(inp, out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out)
-        self.act = nn.ReLU6()
+        super().__init__(
+            nn.Conv2d(inp, out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(out),
+            nn.ReLU6(),
+        )
 
 
 class InvertedResidual(nn.Module):
-    """torchvision's InvertedResidual, with the template's layer names."""
+    """torchvision's InvertedResidual: its layers are the nn.Sequential `conv`, numbered
+    without the expansion when expand_ratio is 1."""
 
     def __init__(self, inp: int, out: int, stride: int, expand_ratio: int) -> None:
         super().__init__()
         hidden = inp * expand_ratio
-        self.expand = ConvBNReLU6(inp, hidden) if expand_ratio != 1 else None
-        self.depthwise = ConvBNReLU6(hidden, hidden, 3, stride, groups=hidden)
-        self.project = nn.Conv2d(hidden, out, 1, bias=False)
-        self.project_bn = nn.BatchNorm2d(out)
+        expand = [ConvBNReLU6(inp, hidden)] if expand_ratio != 1 else []
+        self.conv = nn.Sequential(
+            *expand,
+            ConvBNReLU6(hidden, hidden, 3, stride, groups=hidden),
+            nn.Conv2d(hidden, out, 1, bias=False),
+            nn.BatchNorm2d(out),
+        )
         self.use_residual = stride == 1 and inp == out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.expand(x) if self.expand is not None else x
-        h = self.project_bn(self.project(self.depthwise(h)))
+        h = self.conv(x)
         return x + h if self.use_residual else h
 
 

@@ -140,21 +140,33 @@ class LayerNorm2d(nn.Module):
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
+class Permute(nn.Module):
+    def __init__(self, *order: int) -> None:
+        super().__init__()
+        self.order = order
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(*self.order)
+
+
 class Block(nn.Module):
-    """torchvision's CNBlock (inference), with the template's names."""
+    """torchvision's CNBlock (inference): the nn.Sequential `block`, then `layer_scale`."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.pwconv1 = nn.Linear(dim, 4 * dim)
-        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.block = nn.Sequential(
+            nn.Conv2d(dim, dim, 7, padding=3, groups=dim),
+            Permute(0, 2, 3, 1),
+            nn.LayerNorm(dim, eps=1e-6),
+            nn.Linear(dim, 4 * dim),
+            nn.GELU(),
+            nn.Linear(4 * dim, dim),
+            Permute(0, 3, 1, 2),
+        )
         self.layer_scale = nn.Parameter(torch.full((dim, 1, 1), 1e-6))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.norm(self.dwconv(x).permute(0, 2, 3, 1))
-        h = self.pwconv2(nn.functional.gelu(self.pwconv1(h))).permute(0, 3, 1, 2)
-        return x + self.layer_scale * h
+        return x + self.layer_scale * self.block(x)
 
 
 class Stage(nn.Module):

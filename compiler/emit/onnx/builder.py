@@ -12,15 +12,15 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
-from onnx import helper
 
 from dlc.errors import EmitError
 from dlc.ir.node import Node, Value
 from dlc.ir.symbolic import Dim
 from dlc.ir.types import DType, format_shape
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # onnx is imported when emitting, not when plugins import this module
+    import onnx
+
     from dlc.registry import Registry
 
 
@@ -104,6 +104,8 @@ class OnnxBuilder:
         if domain:
             self.domains.setdefault(domain, 1)
         node_name = self.fresh(op_type)
+        from onnx import helper
+
         inputs = list(inputs)
         while inputs and inputs[-1] == "":  # trailing omitted optional inputs
             inputs.pop()
@@ -181,6 +183,8 @@ PLACEHOLDER_FILE = "weights.placeholder"  # where data-free initializers point u
 def placeholder(name: str, dims: Sequence[int], dtype: DType) -> onnx.TensorProto:
     """A data-free initializer: its data is streamed when the model is written
     (`dlc.emit.onnx.writer.save_onnx`)."""
+    import onnx
+
     tensor = onnx.TensorProto()
     tensor.name = name
     tensor.data_type = dtype.onnx
@@ -193,6 +197,8 @@ def placeholder(name: str, dims: Sequence[int], dtype: DType) -> onnx.TensorProt
 
 def tensor_proto(name: str, array: np.ndarray, dtype: DType | None = None) -> onnx.TensorProto:
     """A TensorProto holding the raw bytes of `array` (fast: one memory copy)."""
+    import onnx
+
     dtype = dtype or DType.from_numpy(array.dtype)
     tensor = onnx.TensorProto()
     tensor.name = name

@@ -1,11 +1,11 @@
-"""The `onnx` emit target."""
+"""The `onnx` emit target (the writer, and onnx with it, is imported when writing, so
+that the commands which never write stay quick)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dlc.emit.onnx.writer import save_onnx
 from dlc.emit.targets import EmitTarget
 
 if TYPE_CHECKING:
@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 
 def _write(model: CompiledModel, path: Path) -> list[Path]:
+    from dlc.emit.onnx.writer import save_onnx
+
     # Weights stream from their initializers to the file: never one message in memory.
     return save_onnx(model.onnx_model(streamed=True), path, streamed=model.streamed_weights())
 

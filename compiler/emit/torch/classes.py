@@ -456,6 +456,7 @@ def init_lines(leaves: dict[str, object], constructors: dict[str, str]) -> list[
                 continue
             keys = list(children)
             as_list = all(k.isdigit() for k in keys)
+            numbered = [int(k) for k in keys if k.isdigit()]
             if as_list:
                 keys.sort(key=int)
             items = [f"{path}.{k}" for k in keys]
@@ -478,14 +479,16 @@ def init_lines(leaves: dict[str, object], constructors: dict[str, str]) -> list[
                 lines.append(line)
                 built.update(items)
                 continue
-            if as_list:
-                count = max(int(k) for k in keys) + 1
+            # A container with numbered children is a ModuleList (`self.features[0]`), its other
+            # children attributes beside them (torchvision's MLPBlock: `mlp[0]`, `mlp.dropout_0`).
+            if numbered:
+                count = max(numbered) + 1
                 lines.append(
                     f"{attribute_access(path)} = nn.ModuleList([nn.Module() for _ in range({count})])"
                 )
-            elif not listed:
+            elif not (listed and segment.isdigit()):
                 lines.append(f"{attribute_access(path)} = nn.Module()")
-            containers(children, path, as_list)
+            containers(children, path, bool(numbered))
 
     containers(tree, "", False)
     for path in order:

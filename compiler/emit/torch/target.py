@@ -1,4 +1,5 @@
-"""The `torch` emit target: a directory with model.py and weights.safetensors."""
+"""The `torch` emit target: a directory with model.py and weights.safetensors (the
+ejector is imported when writing)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlc.emit.targets import EmitTarget
-from dlc.emit.torch.eject import write_package
 from dlc.optional import check_torch
 
 if TYPE_CHECKING:
@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 
 def _write(model: CompiledModel, path: Path) -> list[Path]:
+    from dlc.emit.torch.eject import write_package
+
     # Writing needs only numpy and safetensors, but the package is useless without torch:
     # say so before writing rather than leave a model.py that cannot be imported here.
     check_torch("the torch target (model.py + weights.safetensors)")

@@ -111,7 +111,7 @@ class LayerWeights:
     ) -> Value:
         """A value holding `array` in place of `value`: the same parameter with new data when
         the shape is unchanged, else a new node (renamed to the parameter's name later)."""
-        array = array.astype(value.type.dtype.numpy)
+        array = array.astype(value.type.dtype.numpy, copy=False)  # no copy when already of that type
         producer = graph.producer(value)
         if producer.op == "parameter" and array.shape == tuple(int(d) for d in value.type.shape):
             return self.tensors.replace_parameter(graph, value, array)

@@ -29,7 +29,7 @@ import numpy as np
 from dlc.passes.rewrite import Match, RewritePass
 from dlc.plugin_api import Graph, Node, PassContext, format_shape
 
-from .conv_rewriting import LAYER_OPS, LayerWeights, describe, erase_if_unused, has_other_users
+from .conv_rewriting import LAYER_OPS, LayerWeights, bias_of, describe, erase_if_unused, has_other_users
 
 
 def channel_axis(layer: Node) -> int:
@@ -37,14 +37,22 @@ def channel_axis(layer: Node) -> int:
     return layer.output.type.rank - 1 if layer.op == "linear" else 1
 
 
-def scale_output_channels(layer: Node, weight: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """`weight` with every output channel c multiplied by ``scale[c]``."""
+def scale_output_channels(
+    layer: Node, weight: np.ndarray, scale: np.ndarray, dtype: np.dtype | None = None
+) -> np.ndarray:
+    """`weight` with every output channel c multiplied by ``scale[c]``: each product in
+    float64, rounded once to `dtype` (default float64). The product goes straight into the
+    result, so a float32 weight is never copied to float64 first (the same values as
+    ``(weight.astype(float64) * s).astype(dtype)``, at a third of the memory traffic)."""
     if layer.op != "conv_transpose":
-        return weight * scale.reshape(-1, *(1,) * (weight.ndim - 1))
-    groups = layer.attrs.groups
-    in_channels, group_out = weight.shape[:2]
-    per_row = np.repeat(scale.reshape(groups, group_out), in_channels // groups, axis=0)
-    return weight * per_row.reshape(in_channels, group_out, *(1,) * (weight.ndim - 2))
+        factors = scale.reshape(-1, *(1,) * (weight.ndim - 1))
+    else:
+        groups = layer.attrs.groups
+        in_channels, group_out = weight.shape[:2]
+        per_row = np.repeat(scale.reshape(groups, group_out), in_channels // groups, axis=0)
+        factors = per_row.reshape(in_channels, group_out, *(1,) * (weight.ndim - 2))
+    result = np.empty(weight.shape, dtype=dtype or np.float64)
+    return np.multiply(weight, factors, out=result, dtype=np.float64, casting="unsafe")
 
 
 def batch_norm_affine(weights: LayerWeights, graph: Graph, norm: Node) -> tuple[np.ndarray, np.ndarray]:
@@ -60,9 +68,11 @@ def fold_affine(
     weights: LayerWeights, graph: Graph, layer: Node, scale: np.ndarray, shift: np.ndarray
 ) -> None:
     """Make `layer` compute ``scale * layer(x) + shift`` per output channel."""
-    weight, bias = weights.arrays(graph, layer)
-    bias = np.zeros_like(scale) if bias is None else bias
-    weights.write(graph, layer, scale_output_channels(layer, weight, scale), bias * scale + shift)
+    weight = weights.array(graph, layer.inputs[1])  # as drawn: scaled without a float64 copy
+    bias_value = bias_of(layer)
+    bias = np.zeros_like(scale) if bias_value is None else weights.array(graph, bias_value).astype(np.float64)
+    folded = scale_output_channels(layer, weight, scale, layer.inputs[1].type.dtype.numpy)
+    weights.write(graph, layer, folded, bias * scale + shift)
 
 
 class FoldBatchNorm:

@@ -93,8 +93,8 @@ def test_gpt2_matches_hf_gpt2_lm_head_model() -> None:
 def vit_state_for_hf(dlc_weights: dict[str, torch.Tensor], layers: int) -> dict[str, torch.Tensor]:
     """torchvision-style names and packed projections -> HF ViT's names and q/k/v."""
     state = {
-        "vit.embeddings.cls_token": dlc_weights["class_token.weight"],
-        "vit.embeddings.position_embeddings": dlc_weights["encoder.pos_embedding.weight"][None],
+        "vit.embeddings.cls_token": dlc_weights["class_token"],
+        "vit.embeddings.position_embeddings": dlc_weights["encoder.pos_embedding"],
         "vit.embeddings.patch_embeddings.projection.weight": dlc_weights["conv_proj.weight"],
         "vit.embeddings.patch_embeddings.projection.bias": dlc_weights["conv_proj.bias"],
         "vit.layernorm.weight": dlc_weights["encoder.ln.weight"],
@@ -104,13 +104,13 @@ def vit_state_for_hf(dlc_weights: dict[str, torch.Tensor], layers: int) -> dict[
     }
     pairs = {
         "self_attention.out_proj": "attention.o_proj",
-        "mlp.linear_1": "mlp.fc1",
-        "mlp.linear_2": "mlp.fc2",
+        "mlp.0": "mlp.fc1",
+        "mlp.3": "mlp.fc2",
         "ln_1": "layernorm_before",
         "ln_2": "layernorm_after",
     }
     for i in range(layers):
-        ours, theirs = f"encoder.layers.{i}.", f"vit.layers.{i}."
+        ours, theirs = f"encoder.layers.encoder_layer_{i}.", f"vit.layers.{i}."
         for kind in ("weight", "bias"):
             packed = dlc_weights[f"{ours}self_attention.in_proj_{kind}"]
             for name, part in zip(("q", "k", "v"), packed.chunk(3), strict=True):

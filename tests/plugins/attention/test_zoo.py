@@ -79,6 +79,6 @@ def test_parameter_names_follow_the_reference_implementations() -> None:
     assert gpt2[:3] == ["transformer.wte.weight", "transformer.wpe.weight", "transformer.h.0.ln_1.weight"]
     assert "lm_head.weight" not in gpt2  # tied: the LM head reads transformer.wte.weight
     vit = names("vit_b16.yaml")
-    assert vit[:3] == ["conv_proj.weight", "conv_proj.bias", "class_token.weight"]
-    assert "encoder.layers.11.self_attention.in_proj_weight" in vit
+    assert vit[:4] == ["conv_proj.weight", "conv_proj.bias", "class_token", "encoder.pos_embedding"]
+    assert "encoder.layers.encoder_layer_11.mlp.3.weight" in vit
     assert vit[-2:] == ["heads.head.weight", "heads.head.bias"]

@@ -4,7 +4,6 @@ randomized weights into a dlc model by name."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -119,16 +118,11 @@ def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
     return module.eval()
 
 
-def save_renamed(module: nn.Module, path: Path, rename: Callable[[str], str] = lambda key: key) -> Path:
-    """The module's state_dict as a safetensors file with dlc's names."""
-    save_file({rename(k): v.contiguous() for k, v in module.state_dict().items()}, str(path))
+def save_state_dict(module: nn.Module, path: Path, prefix: str = "") -> Path:
+    """The module's state_dict as a safetensors file, its keys unchanged (dlc's names are
+    torchvision's) but for `prefix`, the name of the layer that holds the module."""
+    save_file({prefix + k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
     return path
-
-
-def torchvision_to_dlc(key: str) -> str:
-    """torchvision's ResNet keys -> dlc's: the projection shortcut is `shortcut.conv` /
-    `shortcut.bn` where torchvision has `downsample.0` / `downsample.1`."""
-    return key.replace("downsample.0.", "shortcut.conv.").replace("downsample.1.", "shortcut.bn.")
 
 
 def inputs(*shape: int, seed: int = 0) -> np.ndarray:

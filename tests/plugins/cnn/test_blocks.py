@@ -198,6 +198,16 @@ def test_local_response_norm_matches_torch() -> None:
     assert_close(expected, run(model, x))
 
 
+@pytest.mark.parametrize("size", [4, 6, 16, 40])
+def test_local_response_norm_even_size_wider_than_channels_matches_torch(size: int) -> None:
+    """Even sizes are spelled out as slices of the padded squares; windows that miss every
+    channel are skipped (a size of 2^31 must not emit 2^31 slices), the values unchanged."""
+    model = compile_layers(["N", 3, 4, 4], f"- local_response_norm: {{size: {size}, alpha: 0.5, k: 1.5}}\n")
+    x = image(2, 3, 4, 4) * 3
+    expected = nn.LocalResponseNorm(size, alpha=0.5, beta=0.75, k=1.5)(torch.from_numpy(x))
+    assert_close(expected, run(model, x))
+
+
 def test_locally_connected_has_a_kernel_per_position() -> None:
     model = compile_layers(
         ["N", 2, 5, 6], "- locally_connected2d: {out: 3, kernel: [2, 3], stride: [1, 2]}\n  id: lc\n"

@@ -20,8 +20,7 @@ from tests.plugins.cnn.references import (
     WaveNetBlock,
     inputs,
     randomize,
-    save_renamed,
-    torchvision_to_dlc,
+    save_state_dict,
 )
 
 
@@ -44,9 +43,9 @@ def block_spec(shape: list, layer: str) -> str:
     ids=["basic-projection", "basic-identity", "bottleneck-projection-v1.5", "bottleneck-expanding"],
 )
 def test_residual_blocks_are_torchvisions(reference, layer: str, shape: list[int], tmp_path: Path) -> None:
-    """Same names as torchvision (but `shortcut` for `downsample`), same outputs."""
+    """Same names as torchvision (`downsample.0` / `.1` included), same outputs."""
     module = randomize(reference())
-    weights = save_renamed(module, tmp_path / "w.safetensors", lambda k: "block." + torchvision_to_dlc(k))
+    weights = save_state_dict(module, tmp_path / "w.safetensors", prefix="block.")
     model = compile_text(block_spec(["N", *shape[1:]], layer), weights)
     x = inputs(*shape)
     expected = module(torch.from_numpy(x)).detach().numpy()
@@ -67,7 +66,7 @@ outputs: {residual: block, skip: block.skip}
 
 def test_wavenet_block_has_residual_and_skip_outputs(tmp_path: Path) -> None:
     reference = randomize(WaveNetBlock(4, residual=4, dilation_channels=6, skip=5))
-    weights = save_renamed(reference, tmp_path / "w.safetensors", lambda k: "block." + k)
+    weights = save_state_dict(reference, tmp_path / "w.safetensors", prefix="block.")
     model = compile_text(WAVENET, weights)
     x = inputs(2, 4, 11)
     residual, skip = (t.detach().numpy() for t in reference(torch.from_numpy(x)))
@@ -83,12 +82,12 @@ def test_inception_modules_concatenate_their_branches() -> None:
     model = dlc.compile(load_spec("t.yaml", text=text), opt_level=0)  # the spec's layers, unfused
     assert model.graph.outputs["block"].type.shape[1:] == (17, 7, 7)
     names = {name: array.shape for name, array in model.weights().items()}
-    assert names["block.branch3.conv.weight"] == (5, 2, 5, 5)  # the paper's true 5x5
-    assert names["block.branch4.conv.bias"] == (6,)
+    assert names["block.branch3.1.conv.weight"] == (5, 2, 5, 5)  # the paper's true 5x5
+    assert names["block.branch4.1.conv.bias"] == (6,)
     torchvision = dlc.compile(
         load_spec("t.yaml", text=text.replace("inception:", "inception_bn:")), opt_level=0
     )
     shapes = {name: array.shape for name, array in torchvision.weights().items()}
-    assert shapes["block.branch3.conv.weight"] == (5, 2, 3, 3)  # torchvision's 3x3 "5x5" branch
-    assert "block.branch3.conv.bias" not in shapes
-    assert shapes["block.branch3.bn.running_var"] == (5,)
+    assert shapes["block.branch3.1.conv.weight"] == (5, 2, 3, 3)  # torchvision's 3x3 "5x5" branch
+    assert "block.branch3.1.conv.bias" not in shapes
+    assert shapes["block.branch3.1.bn.running_var"] == (5,)

@@ -34,8 +34,7 @@ from tests.plugins.cnn.references import (
     ResNet,
     inputs,
     randomize,
-    save_renamed,
-    torchvision_to_dlc,
+    save_state_dict,
 )
 from tests.test_specs import ejected_outputs, settings_for
 
@@ -57,6 +56,10 @@ REFERENCE = {
     "resnet18.yaml": Reference(11_689_512, 1_814_073_344, "torchvision resnet18"),
     "resnet50.yaml": Reference(25_557_032, 4_089_184_256, "torchvision resnet50"),
     "googlenet.yaml": Reference(6_624_904, 1_498_376_192, "torchvision googlenet, aux_logits=False"),
+    # torchvision's models, counted as reference_models.json counts (FlopCounterMode / 2, batch 1)
+    "mobilenet_v2.yaml": Reference(3_504_872, 300_774_272, "torchvision mobilenet_v2"),
+    "efficientnet_b0.yaml": Reference(5_288_548, 385_814_752, "torchvision efficientnet_b0"),
+    "convnext_tiny.yaml": Reference(28_589_128, 4_455_531_264, "torchvision convnext_tiny"),
     "inception_v1.yaml": Reference(6_998_552, 1_582_671_872, "GoogLeNet paper-faithful, without aux heads"),
     "unet.yaml": Reference(
         31_030_658, 150_428_424_448, "U-Net, Ronneberger 2015 (valid convs, crop and concat)"
@@ -123,8 +126,16 @@ def test_zoo_spec_runs_the_same_in_onnx_runtime_and_torch_with_a_live_signal(
     onnx_first, onnx_second = session.run(first), session.run(second)
     torch_first = ejected_outputs(model, tmp_path, first)
     for name, expected in onnx_first.items():
-        assert max_relative_error(expected, onnx_second[name]) > 1e-2, f"{name} hardly depends on the input"
-        assert max_relative_error(expected, torch_first[name]) <= max(float(settings["tolerance"]), 1e-4)
+        # Relative to the output's own scale, also below 1 (stricter than max_relative_error
+        # there): EfficientNet's sigmoid gates halve the signal in many blocks, leaving
+        # logits of ~1e-3 under these weights.
+        scale = float(np.abs(expected).max())
+        assert scale > 0, f"{name} is all zeros"
+        assert np.abs(expected - onnx_second[name]).max() / scale > 1e-2, (
+            f"{name} hardly depends on the input"
+        )
+        difference = float(np.abs(expected - torch_first[name]).max()) / scale
+        assert difference <= max(float(settings["tolerance"]), 1e-4)
 
 
 @pytest.mark.parametrize(
@@ -136,9 +147,10 @@ def test_zoo_spec_runs_the_same_in_onnx_runtime_and_torch_with_a_live_signal(
 )
 def test_resnets_are_torchvisions_with_its_weights(spec: str, reference, tmp_path: Path) -> None:
     """torchvision's architecture (re-implemented in references.py, an eighth of the width,
-    64x64 inputs): its randomized state_dict loads by name and gives the same logits."""
+    64x64 inputs): its randomized state_dict loads with no renaming and gives the same
+    logits. test_torchvision_weights.py checks torchvision itself."""
     module = randomize(reference())
-    weights = save_renamed(module, tmp_path / "w.safetensors", torchvision_to_dlc)
+    weights = save_state_dict(module, tmp_path / "w.safetensors")
     model = dlc.compile(ZOO / spec, overrides={"image": 64, "width": 8, "classes": 10}, weights=weights)
     x = inputs(2, 3, 64, 64)
     with torch.no_grad():

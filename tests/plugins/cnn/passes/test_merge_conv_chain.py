@@ -106,14 +106,13 @@ OUTPUTS = (
 def test_declines_name_their_reason() -> None:
     before = compile_spec(DECLINED, "{x: {shape: [N, 4, 8, 8]}, seq: {shape: [N, 2, T]}}", OUTPUTS)
     after, merge = run_pass(before, "merge-conv-chain")
-    assert not merge.fired
+    # after_strided_seq merges: its output ((T+1)//2)//2 is (T+1)//4, the merged conv's, for
+    # every T now that nested floor divisions flatten
+    assert merge.fired == {"merge-conv-chain": 1}
+    assert "after_strided_seq" not in merge.declined
     reasons = {name: reason.removeprefix("merge-conv-chain: ") for name, reason in merge.declined.items()}
     assert reasons.pop("after_reduction").startswith(
         "merging does not pay: it costs more MACs: 20,736 against 10,880 per sample"
-    )
-    # equal for every T, but symbolic dims do not simplify nested floor divisions
-    assert reasons.pop("after_strided_seq") == (
-        "the merged conv's output float32[N, 2, (T+1)//4] is not provably float32[N, 2, ((T+1)//2)//2]"
     )
     assert reasons == {
         "after_shared": "the output of conv 'shared' has other users",
@@ -123,7 +122,7 @@ def test_declines_name_their_reason() -> None:
         "after_strided": "the 1x1 conv 'strided' has stride [2, 2] before a kxk conv",
         "after_biased": "a 1x1 conv with bias before a zero-padded kxk conv is not exact at the borders",
     }
-    assert compare(before, after, torch_too=False, dims={"T": 9}) == 0.0
+    assert compare(before, after, torch_too=False, dims={"T": 9}) <= TOLERANCE
 
 
 def test_a_merge_the_cost_model_rejects_is_declined_even_with_fewer_macs(monkeypatch) -> None:
