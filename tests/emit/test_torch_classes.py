@@ -46,14 +46,15 @@ def test_resnet18_blocks_are_one_class_in_module_lists_run_by_loops(tmp_path) ->
     source = model.torch_source()
     assert "class BasicBlock(nn.Module):" in source
     assert "    def __init__(self, planes: int) -> None:" in source
-    # the first block of stages 2-4 has a projection shortcut: a class of its own
-    assert "class BasicBlockWithShortcut(nn.Module):" in source
+    # the first block of stages 2-4 has a projection (downsample): a class of its own
+    assert "class BasicBlockWithDownsample(nn.Module):" in source
     assert "self.layer1 = nn.ModuleList([BasicBlock(planes=16) for _ in range(2)])" in source
     for stage in (2, 3, 4):
-        assert re.search(rf"self\.layer{stage} = nn\.ModuleList\(\s*\[\s*BasicBlockWithShortcut\(", source)
+        assert re.search(rf"self\.layer{stage} = nn\.ModuleList\(\s*\[\s*BasicBlockWithDownsample\(", source)
         assert f"for block in self.layer{stage}:" in source
     assert "for block in self.layer1:" in source
     assert "nn.Module()" not in source.split("class Resnet18")[1]  # no anonymous containers
+    assert "range(stride)" not in source  # a container's length is not a template argument
     assert "self.layer1[0].conv1" not in source  # no unrolled blocks
     _check_against_onnx_runtime(model, tmp_path / "resnet18", {"N": 2})
 

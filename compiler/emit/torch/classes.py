@@ -137,7 +137,7 @@ def _reads(writer: TorchWriter, call: _Call, first: str | None = None) -> str:
 
 def _class_name(template: str, index: int, group: list[_Call], first: list[_Call], taken: set[str]) -> str:
     """`BasicBlock` for a template's first shape; a later shape is named after the
-    submodules the first lacks (`BasicBlockWithShortcut`), else numbered."""
+    submodules the first lacks (`BasicBlockWithDownsample`), else numbered."""
     name = camel_case(template)
     if index:
         have = {leaf.split(".")[0] for leaf in first[0].leaves}
@@ -194,6 +194,8 @@ def _stand_alone(writer: TorchWriter, scope: str) -> _Call | None:
         return None
     name, args = writer.graph.templates[scope]
     relative = [p[len(scope) + 1 :] for p in leaves]
+    if any(p.split(".")[0].isdigit() for p in relative):
+        return None  # numbered children (``features.0``): the call is a ModuleList, not a class
     call = _Call(scope, name, args, start, end, source, result, relative, nodes, outside_reads[1:])
     renamed = _rename(writer, call, body, inside)
     if renamed is None:
@@ -308,6 +310,8 @@ def _class_source(name: str, group: list[_Call]) -> tuple[str, list[dict[str, st
             for k in reversed(range(len(numbers))):
                 start, end, _ = numbers[k]
                 values = tuple(per_call_numbers[c][line_index][k] for c in range(len(group)))
+                if section == "init" and line[:start].endswith("range(") and len(set(values)) == 1:
+                    continue  # a container's length (``nn.Module() for _ in range(2)``)
                 argument = _argument(values, group, parameters, section == "init")
                 if argument is None:
                     continue
