@@ -59,7 +59,7 @@ def test_dot_has_a_node_per_layer_nested_clusters_and_shapes_on_edges(tmp_path: 
     assert ("max_pool2d_0", "layer1.0.add", "[N, 64, 56, 56]") in edges
     # 4 repeats, 8 basic-block calls, 3 projection shortcuts.
     assert len(clusters) == 15
-    assert "cluster_layer2.0.shortcut" in clusters
+    assert "cluster_layer2.0.downsample" in clusters  # torchvision's name for the projection shortcut
     text = (tmp_path / "model.dot").read_text()
     assert 'label="layer1 (repeat ×2)"' in text and 'label="layer2.0 (basic_block)"' in text
 
@@ -71,7 +71,7 @@ def test_svg_is_well_formed_with_one_node_per_layer(tmp_path: Path) -> None:
     assert _layer_names(RESNET18) <= set(drawn)
     assert drawn["layer4.1.conv2"].get("data-params") == "2359296"
     groups = {g.get("data-group") for g in root.iter(f"{SVG}g") if g.get("class") == "group"}
-    assert {"layer1", "layer4.1", "layer3.0.shortcut"} <= groups
+    assert {"layer1", "layer4.1", "layer3.0.downsample"} <= groups
     shapes = {t.text for t in root.iter(f"{SVG}text") if t.get("class") == "shape"}
     assert "[N, 512, 7, 7]" in shapes and "[N, 1000]" in shapes
 
