@@ -41,6 +41,9 @@ class Graph:
         self._inserted_before: dict[str, int] = {}
         self._values: dict[str, tuple[str, int]] = {}  # value name -> (producer, output index)
         self._counter = 0
+        # Template calls, by layer scope: (template name, its resolved arguments). Read by the
+        # torch writer to give each template its own nn.Module class; passes leave it as is.
+        self.templates: dict[str, tuple[str, dict[str, object]]] = {}
 
     # -- reading -----------------------------------------------------------------------
 
@@ -209,6 +212,7 @@ class Graph:
         clone._inserted_before = dict(self._inserted_before)
         clone._counter = self._counter
         clone.outputs = dict(self.outputs)
+        clone.templates = dict(self.templates)
         return clone
 
     # -- checking ----------------------------------------------------------------------

@@ -115,6 +115,7 @@ class StructureLowering:
             result = post
         if definition.outputs is not None:
             result = self._template_outputs(template, body_frame, result)
+        self.graph.templates[full] = (template.name, dict(args))
         return self._record(full, template.name, "template", location, result, frame)
 
     def _residual_enabled(self, template: Template, frame: Frame, inputs: list[Value]) -> bool:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dlc.emit.torch.classes import fold_templates, init_lines
 from dlc.emit.torch.literals import NONFINITE_NAMES, docstring_text, nonfinite_definitions
 from dlc.errors import DlcError, EmitError
 from dlc.ir.graph import Graph
@@ -168,6 +169,7 @@ class TorchWriter:
         self._helpers: dict[str, str] = {}  # emitted name -> source
         self._helper_names: dict[str, str] = {}  # requested name -> emitted name
         self._lines: list[str] = []
+        self._spans: list[tuple[Node, int, int]] = []  # node -> its forward lines [start, end)
         self._last_use: dict[str, int] = {}
         self._returned = _output_names(graph)
         self._position = 0
@@ -322,6 +324,7 @@ class TorchWriter:
         for position, node in enumerate(order):
             self._position = position
             self.current = node
+            start = len(self._lines)
             try:
                 expression = self.registry.op(node.op).to_torch(self, node)
             except DlcError:
@@ -332,6 +335,7 @@ class TorchWriter:
                     location=node.location,
                 ) from error
             self._assign(node, expression)
+            self._spans.append((node, start, len(self._lines)))
         self.current = None
 
     def state_values(self) -> dict[str, str]:
@@ -460,22 +464,31 @@ class TorchWriter:
             "",
             "",
         ]
-        code = "\n".join([*self._lines, *self._init_lines(), *self._helpers.values()])
+        code = "\n".join([*self._lines, *init_lines(dict(self._leaves), {}), *self._helpers.values()])
         nonfinite = nonfinite_definitions(code)
         lines += [*nonfinite, "", ""] if nonfinite else []
         for helper in self._helpers.values():
             lines += [helper, "", ""]
+        folded = fold_templates(self, {name, *self._helpers})
+        leaves: Mapping[str, _Leaf] = self._leaves
+        constructors: dict[str, str] = {}
+        forward = self._lines
+        if folded is not None:
+            for source in folded.sources:
+                lines += [source, "", ""]
+            leaves = {p: leaf for p, leaf in self._leaves.items() if p not in folded.folded}
+            constructors, forward = folded.constructors, folded.lines
         lines += [
             f"class {name}(nn.Module):",
             "    def __init__(self) -> None:",
             "        super().__init__()",
         ]
-        lines += [f"        {line}" for line in self._init_lines()]
+        lines += [f"        {line}" for line in init_lines(dict(leaves), constructors)]
         lines += ["", f"    def forward(self, {args}) -> {return_type}:"]
         lines += [
             f"        # {self._vars[n.output.name]}: {format_shape(n.output.type.shape)}" for n in inputs
         ]
-        lines += [f"        {line}" for line in self._lines]
+        lines += [f"        {line}" for line in forward]
         lines += [f"        return {returned}", "", ""]
         lines += [
             f"def load_model(weights: str | Path | None = None) -> {name}:",
@@ -492,48 +505,6 @@ class TorchWriter:
             "",
         ]
         return "\n".join(lines)
-
-    def _init_lines(self) -> list[str]:
-        """Containers first (``nn.Module()`` / ``nn.ModuleList``), then leaves, in creation order."""
-        tree: dict[str, dict] = {}
-        for path in self._leaves:
-            node = tree
-            for segment in path.split("."):
-                node = node.setdefault(segment, {})
-        lines: list[str] = []
-        self._emit_containers(tree, "", lines)
-        for path, leaf in self._leaves.items():
-            parent, _, attribute = path.rpartition(".")
-            if leaf.kind == "buffer":
-                owner = attribute_access(parent) if parent else "self"
-                lines.append(f'{owner}.register_buffer("{attribute}", {leaf.code})')
-            elif leaf.kind == "constant":
-                owner = attribute_access(parent) if parent else "self"
-                lines.append(f'{owner}.register_buffer("{attribute}", {leaf.code}, persistent=False)')
-            else:
-                lines.append(f"{attribute_access(path)} = {leaf.code}")
-        return lines or ["pass"]
-
-    def _emit_containers(
-        self, tree: dict[str, dict], prefix: str, lines: list[str], listed: bool = False
-    ) -> None:
-        """`listed`: the numbered containers at this level were made by their ModuleList
-        already. A container with numbered children is a ModuleList (`self.features[0]`),
-        its other children attributes beside them (torchvision's MLPBlock: `mlp[0]`,
-        `mlp.dropout_0`, `mlp[3]`), so state_dict keys stay `mlp.0.weight`."""
-        for segment, children in tree.items():
-            path = f"{prefix}.{segment}" if prefix else segment
-            if path in self._leaves or not children:
-                continue
-            numbered = [int(k) for k in children if k.isdigit()]
-            if numbered:
-                count = max(numbered) + 1
-                lines.append(
-                    f"{attribute_access(path)} = nn.ModuleList([nn.Module() for _ in range({count})])"
-                )
-            elif not (listed and segment.isdigit()):
-                lines.append(f"{attribute_access(path)} = nn.Module()")
-            self._emit_containers(children, path, lines, listed=bool(numbered))
 
 
 def state_arrays(writer: TorchWriter, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
