@@ -162,7 +162,35 @@ class BlockContext:
         name: str,
     ) -> Value:
         """Lower another registered block as a part of this one (a composite block)."""
-        return self._lowering.lower_nested_block(self, block_name, dict(config or {}), list(inputs), name)
+        result = self._lowering.lower_nested_block(self, block_name, dict(config or {}), list(inputs), name)
+        return result.value
+
+    def block_call_ports(
+        self,
+        block_name: str,
+        config: Mapping[str, Any] | None,
+        inputs: Sequence[Value],
+        *,
+        name: str,
+        inverse: bool = False,
+    ) -> dict[str, Value]:
+        """`block_call` returning every output port; with `inverse`, the block's inverse map
+        (a flow lowers its steps so, last first; see `dlc.spec.direction`)."""
+        result = self._lowering.lower_nested_block(
+            self, block_name, dict(config or {}), list(inputs), name, inverse=inverse
+        )
+        return dict(result.ports)
+
+    @property
+    def direction(self) -> str:
+        """``forward`` or ``inverse``: which map of the spec is being compiled."""
+        return self._lowering.direction
+
+    def block_type(self, name: str) -> BlockType | None:
+        """The registered block `name`, or None: a block that takes other blocks as options
+        (a flow's steps) checks them before lowering them."""
+        providers = self._lowering.registry.block_providers(name)
+        return providers[0] if len(providers) == 1 else None
 
     def reserve(self, nodes: int, what: str) -> None:
         """Check that `nodes` more IR nodes fit under the node limit before building them; a
