@@ -61,6 +61,22 @@ class BlockContext:
         finally:
             self._scopes.pop()
 
+    @contextmanager
+    def enclosing_scope(self) -> Iterator[None]:
+        """Name what is created inside in the scope that holds this layer, not under the
+        layer's own name: for containers whose parts are named as the reference's siblings
+        (RealNVP's couplings keep their nets in `s.K` and `t.K`, not `coupling_K.s`)."""
+        saved = self._scopes
+        self._scopes = [self.name.rpartition(".")[0]]
+        try:
+            yield
+        finally:
+            self._scopes = saved
+
+    def qualify(self, name: str) -> str:
+        """`name` in the current scope (``stage.0.fc`` for ``fc``)."""
+        return f"{self.scope}.{name}" if self.scope else name
+
     def op(self, op: str, *inputs: Value | None, **attrs: Any) -> Value:
         """Add a single-output op and return its value."""
         outputs = self.ops(op, inputs, **attrs)
@@ -104,7 +120,7 @@ class BlockContext:
         returned instead (weight tying), after checking its shape and dtype."""
         if tie is not None:
             return self._tied_param(tie, name, tuple(shape), dtype)
-        full = key or f"{self.scope}.{name}"
+        full = key or self.qualify(name)
         shared = self._lowering.shared_parameter(full, tuple(shape), dtype, self)
         if shared is not None:
             return shared

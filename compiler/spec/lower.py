@@ -491,7 +491,7 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering, 
         if inverse:
             block = invertible(block)
         parsed = block.config.model_validate(config)
-        child = BlockContext(self, ctx.frame, block, f"{ctx.scope}.{name}", ctx.location)
+        child = BlockContext(self, ctx.frame, block, ctx.qualify(name), ctx.location)
         child.path = ctx.path
         result = self._as_layer_result(block.lower(child, parsed, inputs), block, child)
         ctx.created.extend(child.created)
@@ -505,9 +505,10 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering, 
         options_path = (*ctx.path, ctx.block.name, "options")
         args = self._template_args(template, config, options_path, ctx.frame)
         rows = len(self.layers)
-        result = self._instantiate(template, args, ctx.path, ctx.frame, inputs, f"{ctx.scope}.{scope}")
+        full = ctx.qualify(scope)
+        result = self._instantiate(template, args, ctx.path, ctx.frame, inputs, full)
         del self.layers[rows:]  # summarized as part of the calling layer, as nested blocks are
-        ctx.created.extend(n.name for n in self.graph if n.layer.startswith(f"{ctx.scope}.{scope}."))
+        ctx.created.extend(n.name for n in self.graph if n.layer.startswith(f"{full}."))
         return result.value
 
     def _expand(self, value: Any, path: YamlPath, frame: Frame) -> Any:
