@@ -71,7 +71,9 @@ def image_coupling(mask: str, parity: int, channels: int) -> str:
 
 FLOW_2D = flow_spec(
     "[N, 2]",
-    coupling("affine_coupling", "alternate", 0, 2, ", tanh_s: true")
+    "        - actnorm\n"
+    + coupling("affine_coupling", "alternate", 0, 2, ", tanh_s: true")
+    + "        - reverse\n"
     + coupling("affine_coupling", "alternate", 1, 2, ", form: inverse_affine")
     + coupling("additive_coupling", "alternate", 0, 2)
     + coupling("affine_coupling", "[0, 1]", 0, 2),
@@ -80,13 +82,18 @@ FLOW_8D = flow_spec(
     "[N, 8]",
     coupling("affine_coupling", "halves", 0, 8, ", tanh_s: true")
     + coupling("affine_coupling", "halves", 1, 8)
+    + "        - permute: [3, 7, 0, 1, 6, 2, 5, 4]\n"
     + coupling("additive_coupling", "alternate", 0, 8)
+    + "        - invertible_conv1x1\n"
     + coupling("affine_coupling", "alternate", 1, 8, ", form: inverse_affine"),
 )
 FLOW_IMAGE = flow_spec(
     "[N, 4, 4, 4]",
-    image_coupling("checkerboard", 0, 4)
+    "        - actnorm\n"
+    + image_coupling("checkerboard", 0, 4)
+    + "        - invertible_conv1x1\n"
     + image_coupling("checkerboard", 1, 4)
+    + "        - reverse\n"
     + image_coupling("channel", 0, 4)
     + image_coupling("channel", 1, 4),
     IMAGE_NETS,
@@ -97,8 +104,28 @@ SINGLE_BLOCKS = {
         "[N, 3]", coupling("affine_coupling", "[1, 0, 1]", 0, 3, ", form: inverse_affine")
     ),
     "additive_coupling": flow_spec("[N, 3]", coupling("additive_coupling", "alternate", 1, 3)),
+    "actnorm": flow_spec("[N, 3, 2, 2]", "        - actnorm\n"),
+    "actnorm_vector": flow_spec("[N, 3]", "        - actnorm\n"),
+    "invertible_conv1x1": flow_spec("[N, 4, 3, 3]", "        - invertible_conv1x1\n"),
+    "invertible_conv1x1_vector": flow_spec("[N, 5]", "        - invertible_conv1x1\n"),
+    "permute": flow_spec("[N, 4]", "        - permute: [2, 0, 3, 1]\n"),
+    "reverse": flow_spec("[N, 4, 2, 2]", "        - reverse\n"),
 }
 FLOWS = {"flow_2d": FLOW_2D, "flow_8d": FLOW_8D, "flow_image": FLOW_IMAGE, **SINGLE_BLOCKS}
+
+
+def perturbed(model: dlc.CompiledModel) -> dlc.CompiledModel:
+    """The model with every trainable weight moved off its initialization (actnorm starts
+    as the identity), the masks left as they are."""
+    rng = np.random.default_rng(7)
+    trainable = {n.attrs.name for n in model.lowered.graph.parameters() if n.attrs.trainable}
+    weights = {
+        name: (value + 0.2 * rng.standard_normal(value.shape)).astype(np.float32)
+        if name in trainable
+        else value
+        for name, value in model.weights().items()
+    }
+    return dlc.compile(model.spec, weights=weights)
 
 
 def _sample(model: dlc.CompiledModel, batch: int = 5) -> np.ndarray:
@@ -109,7 +136,7 @@ def _sample(model: dlc.CompiledModel, batch: int = 5) -> np.ndarray:
 
 @pytest.mark.parametrize("name", sorted(FLOWS))
 def test_inverse_undoes_the_forward_map_in_onnx_runtime_and_torch(name: str, tmp_path: Path) -> None:
-    forward = compile_text(tmp_path, FLOWS[name])
+    forward = perturbed(compile_text(tmp_path, FLOWS[name]))
     inverse = forward.inverse()
     assert [n.attrs.name for n in inverse.graph.inputs()] == ["z"]
     assert list(inverse.graph.outputs) == ["x", "log_det"]
@@ -133,7 +160,7 @@ def _autograd_log_det(module: torch.nn.Module, x: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("name", ["flow_2d", "flow_8d", "flow_image"])
 def test_log_det_is_log_abs_det_of_the_jacobian(name: str, tmp_path: Path) -> None:
-    model = compile_text(tmp_path, FLOWS[name])
+    model = perturbed(compile_text(tmp_path, FLOWS[name]))
     module = model.torch_module()
     x = torch.from_numpy(_sample(model, batch=3))
     with torch.no_grad():
