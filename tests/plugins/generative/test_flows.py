@@ -197,3 +197,15 @@ def test_realnvp_moons_is_the_notebooks_model() -> None:
         assert np.abs(out["log_det"] - expected_log_det).max() <= 1e-5
         assert np.abs(run(inverse, {"z": z})["x"] - expected_x).max() <= 1e-5
         assert np.abs(run(inverse, {"z": out["z"]})["x"] - x).max() <= 1e-5
+
+
+def test_flow_outputs_are_found_by_name_in_both_directions() -> None:
+    from dlc.plugins.generative.flow_outputs import FlowOutputs, flow_outputs, outputs_by_name
+
+    forward = dlc.compile(MOONS)
+    assert flow_outputs(forward) == FlowOutputs("z", "log_det")
+    assert flow_outputs(forward.inverse()) == FlowOutputs("x", "log_det")
+    x = torch.zeros(3, 2)
+    with torch.no_grad():
+        named = outputs_by_name(forward, forward.torch_module()(x))
+    assert set(named) == {"z", "log_det"} and tuple(named["log_det"].shape) == (3,)
