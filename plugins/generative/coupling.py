@@ -16,10 +16,10 @@ parameters (`--direction inverse`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import Field, model_validator
 
 from dlc.plugin_api import BlockConfig, BlockContext, BlockType, Value, init
 
@@ -43,12 +43,7 @@ class NetCall(BlockConfig):
     )
 
 
-def _net_call(value: Any) -> Any:
-    """A bare template name is short for `{template: NAME}`."""
-    return {"template": value} if isinstance(value, str) else value
-
-
-Net = Annotated[NetCall, BeforeValidator(_net_call)]
+Net = str | NetCall  # a bare template name is short for `{template: NAME}`
 
 
 class MaskBuffer(BlockConfig):
@@ -116,7 +111,8 @@ def _mask_values(ctx: BlockContext, config: MaskOptions, x: Value) -> tuple[Valu
     return keep, ctx.op("sub", one, keep)
 
 
-def _call_net(ctx: BlockContext, call: NetCall, local: str, x_kept: Value, x: Value) -> Value:
+def _call_net(ctx: BlockContext, net: Net, local: str, x_kept: Value, x: Value) -> Value:
+    call = NetCall(template=net) if isinstance(net, str) else net
     if call.name is None:
         out = ctx.block_call(call.template, call.args, [x_kept], name=local)
     else:

@@ -41,7 +41,7 @@ from .coupling import MaskOptions, mask_array
 
 
 class FlowConfig(BlockConfig):
-    steps: list[Any] = Field(
+    steps: list[str | dict[str, Any]] = Field(
         min_length=1,
         description="The invertible steps, first applied first: `- BLOCK: {options}`, optional `id`.",
     )
