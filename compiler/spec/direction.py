@@ -62,6 +62,8 @@ class InverseLowering:
             full = root.qualify(entry.name)
             current = self._lower_block(invertible(block), config, entry.path, root, [current.value], full)
             root.names[entry.name] = current
+        # Without `outputs:`, the forward output is named after the last layer, as forward.
+        self._last_layer_name = parsed[-1].name if parsed[-1].explicit_id else None
         return current
 
     def _invertible_block(self, entry: Entry, root: Frame) -> BlockType:
@@ -96,10 +98,11 @@ class InverseLowering:
         if forward_output is None or forward_output == input_name:
             return
         input_node = self.graph.node(input_name)
-        if forward_output not in self.graph:
-            renamed = self.graph.rename_node(input_node, forward_output)
-            attrs = renamed.attrs.model_copy(update={"name": forward_output})
-            self.graph.replace_node(renamed, renamed.replace(attrs=attrs))
+        if forward_output in self.graph:  # the inverse of the layer that made it: another name
+            self.graph.rename_node(self.graph.node(forward_output), self.graph.fresh_name(forward_output))
+        renamed = self.graph.rename_node(input_node, forward_output)
+        attrs = renamed.attrs.model_copy(update={"name": forward_output})
+        self.graph.replace_node(renamed, renamed.replace(attrs=attrs))
         outputs: dict[str, Value] = {}
         for key, value in self.graph.outputs.items():
             outputs[input_name if key == forward_output else key] = value
