@@ -49,7 +49,7 @@ Net = str | NetCall  # a bare template name is short for `{template: NAME}`
 class MaskBuffer(BlockConfig):
     buffer: str = Field(pattern=_NAME, description="The name of the buffer holding every coupling's mask.")
     row: int = Field(ge=0, description="This coupling's row in it.")
-    rows: int = Field(ge=1, description="How many rows (couplings) the buffer has.")
+    rows: int = Field(ge=1, le=10_000, description="How many rows (couplings) the buffer has.")
 
     @model_validator(mode="after")
     def _row_inside(self) -> MaskBuffer:
