@@ -127,6 +127,10 @@ _INVERTIBLE = (
 )
 
 
+# Steps whose log |det J| is 0 everywhere.
+VOLUME_PRESERVING = frozenset({"additive_coupling", "permute", "reverse"})
+
+
 def _invertible_names() -> Sequence[str]:
     return _INVERTIBLE
 
@@ -174,6 +178,8 @@ def _run(ctx: BlockContext, config: FlowConfig, inputs: list[Value], inverse: bo
             finally:
                 ctx.location = location
             x = ports[step.block.outputs[0]]
+            if step.block.name in VOLUME_PRESERVING and (log_det is not None or step is not order[-1]):
+                continue  # its log |det J| is 0: left out of the sum (dead-code elimination drops it)
             log_det = ports["log_det"] if log_det is None else ctx.op("add", log_det, ports["log_det"])
     assert log_det is not None
     return {"z": x, "log_det": log_det}
