@@ -197,11 +197,6 @@ class BlockContext:
         )
         return dict(result.ports)
 
-    @property
-    def direction(self) -> str:
-        """``forward`` or ``inverse``: which map of the spec is being compiled."""
-        return self._lowering.direction
-
     def block_type(self, name: str) -> BlockType | None:
         """The registered block `name`, or None: a block that takes other blocks as options
         (a flow's steps) checks them before lowering them."""

@@ -46,6 +46,9 @@ class InverseLowering:
     def lower_inverse(self, root: Frame, start: LayerResult) -> LayerResult | None:
         """The inverse of the spec's layers, last first, starting from `start` (the input z)."""
         entries = self.spec.raw["layers"]
+        if not isinstance(entries, list) or not entries:
+            self._error("expected a non-empty list of layers", ("layers",), root)
+            raise Broken
         if len(self.spec.model.inputs) != 1:
             self._error("`--direction inverse` needs a spec with exactly one input", ("inputs",), root)
             raise Broken
@@ -53,6 +56,10 @@ class InverseLowering:
         for index, raw in enumerate(entries):
             parsed.append(self._read_entry(raw, ("layers", index), root, index))
         self._name_entries(list(parsed), root)
+        parsed = [entry for entry in parsed if not entry.skip]  # `if:` false: not part of the map
+        if not parsed:
+            self._error("every layer is skipped (`if:`): there is no map to invert", ("layers",), root)
+            raise Broken
         blocks = [self._invertible_block(entry, root) for entry in parsed]
         current = start
         for entry, block in reversed(list(zip(parsed, blocks, strict=True))):
