@@ -74,8 +74,22 @@ def load_spec(
     templates, diagnostics = parse_templates(data.get("blocks") or {}, source_map, ("blocks",), None)
     for diagnostic in diagnostics:
         errors.add(SpecError(diagnostics=[diagnostic]))
+    if isinstance(data.get("training"), dict):
+        _check_training(data, source_map, path, errors)
     errors.raise_if_any()
     return Spec(model=model, raw=data, source=source_map, params=params, templates=templates, path=path)
+
+
+def _check_training(
+    data: dict[str, Any], source: SourceMap, path: Path | None, errors: ErrorCollector
+) -> None:
+    """The `training:` section is part of the language: its problems are the spec's."""
+    from dlc.training.section import training_source, validate_section
+
+    try:
+        validate_section(training_source(data, source, path, None))
+    except SpecError as error:
+        errors.add(error)
 
 
 def _explain_version(diagnostic: Diagnostic, data: dict[str, Any]) -> Diagnostic:
