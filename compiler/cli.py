@@ -427,7 +427,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     with progress.task(f"preparing {args.spec}"):
         plan = plan_training(
-            args.spec, config_path=args.config, overrides=_overrides(args.set), registry=_registry(args)
+            args.spec,
+            config_path=args.config,
+            overrides=_overrides(args.set),
+            registry=_registry(args),
+            limits=_limits(args),
         )
     output = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
     start = time.perf_counter()
@@ -436,7 +440,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.files == [] and not result.interrupted:
         return 0  # a process other than rank 0 under torchrun: it writes and reports nothing
     if result.schedule_report:
-        print(f"schedule: {result.schedule_report}")
+        print(result.schedule_report)
     for split, metrics in result.metrics.items():
         if metrics:
             shown = "  ".join(f"{name} {value:.4g}" for name, value in metrics.items())

@@ -56,13 +56,25 @@ def model_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return dict(module.state_dict())
 
 
+@dataclass
+class Restored:
+    """What a checkpoint gives back besides the weights and optimizer states it loads."""
+
+    progress: Progress
+    averaged: dict[str, torch.Tensor]
+    averaged_count: int
+    posterior: dict[str, torch.Tensor]
+
+
 def save_checkpoint(
     path: Path,
     models: Mapping[str, torch.nn.Module],
     optimizers: Mapping[str, torch.optim.Optimizer],
     progress: Progress,
-    averaged: Mapping[str, torch.Tensor] | None,
-    averager_count: int,
+    *,
+    averaged: Mapping[str, torch.Tensor] | None = None,
+    averaged_count: int = 0,
+    posterior: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
     import torch
 
@@ -70,7 +82,7 @@ def save_checkpoint(
     metadata = {
         "format": CHECKPOINT_FORMAT,
         "progress": json.dumps(progress.__dict__),
-        "averager_count": str(averager_count),
+        "averaged_count": str(averaged_count),
     }
     for role, module in models.items():
         prefix = "" if role == MAIN_MODEL else f"{role}/"
@@ -86,9 +98,18 @@ def save_checkpoint(
                 else:
                     scalars.setdefault(names[index], {})[key] = value
         groups = [{k: v for k, v in group.items() if k != "params"} for group in state["param_groups"]]
-        metadata[f"optimizer.{role}"] = json.dumps({"param_groups": groups, "scalars": scalars})
+        # An optimizer's own extras (Langevin's noise generator states): tensors by key.
+        extras = {key: value for key, value in state.items() if key not in ("state", "param_groups")}
+        for key, entries in extras.items():
+            for entry, tensor in entries.items():
+                tensors[f"optimizer.{role}.@{key}.{entry}"] = tensor
+        metadata[f"optimizer.{role}"] = json.dumps(
+            {"param_groups": groups, "scalars": scalars, "extras": sorted(extras)}
+        )
     for name, tensor in (averaged or {}).items():
         tensors[f"average.{name}"] = tensor
+    for name, tensor in (posterior or {}).items():
+        tensors[f"posterior.{name}"] = tensor
     tensors["rng.torch"] = torch.get_rng_state()
     return save_tensors(tensors, path, metadata)
 
@@ -97,9 +118,8 @@ def load_checkpoint(
     path: Path,
     models: Mapping[str, torch.nn.Module],
     optimizers: Mapping[str, torch.optim.Optimizer],
-) -> tuple[Progress, dict[str, torch.Tensor], int]:
-    """Restore models, optimizers and the random state from `path`; returns the progress,
-    the averaged weights (empty without averaging) and the averager's count."""
+) -> Restored:
+    """Restore models, optimizers and the random state from `path`."""
     import torch
     from safetensors import safe_open
     from safetensors.torch import load_file

@@ -43,6 +43,7 @@ MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
 LOSS_PLOT_FILE = "loss.png"
+POSTERIOR_FILE = "posterior.safetensors"
 
 
 class TrainingStopped(DlcError):
@@ -95,24 +96,44 @@ class _Trainer:
             role: model.torch_module().to(world.device).train() for role, model in plan.models.items()
         }
         self.trained = {role: self._wrap(module) for role, module in self.modules.items()}
+        train_split = plan.splits.train
+        self.train_count = len(train_split[NODES if NODES in train_split else next(iter(train_split))])
         self.optimizers = {
-            role: optim.build_optimizer(self.config.optimizer, list(module.parameters()))
+            role: optim.build_optimizer(
+                self.config.optimizer,
+                list(module.parameters()),
+                dataset_size=self.train_count,
+                seed=self.config.seed,
+            )
             for role, module in self.modules.items()
         }
+        self.total_steps = self._total_steps()
         self.schedules = {
-            role: optim.build_schedule(self.config.schedule, opt)
+            role: optim.build_schedule(self.config.schedule, opt, self.total_steps)
             if self.config.schedule is not None
             else None
             for role, opt in self.optimizers.items()
         }
         main = self.modules[plan.main_role]
         self.averager = optim.WeightAverager(main, self.config.averaging) if self.config.averaging else None
+        is_langevin = getattr(self.config.optimizer, "name", "") == "sgld"
+        self.posterior = optim.PosteriorSamples(main, self.config.optimizer) if is_langevin else None
         self.progress = Progress()
         self.metrics_log = MetricsLog(output / METRICS_FILE)
         self.checkpoint_path = output / CHECKPOINT_FILE
         self.saved_checkpoint: Path | None = None
         self.interrupted: Callable[[], bool] = lambda: False
         torch.manual_seed(self.config.seed + world.rank)  # noise and dropout differ per rank
+
+    def _total_steps(self) -> int:
+        """Optimizer steps of the whole run: epochs of batches, or fewer with max_steps."""
+        if self.plan.splits.graph:
+            per_epoch = 1
+        else:
+            per_rank = math.ceil(self.train_count / self.world.size)
+            per_epoch = math.ceil(per_rank / self.local_batch)
+        total = self.config.epochs * per_epoch
+        return min(total, self.config.max_steps) if self.config.max_steps is not None else total
 
     def _wrap(self, module: torch.nn.Module) -> Any:
         if not self.world.distributed:
@@ -152,13 +173,15 @@ class _Trainer:
         return result
 
     def _resume(self) -> None:
-        progress, averaged, count = load_checkpoint(self.checkpoint_path, self.modules, self.optimizers)
-        self.progress = progress
+        restored = load_checkpoint(self.checkpoint_path, self.modules, self.optimizers)
+        progress = self.progress = restored.progress
         for schedule in self.schedules.values():
             for _ in range(progress.step if schedule is not None else 0):
-                schedule.step()
-        if self.averager is not None and averaged:
-            _restore_averager(self.averager, averaged, count)
+                schedule.step()  # a LambdaLR's position is its step count
+        if self.averager is not None:
+            self.averager.load_state_dict(restored.averaged, restored.averaged_count, progress.step)
+        if self.posterior is not None:
+            self.posterior.load_state_dict(restored.posterior)
         if self.world.is_main:
             self.metrics_log.truncate_after(progress.step)
         self.saved_checkpoint = self.checkpoint_path
@@ -168,12 +191,10 @@ class _Trainer:
         config, plan = self.config, self.plan
         graph = plan.splits.graph
         train_split = plan.splits.train
-        count = len(train_split[TARGET if TARGET in train_split else next(iter(train_split))])
-        sampler = ResumableSampler(count, self.world.size, self.world.rank, config.data.shuffle, config.seed)
-        steps_per_epoch = 1 if graph else math.ceil(len(sampler) / self.local_batch)
-        total = config.epochs * steps_per_epoch
-        if config.max_steps is not None:
-            total = min(total, config.max_steps)
+        sampler = ResumableSampler(
+            self.train_count, self.world.size, self.world.rank, config.data.shuffle, config.seed
+        )
+        total = self.total_steps
         with (
             _deferred_interrupt() as interrupted,
             progress_display.status_task(f"training {plan.spec_path.stem}", total=total) as advance,
@@ -214,6 +235,8 @@ class _Trainer:
             window.add(metrics, examples)
             if self.averager is not None:
                 self.averager.update(self.modules[self.plan.main_role])
+            if self.posterior is not None:
+                self.posterior.update(self.modules[self.plan.main_role])
             for schedule in self.schedules.values():
                 if schedule is not None:
                     schedule.step()
@@ -335,9 +358,16 @@ class _Trainer:
         return dict(self.averager.state_dict())
 
     def _checkpoint(self) -> None:
-        averaged = self._deployed_weights()
-        count = getattr(self.averager, "count", 0) if self.averager is not None else 0
-        save_checkpoint(self.checkpoint_path, self.modules, self.optimizers, self.progress, averaged, count)
+        averaged = self._deployed_weights() if self.averager is not None and self.averager.count else None
+        save_checkpoint(
+            self.checkpoint_path,
+            self.modules,
+            self.optimizers,
+            self.progress,
+            averaged=averaged,
+            averaged_count=self.averager.count if self.averager is not None else 0,
+            posterior=self.posterior.state_dict() if self.posterior is not None else None,
+        )
         self.saved_checkpoint = self.checkpoint_path
 
     def _save_everything(self) -> list[Path]:
@@ -350,6 +380,9 @@ class _Trainer:
                 files.append(
                     save_tensors(module.state_dict(), self.output / f"{role}.safetensors", {"format": "pt"})
                 )
+        if self.posterior is not None:
+            # the Langevin samples after burn-in, `{index}/{name}`: predictions average over them
+            files.append(save_tensors(self.posterior.state_dict(), self.output / POSTERIOR_FILE))
         if self.metrics_log.path.is_file():
             files.append(self.metrics_log.path)
         return files
@@ -378,14 +411,3 @@ def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
         yield lambda: bool(requested)
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _restore_averager(averager: Any, averaged: dict[str, Any], count: int) -> None:
-    """Put saved averaged weights back into the averager (its own `load_state_dict` when it
-    has one)."""
-    if hasattr(averager, "load_state_dict"):
-        averager.load_state_dict(averaged)
-        return
-    for name, tensor in averaged.items():
-        averager.average[name] = tensor.clone()
-    averager.count = count

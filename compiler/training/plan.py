@@ -13,6 +13,7 @@ from typing import Any
 from dlc.api import CompiledModel, compile
 from dlc.errors import SpecError
 from dlc.ir.symbolic import Sym
+from dlc.limits import Limits
 from dlc.registry import Registry, default_registry
 from dlc.spec.loader import load_spec
 from dlc.training.checkpoints import MAIN_MODEL
@@ -71,6 +72,7 @@ def plan_training(
     config_path: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     registry: Registry | None = None,
+    limits: Limits | None = None,
 ) -> TrainingPlan:
     """Load, compile and check a training run; `overrides` are the CLI's `--set` values
     (`training.`-prefixed keys go to the section, the others to `params`)."""
@@ -81,7 +83,7 @@ def plan_training(
     section = training_source(spec.raw, spec.source, spec.path, Path(config_path) if config_path else None)
     section = apply_overrides(section, training)
     config = validate_section(section)
-    model = compile(spec, opt_level=0, seed=config.seed, registry=registry)
+    model = compile(spec, opt_level=0, seed=config.seed, registry=registry, limits=limits)
     models = {MAIN_MODEL: model}
     interfaces = {MAIN_MODEL: interface_of(model)}
     discriminator = None
@@ -91,7 +93,7 @@ def plan_training(
             raise section.error(f"discriminator spec not found: {path}", ("objective", "discriminator"))
         models = {
             GENERATOR: model,
-            DISCRIMINATOR: compile(path, opt_level=0, seed=config.seed + 1, registry=registry),
+            DISCRIMINATOR: compile(path, opt_level=0, seed=config.seed + 1, registry=registry, limits=limits),
         }
         interfaces = {GENERATOR: interfaces[MAIN_MODEL], DISCRIMINATOR: interface_of(models[DISCRIMINATOR])}
         discriminator = interfaces[DISCRIMINATOR]
