@@ -741,6 +741,9 @@ def _name_overrides(error: DlcError, overrides: Sequence[str]) -> DlcError:
     for diagnostic in error.diagnostics:
         line = diagnostic.source_line or ""
         used = [text for key, text in keys.items() if re.search(rf"\$\{{[^}}]*\b{re.escape(key)}\b", line)]
+        if any(n.startswith("the value comes from --set") for n in diagnostic.notes):
+            diagnostics.append(diagnostic)  # `dlc train` named the --set value already
+            continue
         if used:
             note = "the value comes from " + ", ".join(f"--set {text}" for text in used)
         else:

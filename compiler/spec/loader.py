@@ -48,10 +48,13 @@ def load_spec(
     overrides: Mapping[str, Any] | None = None,
     *,
     text: str | None = None,
+    check_training: bool = True,
 ) -> Spec:
     """Load and validate a spec from a path (or from `text`, with `source` as its name).
 
-    `overrides` replace values under `params` (the CLI's ``--set key=value``)."""
+    `overrides` replace values under `params` (the CLI's ``--set key=value``). `dlc train`
+    passes `check_training=False`: it checks the `training:` section itself, after its own
+    overrides (or instead of it, with `--config`)."""
     if text is not None:
         data, source_map = load_yaml(text, str(source))
         path = None
@@ -74,7 +77,7 @@ def load_spec(
     templates, diagnostics = parse_templates(data.get("blocks") or {}, source_map, ("blocks",), None)
     for diagnostic in diagnostics:
         errors.add(SpecError(diagnostics=[diagnostic]))
-    if isinstance(data.get("training"), dict):
+    if check_training and isinstance(data.get("training"), dict):
         _check_training(data, source_map, path, errors)
     errors.raise_if_any()
     return Spec(model=model, raw=data, source=source_map, params=params, templates=templates, path=path)

@@ -79,7 +79,7 @@ def plan_training(
     registry = registry or default_registry()
     spec_path = Path(spec_path)
     params, training = split_overrides(overrides or {})
-    spec = load_spec(spec_path, params)
+    spec = load_spec(spec_path, params, check_training=False)
     section = training_source(spec.raw, spec.source, spec.path, Path(config_path) if config_path else None)
     section = apply_overrides(section, training)
     config = validate_section(section)
