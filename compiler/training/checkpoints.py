@@ -163,13 +163,24 @@ def load_checkpoint(
             {**saved_group, "params": group["params"]}
             for saved_group, group in zip(saved["param_groups"], groups, strict=True)
         ]
-        optimizer.load_state_dict({"state": state, "param_groups": restored})
+        full: dict[str, Any] = {"state": state, "param_groups": restored}
+        for key in saved.get("extras", []):
+            prefix = f"optimizer.{role}.@{key}."
+            full[key] = {
+                name[len(prefix) :]: value for name, value in tensors.items() if name.startswith(prefix)
+            }
+        optimizer.load_state_dict(full)
     torch.set_rng_state(tensors["rng.torch"])
-    averaged = {
-        key.removeprefix("average."): value for key, value in tensors.items() if key.startswith("average.")
-    }
-    progress = Progress(**json.loads(metadata["progress"]))
-    return progress, averaged, int(metadata.get("averager_count", "0"))
+    return Restored(
+        Progress(**json.loads(metadata["progress"])),
+        _prefixed(tensors, "average."),
+        int(metadata.get("averaged_count", "0")),
+        _prefixed(tensors, "posterior."),
+    )
+
+
+def _prefixed(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {key.removeprefix(prefix): value for key, value in tensors.items() if key.startswith(prefix)}
 
 
 def _parameter_names(module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[int, str]:

@@ -259,11 +259,20 @@ def train_loader(
     split: Mapping[str, np.ndarray], batch_size: int, sampler: ResumableSampler
 ) -> torch.utils.data.DataLoader:
     """Batches of `batch_size` examples (this process's share of the global batch)."""
+    import torch
     from torch.utils.data import DataLoader
 
     tensors = _tensors(split)
     count = len(next(iter(tensors.values())))
-    return DataLoader(range(count), batch_size=batch_size, sampler=sampler, collate_fn=_Collate(tensors))
+    # A generator of its own: DataLoader otherwise draws a seed from the global generator
+    # for every epoch's iterator, and a run resumed mid-epoch would draw one more.
+    return DataLoader(
+        range(count),
+        batch_size=batch_size,
+        sampler=sampler,
+        collate_fn=_Collate(tensors),
+        generator=torch.Generator().manual_seed(0),
+    )
 
 
 def eval_batches(split: Mapping[str, np.ndarray], batch_size: int, graph: bool) -> Iterator[dict[str, Any]]:

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,9 +176,11 @@ class _Trainer:
     def _resume(self) -> None:
         restored = load_checkpoint(self.checkpoint_path, self.modules, self.optimizers)
         progress = self.progress = restored.progress
-        for schedule in self.schedules.values():
-            for _ in range(progress.step if schedule is not None else 0):
-                schedule.step()  # a LambdaLR's position is its step count
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": on purpose
+            warnings.simplefilter("ignore", UserWarning)
+            for schedule in self.schedules.values():
+                for _ in range(progress.step if schedule is not None else 0):
+                    schedule.step()  # a LambdaLR's position is its step count
         if self.averager is not None:
             self.averager.load_state_dict(restored.averaged, restored.averaged_count, progress.step)
         if self.posterior is not None:
@@ -240,10 +243,6 @@ class _Trainer:
             for schedule in self.schedules.values():
                 if schedule is not None:
                     schedule.step()
-            if self.on_step is not None:
-                self.on_step(self.progress.step)
-            if self.interrupted():
-                raise KeyboardInterrupt  # between steps: everything saved is one whole step
             elapsed = time.perf_counter() - started
             rate = window.count * self.world.size / elapsed if elapsed > 0 else 0.0
             advance(1, f"loss {metrics.get('loss', float('nan')):.4f}  {rate:,.0f} ex/s")
@@ -252,6 +251,10 @@ class _Trainer:
                     "train", {**window.means(), "examples_per_second": rate, "lr": self._learning_rate()}
                 )
                 window, started = MetricAverage(), time.perf_counter()
+            if self.on_step is not None:
+                self.on_step(self.progress.step)
+            if self.interrupted():
+                raise KeyboardInterrupt  # between steps: everything saved is one whole step
         return True
 
     def _step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
