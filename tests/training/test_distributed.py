@@ -12,8 +12,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import REPO
-
 SPEC = """\
 dlc: 1
 name: ddp_mlp
