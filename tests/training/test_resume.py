@@ -157,3 +157,38 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130_and_resume_continues(spec: Path
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert json.loads(_metadata(run / "checkpoint.safetensors")["progress"])["step"] == step + 5
+
+
+LANGEVIN = """\
+dlc: 1
+name: linear_regression
+inputs:
+  x: {shape: [N, 2]}
+layers:
+  - linear: 1
+training:
+  data: {dataset: blobs, options: {n_samples: 200, centers: 1}, target: label}
+  objective: mse
+  optimizer: {name: sgld, lr: 0.001, burn_in: 5, thinning: 3}
+  averaging: uniform
+  epochs: 3
+  batch_size: 20
+"""
+
+
+def test_a_resumed_langevin_run_keeps_its_noise_velocity_and_posterior_samples(tmp_path: Path) -> None:
+    spec = tmp_path / "linear_regression.yaml"
+    spec.write_text(LANGEVIN)
+    train(plan_training(spec), tmp_path / "whole")
+    train(plan_training(spec), tmp_path / "parts", on_step=_interrupt_at(11))
+    train(plan_training(spec), tmp_path / "parts", resume=True)
+    for name in ("model.safetensors", "posterior.safetensors", "checkpoint.safetensors"):
+        expected, actual = (
+            load_file(str(tmp_path / "whole" / name)),
+            load_file(str(tmp_path / "parts" / name)),
+        )
+        assert sorted(expected) == sorted(actual)
+        assert all(torch.equal(expected[key], actual[key]) for key in expected), name
+    samples = load_file(str(tmp_path / "whole" / "posterior.safetensors"))
+    assert int(samples["steps_seen"]) == 21  # samples after steps 8, 11, 14, 17, 20
+    assert {key.split("/")[0] for key in samples if "/" in key} == {"0", "1", "2", "3", "4"}
