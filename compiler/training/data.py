@@ -89,7 +89,12 @@ def _read(
                 ("data", "options", unknown[0]),
                 hint=did_you_mean(unknown[0], info.options) or f"its options: {allowed}",
             )
-        return info.load(config.options, config.split_seed)
+        try:
+            return info.load(config.options, config.split_seed)
+        except (ValueError, TypeError) as error:  # option values the dataset cannot use
+            raise section.error(
+                f"dataset '{info.name}' cannot be built with these options: {error}", ("data", "options")
+            ) from None
     assert config.path is not None
     path = section.resolve(config.path)
     return DatasetArrays(_read_array_file(path, section), features="", target=config.target or TARGET)
