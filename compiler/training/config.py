@@ -116,9 +116,6 @@ class DDPMObjective(StrictModel):
     beta_end: float = Field(0.02, gt=0, lt=1)
     noisy_input: str = Field("x", description="The spec input fed x_t.")
     time_input: str = Field("t", description="The spec input fed t (as float, shape [N] or [N, 1]).")
-    data: str | None = Field(
-        None, description="The array holding x0 (default: the one bound to `noisy_input`)."
-    )
 
 
 OBJECTIVE_MODELS: tuple[type[StrictModel], ...] = (

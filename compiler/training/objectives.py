@@ -394,23 +394,48 @@ def _gan(
     return Objective("gan", (real_slot,), False, phases, evaluate), []
 
 
+Built = tuple[Objective | None, list[Diagnostic]]
+
+
+def _supervised_builder(
+    config: Any, interface: ModelInterface, section: TrainingSource, **context: Any
+) -> Built:
+    return _supervised(config, interface, section, context["target"])
+
+
+def _flow_builder(config: Any, interface: ModelInterface, section: TrainingSource, **context: Any) -> Built:
+    return _flow_nll(config, interface, section)
+
+
+def _ddpm_builder(config: Any, interface: ModelInterface, section: TrainingSource, **context: Any) -> Built:
+    return _ddpm(config, interface, section)
+
+
+def _gan_builder(config: Any, interface: ModelInterface, section: TrainingSource, **context: Any) -> Built:
+    return _gan(config, interface, context["discriminator"], section)
+
+
+# The registry: objective name -> builder (the config models are `dlc.training.config`'s).
+OBJECTIVES: dict[str, Callable[..., Built]] = {
+    "cross_entropy": _supervised_builder,
+    "nll": _supervised_builder,
+    "mse": _supervised_builder,
+    "bce": _supervised_builder,
+    "flow_nll": _flow_builder,
+    "ddpm": _ddpm_builder,
+    "gan": _gan_builder,
+}
+
+
 def build_objective(
     config: Any,
     interface: ModelInterface,
     section: TrainingSource,
     target: np.ndarray | None = None,
     discriminator: ModelInterface | None = None,
-) -> tuple[Objective | None, list[Diagnostic]]:
+) -> Built:
     """The objective for `config`, or the problems that keep it from fitting the model."""
-    if isinstance(config, (CrossEntropyObjective, NLLObjective, MSEObjective, BCEObjective)):
-        return _supervised(config, interface, section, target)
-    if isinstance(config, FlowNLLObjective):
-        return _flow_nll(config, interface, section)
-    if isinstance(config, DDPMObjective):
-        return _ddpm(config, interface, section)
-    if isinstance(config, GANObjective):
-        return _gan(config, interface, discriminator, section)
-    raise AssertionError(f"no objective for {type(config).__name__}")
+    return OBJECTIVES[config.name](config, interface, section, target=target, discriminator=discriminator)
 
 
 def data_inputs(

@@ -227,3 +227,10 @@ def test_ddpm_l_simple_is_the_noise_regression_and_decreases(tmp_path: Path) -> 
     first = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert first["split"] == "train" and first["loss"] > 0.8  # an untrained eps_theta: about E|eps|^2 = 1
     assert result.metrics["test"]["loss"] < 0.75
+
+
+def test_every_objective_of_the_language_has_a_builder() -> None:
+    from dlc.training.config import OBJECTIVE_NAMES
+    from dlc.training.objectives import OBJECTIVES
+
+    assert sorted(OBJECTIVES) == sorted(OBJECTIVE_NAMES)
