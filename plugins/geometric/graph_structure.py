@@ -172,18 +172,19 @@ class EdgeNormAttrs(OpAttrs):
 
 def _norm_infer(attrs: EdgeNormAttrs, inputs: Sequence[TensorType | None]) -> TensorType:
     edges = check_edge_index(inputs[0], "edge_norm")
-    weight = inputs[1]
-    require(weight is not None, "edge_norm needs edge weights")
-    assert weight is not None
+    weight, like = inputs[1], inputs[2]
     _check_weight(weight, edges, "edge_norm")
-    require(inputs[2] is not None and inputs[2].rank >= 1, "edge_norm needs node features (for V) as input 3")
-    return weight
+    require(like is not None and like.rank >= 1, "edge_norm needs node features (for V) as input 3")
+    assert like is not None
+    return weight if weight is not None else TensorType(like.dtype, (edges.shape[1],))
 
 
 def _norm_onnx(b: OnnxBuilder, node: Node) -> None:
     edge_index, weight, like = b.inputs(node)
-    attrs, dtype = node.attrs, node.inputs[1].type.dtype
+    attrs, dtype = node.attrs, node.outputs[0].type.dtype
     source, target = edge_end(b, edge_index, "source"), edge_end(b, edge_index, "target")
+    if not weight:  # no weights: every edge weighs 1
+        weight = filled_vector(b, b.op("Shape", [source])[0], 1.0, dtype)
     at = target if attrs.degree_at == "target" else source
     degree = scatter_rows(b, weight, at, row_count(b, like), "sum", dtype, 1)
     exponent = -0.5 if attrs.normalization == "sym" else -1.0
@@ -204,10 +205,16 @@ def _norm_onnx(b: OnnxBuilder, node: Node) -> None:
 
 _EDGE_NORM = '''
 def edge_norm(
-    edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nodes: int, normalization: str, degree_at: str
+    edge_index: torch.Tensor,
+    edge_weight: torch.Tensor | None,
+    num_nodes: int,
+    normalization: str,
+    degree_at: str,
 ) -> torch.Tensor:
     """Degree-normalized edge weights: `sym` w / sqrt(d_source d_target), `rw` w / d (1/0 is 0)."""
     source, target = edge_index
+    if edge_weight is None:
+        edge_weight = torch.ones(source.shape, dtype=torch.float32)
     at = target if degree_at == "target" else source
     degree = scatter_sum(edge_weight, at, num_nodes)
     if normalization == "sym":

@@ -89,7 +89,7 @@ def _gather_infer(attrs: GatherEdgesAttrs, inputs: Sequence[TensorType | None]) 
 def _gather_onnx(b: OnnxBuilder, node: Node) -> None:
     x, edge_index, *rest = b.inputs(node)
     index = edge_end(b, edge_index, node.attrs.end)
-    if not rest:
+    if not rest or not rest[0]:
         b.op("Gather", [x, index], b.outputs(node), axis=0)
         return
     rows = b.op("Gather", [x, index], axis=0)[0]
@@ -104,7 +104,7 @@ def _gather_torch(t: TorchWriter, node: Node) -> str:
     x, edge_index = (t.var(v) for v in node.inputs[:2])
     row = 0 if node.attrs.end == "source" else 1
     rows = f"{x}.index_select(0, {edge_index}[{row}])"
-    if len(node.inputs) < 3:
+    if len(node.inputs) < 3 or node.inputs[2] is None:
         return rows
     weight = t.var(node.inputs[2])
     extra = node.inputs[0].type.rank - node.inputs[2].type.rank
