@@ -133,3 +133,49 @@ SAGE_CASES = [
 @pytest.mark.parametrize("options", SAGE_CASES, ids=[str(c) for c in SAGE_CASES])
 def test_sage_conv_matches_pyg(tmp_path: Path, options: dict) -> None:
     check(tmp_path, "sage_conv", {"out": 5, **options}, pyg.SAGEConv(FEATURES, 5, **options), False)
+
+
+@pytest.mark.parametrize("options", [{}, {"eps": 0.3}, {"eps": -0.2, "train_eps": True}], ids=str)
+def test_gin_conv_with_a_sequential_mlp_matches_pyg(tmp_path: Path, options: dict) -> None:
+    mlp = torch.nn.Sequential(torch.nn.Linear(FEATURES, 8), torch.nn.ReLU(), torch.nn.Linear(8, 5))
+    gin = {"nn": "gin_mlp", "options": {"hidden": 8, "out": 5}, **options}
+    check(tmp_path, "gin_conv", gin, pyg.GINConv(mlp, **options), False)
+
+
+def pool_spec(tmp_path: Path, block: str, options: dict[str, Any], batched: bool) -> Path:
+    inputs: dict[str, Any] = {"x": {"shape": ["V", FEATURES], "dtype": "float32"}}
+    if batched:
+        inputs["batch"] = {"shape": ["V"], "dtype": "int64"}
+    layer = {block: options or None, "in": list(inputs) if batched else "x", "id": "pooled"}
+    spec = {"dlc": 1, "name": "pool", "inputs": inputs, "layers": [layer], "outputs": ["pooled"]}
+    path = tmp_path / "pool.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+POOLS = [
+    ("global_add_pool", {}, "global_add_pool"),
+    ("global_mean_pool", {}, "global_mean_pool"),
+    ("graph_pool", {"reduce": "max"}, "global_max_pool"),
+    ("graph_pool", {"reduce": "sum"}, "global_add_pool"),
+    ("graph_pool", {"reduce": "mean"}, "global_mean_pool"),
+]
+
+
+@pytest.mark.parametrize(("block", "options", "reference"), POOLS, ids=[f"{p[0]}-{p[2]}" for p in POOLS])
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "one-graph"])
+def test_global_pools_match_pyg(
+    tmp_path: Path, block: str, options: dict, reference: str, batched: bool
+) -> None:
+    import dlc
+
+    from .pyg_parity import assert_matches
+
+    model = dlc.compile(pool_spec(tmp_path, block, options, batched))
+    x = (
+        torch.randn(11, FEATURES, generator=torch.Generator().manual_seed(5)) - 1.0
+    )  # negative: max needs care
+    batch = torch.tensor([0, 0, 0, 2, 2, 2, 2, 3, 3, 0, 3])  # unsorted; graph 1 has no nodes
+    inputs = {"x": x.numpy(), "batch": batch.numpy()}
+    expected = getattr(pyg, reference)(x, batch if batched else None)
+    assert_matches(expected, model, inputs)
