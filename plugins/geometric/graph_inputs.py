@@ -37,10 +37,9 @@ def edge_index(ctx: BlockContext, edges: Value, x: Value) -> Value:
 
 def edge_weight(ctx: BlockContext, weight: Value, edges: Value) -> Value:
     """`edge_weight` must be [E] floating point, one weight per edge."""
-    count = edges.type.shape[1]
-    if not weight.type.dtype.is_float or weight.type.shape != (count,):
+    if not weight.type.dtype.is_float or weight.type.shape != (edges.type.shape[1],):
         raise ctx.error(
-            f"edge_weight must be [E] floating point with E = {count} (edge_index {edges.type}), "
+            f"edge_weight must be [E] floating point, one weight per edge of edge_index {edges.type}, "
             f"got {weight.type}"
         )
     return weight
@@ -67,6 +66,6 @@ def batch_vector(ctx: BlockContext, batch: Value, x: Value) -> Value:
     """`batch` must be [V] int64: the graph of each node."""
     if batch.type.dtype is not DType.int64 or batch.type.shape != (x.type.shape[0],):
         raise ctx.error(
-            f"batch must be [V] int64 with V = {x.type.shape[0]} (the rows of x {x.type}), got {batch.type}"
+            f"batch must be [V] int64, one graph index per row of x {x.type}, got {batch.type}"
         )
     return batch
