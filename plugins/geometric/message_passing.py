@@ -32,6 +32,7 @@ from dlc.plugin_api import (
     Sym,
     TensorType,
     TorchWriter,
+    product,
     require,
 )
 
@@ -158,6 +159,11 @@ def _scatter_torch(t: TorchWriter, node: Node) -> str:
     src, edge_index, like = (t.var(v) for v in node.inputs)
     row = 0 if node.attrs.end == "source" else 1
     return f"{scatter_helper(t, node.attrs.reduce)}({src}, {edge_index}[{row}], {like}.size(0))"
+
+
+def _scatter_message_macs(node: Node) -> object:
+    """One multiply-accumulate per message element: E x features (E counts added loops)."""
+    return product(node.inputs[0].type.shape)
 
 
 def _scatter_samples() -> list[OpSample]:
@@ -323,6 +329,7 @@ OPS = [
         _scatter_samples,
         ScatterEdgesAttrs,
         OpGroup.REDUCTION,
+        message_macs=_scatter_message_macs,
         doc="Per-edge rows reduced (sum, mean, max) into one row per node; no edge -> 0.",
     ),
     OpDef(
