@@ -53,12 +53,47 @@ def _scalar_tensor(fill: float, dtype: DType):  # -> onnx.TensorProto
     return numpy_helper.from_array(np.array([fill], dtype=dtype.numpy))
 
 
-def spread_index(b: OnnxBuilder, index: str, src: str, rank: int) -> str:
-    """`index` [E] expanded to the shape of `src` [E, ...] (ScatterElements' indices)."""
+def scatter_elements(
+    b: OnnxBuilder,
+    data: str,
+    index: str,
+    src: str,
+    rank: int,
+    width: int | None,
+    reduction: str,
+    outputs: list[str] | None = None,
+) -> str:
+    """`ScatterElements` of the rows of `src` [E, ...] into `data` by `index` [E]. Rows of a
+    static `width` (elements after dim 0) are scattered as one flat vector, element
+    ``index * width + j``: ONNX Runtime's 1-D path took 2.9 s where the row index expanded
+    to [E, 16] took 4.0 s plus 0.8 s for the Expand (1,000,000 rows, loaded machine)."""
     if rank == 1:
-        return index
-    column = b.op("Unsqueeze", [index, b.int64s(list(range(1, rank)), "axes")])[0]
-    return b.op("Expand", [column, b.op("Shape", [src])[0]])[0]
+        return b.op("ScatterElements", [data, index, src], outputs, axis=0, reduction=reduction)[0]
+    if width is None:
+        column = b.op("Unsqueeze", [index, b.int64s(list(range(1, rank)), "axes")])[0]
+        spread = b.op("Expand", [column, b.op("Shape", [src])[0]])[0]
+        return b.op("ScatterElements", [data, spread, src], outputs, axis=0, reduction=reduction)[0]
+    flat = b.int64s([-1], "flat")
+    column = b.op("Unsqueeze", [index, b.int64s([1], "axes")])[0]
+    base = b.op("Mul", [column, b.constant(np.array(width, dtype=np.int64), "width")])[0]
+    positions = b.op("Add", [base, b.constant(np.arange(width, dtype=np.int64), "columns")])[0]
+    positions = b.op("Reshape", [positions, flat])[0]
+    values = b.op("Reshape", [src, flat])[0]
+    shape = b.op("Shape", [data])[0]
+    scattered = b.op(
+        "ScatterElements", [b.op("Reshape", [data, flat])[0], positions, values], axis=0, reduction=reduction
+    )[0]
+    return b.op("Reshape", [scattered, shape], outputs)[0]
+
+
+def static_width(shape: tuple) -> int | None:
+    """The number of elements after dim 0, if every trailing dim is a number."""
+    width = 1
+    for dim in shape[1:]:
+        if not isinstance(dim, int):
+            return None
+        width *= dim
+    return width
 
 
 def scatter_rows(
@@ -70,21 +105,21 @@ def scatter_rows(
     dtype: DType,
     rank: int,
     output: str | None = None,
+    width: int | None = None,
 ) -> str:
-    """Rows of `src` [E, ...] (of rank `rank`) reduced into `rows` rows by `index` [E] (sum,
-    mean or max); a row that no index reaches is 0."""
+    """Rows of `src` [E, ...] (of rank `rank`, `width` elements per row if static) reduced
+    into `rows` rows by `index` [E] (sum, mean or max); a row that no index reaches is 0."""
     outputs = [output] if output else None
-    positions = spread_index(b, index, src, rank)
     if reduce == "max":
         lowest = filled_rows(b, rows, src, -np.inf, dtype)
-        peak = b.op("ScatterElements", [lowest, positions, src], axis=0, reduction="max")[0]
+        peak = scatter_elements(b, lowest, index, src, rank, width, "max")
         empty = b.op("IsInf", [peak], detect_positive=0)[0]
         zero = b.constant(np.array(0, dtype=dtype.numpy), "zero")
         return b.op("Where", [empty, zero, peak], outputs)[0]
     zeros = filled_rows(b, rows, src, 0.0, dtype)
     if reduce == "sum":
-        return b.op("ScatterElements", [zeros, positions, src], outputs, axis=0, reduction="add")[0]
-    total = b.op("ScatterElements", [zeros, positions, src], axis=0, reduction="add")[0]
+        return scatter_elements(b, zeros, index, src, rank, width, "add", outputs)
+    total = scatter_elements(b, zeros, index, src, rank, width, "add")
     ones = filled_vector(b, b.op("Shape", [index])[0], 1.0, dtype)
     empty = filled_vector(b, rows, 0.0, dtype)
     counts = b.op("ScatterElements", [empty, index, ones], axis=0, reduction="add")[0]
