@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from dlc.ir.types import DType
 from dlc.limits import dim_problem
 from dlc.spec.expressions import has_expression
+from dlc.spec.sampling import SamplingSection
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
@@ -151,6 +152,10 @@ class SpecModel(StrictModel):
     blocks: dict[Identifier, TemplateDef] = Field(default_factory=dict)
     layers: list[Any] = Field(min_length=1)
     outputs: list[str] | dict[Identifier, str] | None = None
+    sampling: SamplingSection | None = Field(
+        default=None,
+        description="A diffusion sampler around this noise-predicting network (`dlc compile --sampler`).",
+    )
 
 
 COMMON_LAYER_KEYS = ("id", "in", "if", "share")
