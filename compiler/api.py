@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import onnx
     import torch
 
+    from dlc.diffusion.compile import SamplerModel
     from dlc.emit.onnx.writer import StreamedTensor
     from dlc.emit.torch.eject import TorchPackage
     from dlc.runtime import Session
@@ -53,6 +54,7 @@ class CompiledModel:
     opt_level: int = 2
     pass_records: list[PassRecord] = field(default_factory=list)
     portable: bool = False
+    sampler: SamplerModel | None = None  # set when compiled as a diffusion sampler
     _tensors: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -196,6 +198,7 @@ def compile(
     verify: bool | None = None,
     portable: bool = False,
     limits: Limits | None = None,
+    sampling: Mapping[str, Any] | None = None,
 ) -> CompiledModel:
     """Load (if given a path), lower, and optimize a spec.
 
@@ -204,7 +207,9 @@ def compile(
     seeded initialization. `overrides` replace spec params (``--set``). `portable` keeps
     the ONNX output to standard ops; by default passes may use ONNX Runtime's fused ops.
     `limits` bounds the model's parameters and operations (`dlc.limits`), checked before
-    any weight is drawn."""
+    any weight is drawn. `sampling` (a mapping, possibly empty, of `sampling:` keys such as
+    ``{"sampler": "ddim", "steps": 50}``) compiles the spec's diffusion sampler, x_T -> x_0,
+    instead of the network itself (`dlc.diffusion`)."""
     start = time.perf_counter()
     registry = registry or default_registry(strict=strict_plugins)
     if not isinstance(spec, Spec):
@@ -219,9 +224,17 @@ def compile(
     if weights is not None:
         apply_weights(graph, read_weights_file(weights), str(weights))
         log.info("weights from %s", weights)
+    sampler = None
+    if sampling is not None:
+        from dlc.diffusion.compile import compile_sampler
+
+        sampler = compile_sampler(spec, graph, sampling, registry)
+        graph = sampler.graph.copy()
     pipeline = build_pipeline(registry, opt_level, passes)
     log.info("passes: %s", ", ".join(info.name for info in pipeline) or "none")
     context = PassContext(registry, seed, dict(pass_options or {}), portable)
     manager = PassManager([info.factory(context) for info in pipeline], registry, verify=verify)
     graph = manager.run(graph)
-    return CompiledModel(spec, lowered, graph, registry, seed, opt_level, manager.records, portable)
+    model = CompiledModel(spec, lowered, graph, registry, seed, opt_level, manager.records, portable)
+    model.sampler = sampler
+    return model
