@@ -14,7 +14,7 @@ DDIM (Song et al. 2021, eq. 12):
     sigma = eta sqrt((1 - abar_prev) / (1 - abar_t) (1 - abar_t / abar_prev)),
     a = sqrt(abar_prev),  b = 0,  c = sqrt(1 - abar_prev - sigma^2),  d = sigma
 with abar_prev = 1 after the last step. These are diffusers' DDPMScheduler and
-DDIMScheduler (set_alpha_to_one) formulas, computed in float64 from float32 abar.
+DDIMScheduler (set_alpha_to_one) formulas.
 """
 
 from __future__ import annotations
@@ -51,39 +51,39 @@ class SamplerPlan:
 
 
 def sampler_plan(section: SamplingSection) -> SamplerPlan:
-    """The tables of `section`'s sampler."""
+    """The tables of `section`'s sampler, computed in float32 in diffusers' order of
+    operations, so that the compiled sampler rounds as diffusers' schedulers do (a sampler
+    amplifies one-ulp differences over its steps)."""
     abar = alphas_cumprod(section.schedule, section.beta_start, section.beta_end, section.train_steps)
-    abar = abar.astype(np.float64)
     steps = section.sampling_steps
     stride = section.train_steps // steps
     timesteps = np.arange(steps - 1, -1, -1, dtype=np.int64) * stride
-    abar_t = abar[timesteps]
     previous = timesteps - stride
-    abar_prev = np.where(previous >= 0, abar[np.maximum(previous, 0)], 1.0)
-    alpha_t = abar_t / abar_prev
-    beta_t = 1.0 - alpha_t
+    one = np.float32(1.0)
+    abar_t = abar[timesteps]
+    abar_prev = np.where(previous >= 0, abar[np.maximum(previous, 0)], one).astype(np.float32)
+    beta_prod_t, beta_prod_prev = one - abar_t, one - abar_prev
+    zeros = np.zeros(steps, np.float32)
     if section.sampler == "ddpm":
-        x0 = np.sqrt(abar_prev) * beta_t / (1.0 - abar_t)
-        x = np.sqrt(alpha_t) * (1.0 - abar_prev) / (1.0 - abar_t)
-        eps = np.zeros(steps)
-        variance = np.maximum((1.0 - abar_prev) / (1.0 - abar_t) * beta_t, 1e-20)
-        noise = np.where(timesteps > 0, np.sqrt(variance), 0.0)
+        alpha_t = abar_t / abar_prev
+        beta_t = one - alpha_t
+        x0 = np.sqrt(abar_prev) * beta_t / beta_prod_t
+        x = np.sqrt(alpha_t) * beta_prod_prev / beta_prod_t
+        eps = zeros
+        variance = np.maximum(beta_prod_prev / beta_prod_t * beta_t, np.float32(1e-20))
+        noise = np.where(timesteps > 0, np.sqrt(variance), zeros)
     else:
-        variance = (1.0 - abar_prev) / (1.0 - abar_t) * (1.0 - abar_t / abar_prev)
-        sigma = section.eta * np.sqrt(variance)
+        variance = (beta_prod_prev / beta_prod_t) * (one - abar_t / abar_prev)
+        sigma = np.float32(section.eta) * np.sqrt(variance)
         x0 = np.sqrt(abar_prev)
-        x = np.zeros(steps)
-        eps = np.sqrt(np.maximum(1.0 - abar_prev - sigma**2, 0.0))
+        x = zeros
+        eps = np.sqrt(np.maximum(one - abar_prev - sigma**2, np.float32(0.0)))
         noise = sigma
-    as32 = lambda values: np.asarray(values, dtype=np.float32)  # noqa: E731
     return SamplerPlan(
         f"{section.sampler}{steps}",
-        as32(timesteps),
-        as32(np.sqrt(1.0 - abar_t)),
-        as32(np.sqrt(abar_t)),
-        as32(x0),
-        as32(x),
-        as32(eps),
-        as32(noise),
-        section.clip_range if section.clip_sample else None,
+        timesteps.astype(np.float32),
+        np.sqrt(beta_prod_t),
+        np.sqrt(abar_t),
+        *(np.asarray(table, dtype=np.float32) for table in (x0, x, eps, noise)),
+        clip=section.clip_range if section.clip_sample else None,
     )

@@ -27,7 +27,7 @@ Schedule = Literal["linear", "cosine"]
 def betas(schedule: Schedule, beta_start: float, beta_end: float, train_steps: int) -> np.ndarray:
     """float32[train_steps]: the noise added at each training step."""
     if schedule == "linear":
-        return np.linspace(beta_start, beta_end, train_steps, dtype=np.float64).astype(np.float32)
+        return _linspace_float32(beta_start, beta_end, train_steps)
     if schedule == "cosine":  # diffusers' squaredcos_cap_v2
 
         def alpha_bar(t: float) -> float:
@@ -42,8 +42,22 @@ def betas(schedule: Schedule, beta_start: float, beta_end: float, train_steps: i
 
 
 def alphas_cumprod(schedule: Schedule, beta_start: float, beta_end: float, train_steps: int) -> np.ndarray:
-    """float32[train_steps]: abar_t, the fraction of the signal's variance left at step t."""
-    return np.cumprod(1.0 - betas(schedule, beta_start, beta_end, train_steps), dtype=np.float32)
+    """float32[train_steps]: abar_t, the fraction of the signal's variance left at step t
+    (accumulated in float64, as torch.cumprod does on the CPU)."""
+    alphas = np.float32(1.0) - betas(schedule, beta_start, beta_end, train_steps)
+    return np.cumprod(alphas.astype(np.float64)).astype(np.float32)
+
+
+def _linspace_float32(start: float, end: float, count: int) -> np.ndarray:
+    """torch.linspace(start, end, count, dtype=float32), bit for bit: float32 ends and step,
+    each value one fused multiply-add, the first half counted from `start`, the rest from
+    `end` (exact, since a float64 product of two float32 values is exact)."""
+    first, last = np.float32(start), np.float32(end)
+    step = np.float32((last - first) / np.float32(max(count - 1, 1)))
+    index = np.arange(count, dtype=np.float64)
+    forward = np.float64(first) + np.float64(step) * index
+    backward = np.float64(last) - np.float64(step) * (count - 1 - index)
+    return np.where(index < count // 2, forward, backward).astype(np.float32)
 
 
 def q_sample(x0: np.ndarray, t: np.ndarray, eps: np.ndarray, abar: np.ndarray) -> np.ndarray:
