@@ -46,10 +46,14 @@ class UNetParts(BlockConfig):
     def resnet(self, out: int) -> dict[str, object]:
         return {"out": out, "groups": self.groups, "eps": self.eps, "dropout": self.dropout}
 
-    def attention(self, x: Value) -> dict[str, object]:
+    def attend(self, ctx: BlockContext, x: Value, name: str) -> Value:
+        """diffusers' Attention over the pixels of `x`, as the `unet_attention` template `name`."""
+        if x.type.rank != 4 or not all(isinstance(d, int) for d in x.type.shape[1:]):
+            raise ctx.error(f"attention needs [N, C, H, W] with fixed C, H and W, got {x.type}")
         channels, height, width = (int(d) for d in x.type.shape[1:])
         heads = 1 if self.head_dim is None else max(channels // self.head_dim, 1)
-        return {"heads": heads, "groups": self.groups, "eps": self.eps, "height": height, "width": width}
+        options = {"heads": heads, "groups": self.groups, "eps": self.eps, "height": height, "width": width}
+        return ctx.block_call("unet_attention", options, [x], name=name)
 
 
 class UNetPathConfig(UNetParts):
@@ -89,7 +93,7 @@ def _down_blocks(ctx: BlockContext, config: UNetDownConfig, inputs: list[Value])
         for j in range(config.layers):
             x = ctx.block_call("resnet_block_2d", config.resnet(out), [x, temb], name=f"{level}.resnets.{j}")
             if kind == "AttnDownBlock2D":
-                x = ctx.block_call("unet_attention", config.attention(x), [x], name=f"{level}.attentions.{j}")
+                x = config.attend(ctx, x, f"{level}.attentions.{j}")
             skips.append(x)
         if level < last:
             padding = {"padding": config.downsample_padding}
@@ -102,7 +106,7 @@ def _mid_block(ctx: BlockContext, config: UNetParts, inputs: list[Value]) -> Val
     x, temb = inputs
     out = int(x.type.shape[1])
     x = ctx.block_call("resnet_block_2d", config.resnet(out), [x, temb], name="resnets.0")
-    x = ctx.block_call("unet_attention", config.attention(x), [x], name="attentions.0")
+    x = config.attend(ctx, x, "attentions.0")
     return ctx.block_call("resnet_block_2d", config.resnet(out), [x, temb], name="resnets.1")
 
 
@@ -124,7 +128,7 @@ def _up_blocks(ctx: BlockContext, config: UNetUpConfig, inputs: list[Value]) -> 
                 "resnet_block_2d", config.resnet(out), [joined, temb], name=f"{level}.resnets.{j}"
             )
             if kind == "AttnUpBlock2D":
-                x = ctx.block_call("unet_attention", config.attention(x), [x], name=f"{level}.attentions.{j}")
+                x = config.attend(ctx, x, f"{level}.attentions.{j}")
         if level < last:
             x = ctx.block_call("upsample_2d", {}, [x], name=f"{level}.upsamplers.0")
     return x
