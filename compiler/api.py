@@ -98,9 +98,14 @@ class CompiledModel:
             "dlc.portable": str(self.portable).lower(),
         }
         weights = None if streamed else self.tensor
-        return build_onnx_model(
+        model = build_onnx_model(
             self.graph, weights, self.registry, metadata=metadata, doc=self.spec.model.doc or ""
         )
+        if self.sampler is not None and not streamed:  # the U-Net's weights as the loop's constants
+            from dlc.emit.onnx.loop_weights import localize_loop_initializers
+
+            localize_loop_initializers(model)
+        return model
 
     def streamed_weights(self) -> dict[str, StreamedTensor]:
         """Each parameter's data in pieces, by name, drawn when written through small reused

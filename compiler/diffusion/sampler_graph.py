@@ -63,18 +63,14 @@ def build_sampler_graph(
     for node in network:
         if node.op in ("parameter", "constant"):
             top.add(node)
-    tables = {
-        name: outer.add_constant(getattr(plan, name), f"sampler.{name}").output
-        for name in (
-            "timesteps",
-            "sqrt_one_minus_abar",
-            "sqrt_abar",
-            "x0_coefficient",
-            "x_coefficient",
-            "eps_coefficient",
-            "noise_coefficient",
-        )
-    }
+    tables: dict[str, Value] = {}
+
+    def table(name: str) -> Value:
+        """A per-step table as a top-level constant, made when the step first needs it."""
+        if name not in tables:
+            tables[name] = outer.add_constant(getattr(plan, name), f"sampler.{name}").output
+        return tables[name]
+
     noise = None
     if plan.stochastic:
         noise_type = TensorType(sample_type.dtype, (plan.steps, *sample_type.shape))
@@ -91,8 +87,15 @@ def build_sampler_graph(
         return step.input(outer_value.name, outer_value.type)
 
     i = step.op("cast", [index], dtype=DType.int64, name="step_index")
-    row = {name: step.op("gather", [capture(value), i], name=name) for name, value in tables.items()}
-    t = row["timesteps"]
+    rows: dict[str, Value] = {}
+
+    def row(name: str) -> Value:
+        """This step's entry of a per-step table."""
+        if name not in rows:
+            rows[name] = step.op("gather", [capture(table(name)), i], name=name)
+        return rows[name]
+
+    t = row("timesteps")
 
     mapped: dict[str, Value] = {inputs[sample].output.name: x, inputs[timestep].output.name: t}
     for node in network.toposort():
@@ -107,19 +110,19 @@ def build_sampler_graph(
             mapped[old.name] = new
     eps = mapped[next(iter(network.outputs.values())).name]
 
-    scaled = step.op("mul", [row["sqrt_one_minus_abar"], eps], name="noise_part")
-    x0 = step.op("div", [step.op("sub", [x, scaled], name="signal"), row["sqrt_abar"]], name="x0")
+    scaled = step.op("mul", [row("sqrt_one_minus_abar"), eps], name="noise_part")
+    x0 = step.op("div", [step.op("sub", [x, scaled], name="signal"), row("sqrt_abar")], name="x0")
     if plan.clip is not None:
         x0 = step.op("clip", [x0], min=-plan.clip, max=plan.clip, name="x0_clipped")
-    terms = [step.op("mul", [row["x0_coefficient"], x0], name="x0_term")]
+    terms = [step.op("mul", [row("x0_coefficient"), x0], name="x0_term")]
     if np.any(plan.x_coefficient != 0):
-        terms.append(step.op("mul", [row["x_coefficient"], x], name="x_term"))
+        terms.append(step.op("mul", [row("x_coefficient"), x], name="x_term"))
     if np.any(plan.eps_coefficient != 0):
-        terms.append(step.op("mul", [row["eps_coefficient"], eps], name="eps_term"))
+        terms.append(step.op("mul", [row("eps_coefficient"), eps], name="eps_term"))
     if noise is not None:
         drawn = step.op("gather", [capture(noise), i], name="step_noise")
         drawn = step.op("squeeze", [drawn], axis=0, name="step_noise_squeezed")
-        terms.append(step.op("mul", [row["noise_coefficient"], drawn], name="noise_term"))
+        terms.append(step.op("mul", [row("noise_coefficient"), drawn], name="noise_term"))
     previous = terms[0]
     for term in terms[1:]:
         previous = step.op("add", [previous, term], name="x_previous")
