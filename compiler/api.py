@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import onnx
     import torch
 
+    from dlc.diffusion.compile import SamplerModel
     from dlc.emit.onnx.writer import StreamedTensor
     from dlc.emit.torch.eject import TorchPackage
     from dlc.runtime import Session
@@ -54,6 +55,7 @@ class CompiledModel:
     pass_records: list[PassRecord] = field(default_factory=list)
     portable: bool = False
     direction: str = "forward"
+    sampler: SamplerModel | None = None  # set when compiled as a diffusion sampler
     _tensors: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -96,9 +98,14 @@ class CompiledModel:
             "dlc.portable": str(self.portable).lower(),
         }
         weights = None if streamed else self.tensor
-        return build_onnx_model(
+        model = build_onnx_model(
             self.graph, weights, self.registry, metadata=metadata, doc=self.spec.model.doc or ""
         )
+        if self.sampler is not None and not streamed:  # the U-Net's weights as the loop's constants
+            from dlc.emit.onnx.loop_weights import localize_loop_initializers
+
+            localize_loop_initializers(model)
+        return model
 
     def streamed_weights(self) -> dict[str, StreamedTensor]:
         """Each parameter's data in pieces, by name, drawn when written through small reused
@@ -213,6 +220,7 @@ def compile(
     portable: bool = False,
     limits: Limits | None = None,
     direction: str = "forward",
+    sampling: Mapping[str, Any] | None = None,
 ) -> CompiledModel:
     """Load (if given a path), lower, and optimize a spec.
 
@@ -223,7 +231,9 @@ def compile(
     passes may use ONNX Runtime's fused ops. `limits` bounds the model's parameters and
     operations (`dlc.limits`), checked before any weight is drawn. `direction` ``inverse``
     compiles the inverse map x = f^-1(z) of a spec of invertible layers
-    (`dlc.spec.direction`), with the same parameter names."""
+    (`dlc.spec.direction`), with the same parameter names. `sampling` (a mapping, possibly
+    empty, of `sampling:` keys such as ``{"sampler": "ddim", "steps": 50}``) compiles the
+    spec's diffusion sampler, x_T -> x_0, instead of the network itself (`dlc.diffusion`)."""
     start = time.perf_counter()
     registry = registry or default_registry(strict=strict_plugins)
     if not isinstance(spec, Spec):
@@ -240,10 +250,18 @@ def compile(
     elif weights is not None:
         apply_weights(graph, read_weights_file(weights), str(weights))
         log.info("weights from %s", weights)
+    sampler = None
+    if sampling is not None:
+        from dlc.diffusion.compile import compile_sampler
+
+        sampler = compile_sampler(spec, graph, sampling, registry)
+        graph = sampler.graph.copy()
     pipeline = build_pipeline(registry, opt_level, passes)
     log.info("passes: %s", ", ".join(info.name for info in pipeline) or "none")
     context = PassContext(registry, seed, dict(pass_options or {}), portable)
     manager = PassManager([info.factory(context) for info in pipeline], registry, verify=verify)
     graph = manager.run(graph)
     records = manager.records
-    return CompiledModel(spec, lowered, graph, registry, seed, opt_level, records, portable, direction)
+    model = CompiledModel(spec, lowered, graph, registry, seed, opt_level, records, portable, direction)
+    model.sampler = sampler
+    return model

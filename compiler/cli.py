@@ -90,6 +90,14 @@ def _overrides(values: Sequence[str]) -> dict[str, Any]:
     return dict(parse_override(text) for text in values)
 
 
+def _sampling(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The sampler options given (`--sampler`, `--steps`, ...), or None to compile the network."""
+    given = {key: getattr(args, key, None) for key in ("sampler", "steps", "eta", "schedule")}
+    if not any(value is not None for value in given.values()):
+        return None
+    return {key: value for key, value in given.items() if value is not None and value != "spec"}
+
+
 def _registry(args: argparse.Namespace):
     from dlc.registry import default_registry
 
@@ -151,6 +159,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             pass_options={"conv_algo": args.conv_algo},
             limits=_limits(args),
             direction=args.direction,
+            sampling=_sampling(args),
         )
     if args.print_ir:
         print(model.graph)
@@ -180,14 +189,27 @@ def cmd_summary(args: argparse.Namespace) -> int:
         overrides=_overrides(args.set),
         registry=_registry(args),
         limits=_limits(args),
+        sampling=_sampling(args),
     )
     summary = model.summary(_dims(args.dim))
+    sampler = model.sampler
     if args.json:
-        print(json.dumps(summary.to_json(), indent=2))
+        data = summary.to_json()
+        if sampler is not None:
+            per_step, total = sampler.macs(_dims(args.dim))
+            data["sampler"] = {
+                "sampler": sampler.section.sampler,
+                "steps": sampler.plan.steps,
+                "macs_per_step": per_step,
+                "macs": total,
+            }
+        print(json.dumps(data, indent=2))
     else:
         from dlc.tables import print_table
 
         print_table(_console(), *summary.table())
+        if sampler is not None:
+            print(sampler.describe(_dims(args.dim)))
     return 0
 
 
@@ -483,6 +505,23 @@ def _global_options(parser: argparse.ArgumentParser, default: Any) -> argparse.A
     return parser
 
 
+def _sampler_options(parser: argparse.ArgumentParser) -> None:
+    """`--sampler` and its overrides of the spec's `sampling:` section (README: Diffusion)."""
+    group = parser.add_argument_group("diffusion sampler (the spec's `sampling:` section)")
+    group.add_argument(
+        "--sampler",
+        nargs="?",
+        const="spec",
+        choices=("ddpm", "ddim", "spec"),
+        help="compile the sampler x_T -> x_0 around the network: ddpm or ddim (alone: the spec's)",
+    )
+    group.add_argument(
+        "--steps", type=int, help="sampling steps (default: the spec's, else every training step)"
+    )
+    group.add_argument("--eta", type=float, help="DDIM's noise scale, 0 (deterministic) to 1")
+    group.add_argument("--schedule", choices=("linear", "cosine"), help="noise schedule")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dlc import __version__
 
@@ -585,6 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="forward",
         help="inverse: compile x = f^-1(z) of a spec of invertible layers (a flow), same weights",
     )
+    _sampler_options(compile_)
     compile_.set_defaults(handler=cmd_compile)
 
     summary = commands.add_parser(
@@ -601,6 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=SIZE",
         help="size of a symbolic dim for MAC counts (default 1, i.e. batch 1)",
     )
+    _sampler_options(summary)
     summary.set_defaults(handler=cmd_summary)
 
     graph = commands.add_parser(

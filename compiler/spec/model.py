@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from dlc.ir.types import DType
 from dlc.limits import dim_problem
 from dlc.spec.expressions import has_expression
+from dlc.spec.sampling import SamplingSection
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
@@ -155,6 +156,10 @@ class SpecModel(StrictModel):
         default=None,
         description="How `dlc train` trains the model: data, objective, optimizer, epochs "
         "(checked by `dlc.training.config.TrainingConfig`).",
+    )
+    sampling: SamplingSection | None = Field(
+        default=None,
+        description="A diffusion sampler around this noise-predicting network (`dlc compile --sampler`).",
     )
 
 

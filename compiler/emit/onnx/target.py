@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 def _write(model: CompiledModel, path: Path) -> list[Path]:
     from dlc.emit.onnx.writer import save_onnx
 
+    if model.sampler is not None:  # its loop body holds the weights (`dlc.emit.onnx.loop_weights`)
+        return save_onnx(model.onnx_model(), path)
     # Weights stream from their initializers to the file: never one message in memory.
     return save_onnx(model.onnx_model(streamed=True), path, streamed=model.streamed_weights())
 
