@@ -104,6 +104,12 @@ class GANObjective(StrictModel):
     name: Literal["gan"]
     discriminator: str = Field(description="The discriminator's spec file, relative to this spec.")
     discriminator_steps: int = Field(1, ge=1, description="Discriminator updates per generator update.")
+    discriminator_output: Literal["logit", "probability"] = Field(
+        "logit", description="What the discriminator returns: a logit, or D(x) itself (a sigmoid at its end)."
+    )
+    sample_grid: int = Field(
+        64, ge=0, le=1024, description="Generator samples drawn into samples.png (0: none)."
+    )
 
 
 class DDPMObjective(StrictModel):

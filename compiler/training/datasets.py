@@ -45,7 +45,8 @@ def _digits(options: Mapping[str, Any], seed: int) -> DatasetArrays:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    images = (digits.images / 16.0).astype(np.float32)  # pixel values 0..16 -> 0..1
+    low, high = (float(v) for v in options.get("range", (0.0, 1.0)))
+    images = (digits.images / 16.0 * (high - low) + low).astype(np.float32)  # pixels 0..16 -> low..high
     return DatasetArrays(
         {
             "image": images[:, None, :, :],
@@ -118,7 +119,12 @@ def _stochastic_block_model(options: Mapping[str, Any], seed: int) -> DatasetArr
 
 
 PACKAGED_DATASETS = (
-    DatasetInfo("digits", "scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes)", _digits),
+    DatasetInfo(
+        "digits",
+        "scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes); `range` of the pixels: [0, 1]",
+        _digits,
+        ("range",),
+    ),
     DatasetInfo(
         "moons", "two interleaving half circles (scikit-learn make_moons)", _moons, ("n_samples", "noise")
     ),

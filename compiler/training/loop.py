@@ -32,7 +32,7 @@ from dlc.training import optim
 from dlc.training.checkpoints import MAIN_MODEL, Progress, load_checkpoint, save_checkpoint, save_tensors
 from dlc.training.data import NODES, TARGET, ResumableSampler, eval_batches, graph_batches, train_loader
 from dlc.training.distributed import World, all_ranks_agree, join, leave
-from dlc.training.metrics import MetricAverage, MetricsLog, plot_loss_curve
+from dlc.training.metrics import MetricAverage, MetricsLog, plot_loss_curve, plot_sample_grid
 from dlc.training.plan import TrainingPlan
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
 LOSS_PLOT_FILE = "loss.png"
 POSTERIOR_FILE = "posterior.safetensors"
+SAMPLES_FILE = "samples.png"
 
 
 class TrainingStopped(DlcError):
@@ -171,6 +172,8 @@ class _Trainer:
             )
             if plot is not None:
                 result.files.append(plot)
+            if self.plan.objective.samples is not None:
+                result.files.append(self._sample_grid())
         return result
 
     def _resume(self) -> None:
@@ -336,6 +339,17 @@ class _Trainer:
                 main.load_state_dict(kept)
             for module in self.modules.values():
                 module.train()
+
+    def _sample_grid(self) -> Path:
+        """A generator's samples, drawn in eval mode from the saved weights, as a PNG."""
+        import torch
+
+        objective = self.plan.objective
+        assert objective.samples is not None
+        with self._eval_mode(self._deployed_weights()), torch.no_grad():
+            images = objective.samples(self.modules, objective.sample_count)
+        title = f"{self.plan.spec_path.stem}: {len(images)} samples after {self.progress.step} steps"
+        return plot_sample_grid(images.float().cpu().numpy(), self.output / SAMPLES_FILE, title)
 
     def _final_metrics(self) -> dict[str, dict[str, float]]:
         weights = self._deployed_weights()

@@ -81,3 +81,30 @@ def plot_loss_curve(records: Iterable[Mapping[str, Any]], path: Path, title: str
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def plot_sample_grid(images: Any, path: Path, title: str) -> Path:
+    """Images [K, C, H, W] (C = 1 or 3, values in [-1, 1] or [0, 1]) in a square grid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    images = np.asarray(images, dtype=np.float32)
+    if images.min() < 0:
+        images = (images + 1) / 2  # tanh outputs
+    images = np.clip(images, 0, 1)
+    side = int(np.ceil(np.sqrt(len(images))))
+    figure, axes = plt.subplots(side, side, figsize=(side, side))
+    for index, axis in enumerate(np.atleast_1d(axes).ravel()):
+        axis.axis("off")
+        if index < len(images):
+            image = images[index]
+            axis.imshow(
+                image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=1
+            )
+    figure.suptitle(title)
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return path

@@ -78,6 +78,8 @@ class Objective:
     evaluate: LossFunction  # loss and metrics on held-out data (no update)
     finish: Callable[[Metrics], Metrics] = field(default=lambda metrics: metrics)
     classifier_output: str | None = None  # argmax predictions compared in deploy checks
+    samples: Callable[[Mapping[str, Any], int], torch.Tensor] | None = None  # a generator's draws
+    sample_count: int = 0
 
 
 def run_model(module: Any, interface: ModelInterface, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -364,22 +366,28 @@ def _gan(
             .reshape(-1)
         )
 
+    def log_d(scores: torch.Tensor, real: bool) -> torch.Tensor:
+        """-mean log D (real) or -mean log(1 - D) (fake), from logits or from D itself."""
+        target = torch.ones_like(scores) if real else torch.zeros_like(scores)
+        if config.discriminator_output == "logit":
+            return F.binary_cross_entropy_with_logits(scores, target)
+        return F.binary_cross_entropy(scores.clamp(1e-7, 1 - 1e-7), target)
+
+    def probability(scores: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(scores) if config.discriminator_output == "logit" else scores
+
     def discriminator_loss(
         models: Mapping[str, Any], batch: Mapping[str, Any]
     ) -> tuple[torch.Tensor, Metrics]:
         real = batch[real_slot.name]
         with torch.no_grad():
             generated = fake(models, len(real))
-        real_logits, fake_logits = score(models, real), score(models, generated)
-        # -(log D(x) + log(1 - D(G(z)))), with D = sigmoid(logit)
-        value = F.binary_cross_entropy_with_logits(
-            real_logits, torch.ones_like(real_logits)
-        ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-        return value, {"discriminator_loss": value.item(), "d_real": torch.sigmoid(real_logits).mean().item()}
+        real_scores, fake_scores = score(models, real), score(models, generated)
+        value = log_d(real_scores, True) + log_d(fake_scores, False)  # -(log D(x) + log(1 - D(G(z))))
+        return value, {"discriminator_loss": value.item(), "d_real": probability(real_scores).mean().item()}
 
     def generator_loss(models: Mapping[str, Any], batch: Mapping[str, Any]) -> tuple[torch.Tensor, Metrics]:
-        logits = score(models, fake(models, len(batch[real_slot.name])))
-        value = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))  # -log D(G(z))
+        value = log_d(score(models, fake(models, len(batch[real_slot.name]))), True)  # -log D(G(z))
         return value, {"generator_loss": value.item(), "loss": value.item()}
 
     def evaluate(models: Mapping[str, Any], batch: Mapping[str, Any]) -> tuple[torch.Tensor, Metrics]:
@@ -391,7 +399,10 @@ def _gan(
         Phase(DISCRIMINATOR, discriminator_loss, config.discriminator_steps),
         Phase(GENERATOR, generator_loss),
     ]
-    return Objective("gan", (real_slot,), False, phases, evaluate), []
+    objective = Objective("gan", (real_slot,), False, phases, evaluate)
+    if config.sample_grid:
+        objective.samples, objective.sample_count = fake, config.sample_grid
+    return objective, []
 
 
 Built = tuple[Objective | None, list[Diagnostic]]

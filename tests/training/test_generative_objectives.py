@@ -234,3 +234,37 @@ def test_every_objective_of_the_language_has_a_builder() -> None:
     from dlc.training.objectives import OBJECTIVES
 
     assert sorted(OBJECTIVES) == sorted(OBJECTIVE_NAMES)
+
+
+def test_the_dcgan_digits_example_writes_a_sample_grid(tmp_path: Path) -> None:
+    from tests.conftest import EXAMPLES, run_cli
+
+    spec = EXAMPLES / "train" / "dcgan_digits.yaml"
+    result = run_cli(
+        "train", str(spec), "--out", str(tmp_path / "run"), "--set", "training.epochs=1", timeout=600
+    )
+    assert result.code == 0, result.output
+    assert (tmp_path / "run" / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "run" / "discriminator.safetensors").is_file()
+
+
+def test_a_discriminator_returning_probabilities_gets_the_same_losses_as_one_returning_logits(
+    gan: Path,
+) -> None:
+    probability = gan.parent / "probability.yaml"
+    probability.write_text(DISCRIMINATOR_SPEC.replace("  - linear: 1\n", "  - linear: 1\n  - sigmoid\n"))
+    logits_plan = plan_training(gan)
+    probability_plan = plan_training(
+        gan,
+        overrides={
+            "training.objective.discriminator": "probability.yaml",
+            "training.objective.discriminator_output": "probability",
+        },
+    )
+    real = torch.from_numpy(logits_plan.splits.train["x"][:16])
+    losses = []
+    for plan in (logits_plan, probability_plan):
+        models = {role: compiled.torch_module() for role, compiled in plan.models.items()}
+        torch.manual_seed(7)
+        losses.append([phase.loss(models, {"x": real})[0].item() for phase in plan.objective.phases])
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
