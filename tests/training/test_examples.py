@@ -18,6 +18,7 @@ from tests.conftest import EXAMPLES, SPECS, run_cli
 
 TRAIN = EXAMPLES / "train"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DIGITS_MEAN_PIXEL = 0.305 * 2 - 1  # scikit-learn digits / 16 average 0.305; as [-1, 1] pixels
 
 
 def metrics(run: Path) -> list[dict]:
@@ -52,51 +53,55 @@ def is_png(path: Path) -> bool:
     return path.is_file() and path.read_bytes()[:8] == PNG_SIGNATURE
 
 
-def test_realnvp_on_moons_beats_a_gaussian_and_samples_with_the_compiled_inverse(tmp_path: Path) -> None:
+def test_realnvp_on_moons_samples_with_the_compiled_inverse_closer_to_the_data_than_a_gaussian(
+    tmp_path: Path,
+) -> None:
     run = tmp_path / "realnvp"
     config = str(TRAIN / "realnvp_moons.train.yaml")
-    train(
-        SPECS / "generative" / "realnvp_moons.yaml",
-        run,
-        "--config",
-        config,
-        "--set",
-        "training.max_steps=150",
-    )
+    small = ("--set", "hidden=32", "--set", "training.epochs=10", "--set", "training.log_every=5")
+    train(SPECS / "generative" / "realnvp_moons.yaml", run, "--config", config, *small)
     steps = losses(run)
-    assert steps[-1] < steps[0] - 0.5, steps  # the NLL falls by > 0.5 nats in 150 steps
-    report = run_script("realnvp_moons_samples.py", str(run), "--samples", "300")
-    # The full example reaches 0.445 nats against the Gaussian's 1.907 on the same 600 points.
+    assert steps[-1] < steps[0] - 0.5, steps  # the NLL falls by more than 0.5 nats
+    report = run_script("realnvp_moons_samples.py", str(run), "--samples", "500", *small)
+    # The full example: 0.667 nats against the Gaussian's 1.907 on the same 400 test points.
     assert report["flow_test_nll"] < report["gaussian_test_nll"] - 0.3, report
     assert abs(report["flow_test_nll"] - final(run)["loss"]) < 1e-3  # ONNX forward = torch eval
-    assert report["samples"] == 300 and is_png(Path(report["png"]))
+    # Samples x = f^-1(z) from the ONNX inverse lie nearer the moons than Gaussian draws.
+    assert report["flow_sample_distance"] < 0.8 * report["gaussian_sample_distance"], report
+    assert report["samples"] == 500 and is_png(Path(report["png"]))
 
 
-def test_dcgan_on_digits_trains_both_players_and_draws_a_grid(tmp_path: Path) -> None:
+def test_dcgan_on_digits_draws_images_with_the_digits_mean_brightness(tmp_path: Path) -> None:
+    import dlc
+
+    spec = TRAIN / "dcgan_digits.yaml"
     run = tmp_path / "dcgan"
-    train(TRAIN / "dcgan_digits_generator.yaml", run, "--set", "training.max_steps=120")
-    assert (run / "discriminator.safetensors").is_file()
-    d_losses = losses(run, "discriminator_loss")
-    # Both players stay in the game: the discriminator's loss stays below that of guessing
-    # (2 ln 2 = 1.386 for D = 1/2 everywhere) plus a margin, and does not collapse to 0.
-    assert 0.05 < d_losses[-1] < 1.6, d_losses
-    report = run_script("gan_sample_grid.py", str(run))
-    # The digits' mean pixel is 0.305; an untrained sigmoid generator draws about 0.5.
-    assert abs(report["pixel_mean"] - 0.305) < 0.12, report
-    assert report["samples"] == 64 and is_png(Path(report["png"]))
+    train(spec, run, "--set", "training.max_steps=120", "--set", "training.log_every=10")
+    discriminator_losses = losses(run, "discriminator_loss")
+    # Neither player wins outright: D's loss stays off 0 and near 2 ln 2 = 1.386 (D = 1/2).
+    assert 0.1 < discriminator_losses[-1] < 2.0, discriminator_losses
+    generator = dlc.compile(spec, weights=run / "model.safetensors")
+    z = np.random.default_rng(0).standard_normal((256, 32, 1, 1)).astype(np.float32)
+    images = generator.run({"z": z})["image"]
+    # Pixels in [-1, 1]: the digits' mean pixel is -0.39 (mostly background); an untrained
+    # tanh generator draws about 0.
+    assert abs(float(images.mean()) - DIGITS_MEAN_PIXEL) < 0.15, float(images.mean())
+    assert is_png(run / "samples.png")
 
 
 def test_ddpm_on_digits_beats_predicting_no_noise_and_samples_with_the_compiled_sampler(
     tmp_path: Path,
 ) -> None:
     run = tmp_path / "ddpm"
-    train(
-        TRAIN / "ddpm_digits.yaml", run, "--set", "training.max_steps=300", "--set", "training.log_every=20"
-    )
+    # 300 steps, the EMA of the weights over the last few dozen (the example's beta 0.002 averages
+    # over ~500 steps, more than this run has).
+    short = ("--set", "training.max_steps=300", "--set", "training.log_every=20")
+    train(TRAIN / "ddpm_digits.yaml", run, *short, "--set", "training.averaging.beta=0.05")
     steps = losses(run)
     assert steps[-1] < 0.7 * steps[0], steps
-    # Baseline: predicting eps = 0 costs E ||eps||^2 / 64 = 1 per pixel.
-    assert final(run)["loss"] < 0.5
+    # Baseline: predicting eps = 0 costs E ||eps||^2 / 64 = 1 per pixel (measured: 0.184 here,
+    # 0.112 for the full example).
+    assert final(run)["loss"] < 0.4
     report = run_script("ddpm_sample_grid.py", str(run), "--steps", "50", "--count", "16")
     assert report["samples"] == 16 and is_png(Path(report["png"]))
 
