@@ -78,13 +78,13 @@ def adjacency(
     np.add.at(matrix, (target[keep], source[keep]), weights[keep])
     if symmetrize:
         return np.maximum(matrix, matrix.T)
-    asymmetric = np.argwhere(~np.isclose(matrix, matrix.T, rtol=1e-12, atol=0.0))
-    if asymmetric.size:
-        i, j = (int(v) for v in asymmetric[0])
+    heavier = (matrix > matrix.T) & ~np.isclose(matrix, matrix.T, rtol=1e-12, atol=0.0)
+    if heavier.any():  # A[i, j] is the edge j -> i: name an edge that exists, then its reverse
+        i, j = (int(v) for v in np.argwhere(heavier)[0])
         raise ValueError(
-            f"the graph is directed: edge {j} -> {i} has weight {matrix[i, j]:g} but {i} -> {j} has "
-            f"{matrix[j, i]:g}; a Laplacian eigenbasis needs an undirected graph (list both "
-            "directions, or pass symmetrize=True)"
+            f"the graph is directed: edge {j} -> {i} has weight {matrix[i, j]:g}, its reverse "
+            f"{i} -> {j} {matrix[j, i]:g}; a Laplacian eigenbasis needs an undirected graph (list "
+            "both directions, or pass symmetrize=True)"
         )
     return matrix
 
@@ -113,6 +113,12 @@ def laplacian(
     return np.eye(len(degree)) - scale[:, None] * matrix * scale[None, :]
 
 
+def _sign_entries(vectors: np.ndarray) -> np.ndarray:
+    """Per column, the first row whose magnitude is within a relative 1e-6 of the largest."""
+    magnitude = np.abs(vectors)
+    return (magnitude >= magnitude.max(axis=0) * (1 - 1e-6)).argmax(axis=0)
+
+
 def laplacian_eigenbasis(
     edge_index: npt.ArrayLike,
     num_nodes: int | None = None,
@@ -133,9 +139,10 @@ def laplacian_eigenbasis(
     `k` keeps the k lowest frequencies (default: all V). A model is compiled for one k; a
     graph with fewer than k nodes raises ValueError unless `pad`, which appends zero
     columns to U (frequencies the graph does not have, which a spectral filter then
-    ignores) and NaN eigenvalues. Each eigenvector's sign is fixed so that its entry of
-    largest magnitude is positive, so U is reproducible (within a repeated eigenvalue's
-    eigenspace, any orthonormal basis is as valid)."""
+    ignores) and NaN eigenvalues. Each eigenvector's sign is fixed so that its first entry
+    of largest magnitude (within a relative 1e-6, so that rounding does not decide between
+    entries such as +-1/sqrt(2)) is positive, so U is reproducible (within a repeated
+    eigenvalue's eigenspace, any orthonormal basis is as valid)."""
     matrix = laplacian(
         edge_index,
         num_nodes,
@@ -156,8 +163,7 @@ def laplacian_eigenbasis(
     kept = min(wanted, count)
     values, vectors = values[:kept], vectors[:, :kept]
     if kept:
-        largest = np.abs(vectors).argmax(axis=0)
-        vectors = vectors * np.where(vectors[largest, np.arange(kept)] < 0, -1.0, 1.0)
+        vectors = vectors * np.where(vectors[_sign_entries(vectors), np.arange(kept)] < 0, -1.0, 1.0)
     if wanted > kept:
         vectors = np.concatenate([vectors, np.zeros((count, wanted - kept))], axis=1)
         values = np.concatenate([values, np.full(wanted - kept, np.nan)])
