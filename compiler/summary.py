@@ -90,6 +90,9 @@ def summarize(
     symbols: set[str] = set()
     for node in graph.inputs():
         symbols |= node.output.type.symbols
+    for node in graph:  # data-dependent dims that ops introduce (graphs in a batch: G)
+        for value in node.outputs:
+            symbols |= value.type.symbols
     bindings = {s: 1 for s in sorted(symbols)}
     bindings.update(dims or {})
     _check_sizes(layers, bindings)
