@@ -13,12 +13,15 @@
 
 from __future__ import annotations
 
+import functools
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.numpy import save_file
 from torch_geometric.utils import get_laplacian, to_dense_adj
 
@@ -114,6 +117,51 @@ def test_a_flat_filter_over_every_frequency_is_the_identity(tmp_path: Path) -> N
     (onnx_output,), (torch_output,) = onnx_and_torch_outputs(model, {"x": x, "eigenbasis": u})
     for actual in (onnx_output, torch_output):
         assert max_relative_error(x, actual) <= TOLERANCE
+
+
+@settings(max_examples=15, deadline=None)
+@given(nodes=st.integers(2, 40), seed=st.integers(0, 2**16))
+def test_relabelling_the_nodes_permutes_the_laplacian_and_the_spectral_conv_output(
+    nodes: int, seed: int
+) -> None:
+    """With node i renamed order^-1[i]: L' = P L P^T (to rounding), and spectral_conv on (P x, P U)
+    gives P y (within 1e-5), one compiled model for every graph size."""
+    edge_index, weight = random_graph(nodes + 2, 3 * nodes, seed)
+    order = np.random.default_rng(seed + 1).permutation(nodes + 2)  # new node j is old node order[j]
+    relabelled = np.argsort(order)[edge_index]
+    matrix = laplacian(edge_index, nodes + 2, edge_weight=weight)
+    relabelled_matrix = laplacian(relabelled, nodes + 2, edge_weight=weight)
+    assert (
+        np.abs(relabelled_matrix - matrix[np.ix_(order, order)]).max() <= 1e-12
+    )  # degrees summed in another order
+    _, u = laplacian_eigenbasis(edge_index, nodes + 2, k=4, pad=True, edge_weight=weight)
+    x = np.random.default_rng(seed + 2).standard_normal((nodes + 2, 3)).astype(np.float32)
+    session, module = relabelling_model()
+    (y,) = session.run({"x": x, "eigenbasis": u}).values()
+    (y_permuted,) = session.run({"x": x[order], "eigenbasis": u[order]}).values()
+    with torch.no_grad():
+        y_torch = module(torch.from_numpy(x[order]), torch.from_numpy(u[order])).numpy()
+    assert max_relative_error(y[order], y_permuted) <= TOLERANCE
+    assert max_relative_error(y[order], y_torch) <= TOLERANCE
+
+
+@functools.cache
+def relabelling_model() -> tuple[Session, torch.nn.Module]:
+    text = """
+        dlc: 1
+        name: relabel
+        inputs:
+          x: {shape: [V, 3]}
+          eigenbasis: {shape: [V, 4]}
+        layers:
+          - spectral_conv: 5
+            in: [x, eigenbasis]
+          - relu
+          - spectral_conv: 2
+            in: [relu_0, eigenbasis]
+        """
+    model = dlc.compile(load_spec("relabel.yaml", text=textwrap.dedent(text)), seed=3)
+    return Session(model.onnx_model(), "cpu"), model.torch_module()
 
 
 # -- the eigenbasis helper ---------------------------------------------------------------------
