@@ -65,7 +65,5 @@ def graph_inputs(
 def batch_vector(ctx: BlockContext, batch: Value, x: Value) -> Value:
     """`batch` must be [V] int64: the graph of each node."""
     if batch.type.dtype is not DType.int64 or batch.type.shape != (x.type.shape[0],):
-        raise ctx.error(
-            f"batch must be [V] int64, one graph index per row of x {x.type}, got {batch.type}"
-        )
+        raise ctx.error(f"batch must be [V] int64, one graph index per row of x {x.type}, got {batch.type}")
     return batch

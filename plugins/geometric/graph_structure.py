@@ -103,12 +103,12 @@ def _loops_onnx(b: OnnxBuilder, node: Node) -> None:
     b.op("Concat", [edge_index, loops], [out_edges], axis=1)
     if node.attrs.mode == "add_remaining":
         # One extra slot V takes the writes of the edges that are no loops; a node's last
-        # loop wins, as PyG's `loop_attr[loop_nodes] = loop_weights` (ScatterND in order).
+        # loop wins, as PyG's `loop_attr[loop_nodes] = loop_weights` (ScatterElements
+        # writes in order; ScatterND's writes race across threads).
         slots = b.op("Add", [nodes, b.int64s([1], "one")])[0]
         filled = filled_vector(b, slots, node.attrs.fill, dtype)
         target = b.op("Where", [is_loop, source, count])[0]
-        positions = b.op("Unsqueeze", [target, b.int64s([1], "axes")])[0]
-        written = b.op("ScatterND", [filled, positions, weight])[0]
+        written = b.op("ScatterElements", [filled, target, weight], axis=0)[0]
         loop_weight = b.op("Slice", [written, b.int64s([0], "starts"), nodes, b.int64s([0], "axes")])[0]
     else:
         loop_weight = filled_vector(b, nodes, node.attrs.fill, dtype)

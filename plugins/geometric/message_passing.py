@@ -32,10 +32,11 @@ from dlc.plugin_api import (
     Sym,
     TensorType,
     TorchWriter,
+    product,
     require,
 )
 
-from .graph_lowering import edge_end, row_count, scatter_helper, scatter_rows
+from .graph_lowering import edge_end, row_count, scatter_helper, scatter_rows, static_width
 from .sample_graphs import sample_graph
 
 End = Literal["source", "target"]
@@ -149,15 +150,20 @@ def _scatter_onnx(b: OnnxBuilder, node: Node) -> None:
     src, edge_index, like = b.inputs(node)
     source = node.inputs[0].type
     index = edge_end(b, edge_index, node.attrs.end)
-    scatter_rows(
-        b, src, index, row_count(b, like), node.attrs.reduce, source.dtype, source.rank, b.outputs(node)[0]
-    )
+    rows, output = row_count(b, like), b.outputs(node)[0]
+    width = static_width(source.shape)
+    scatter_rows(b, src, index, rows, node.attrs.reduce, source.dtype, source.rank, output, width)
 
 
 def _scatter_torch(t: TorchWriter, node: Node) -> str:
     src, edge_index, like = (t.var(v) for v in node.inputs)
     row = 0 if node.attrs.end == "source" else 1
     return f"{scatter_helper(t, node.attrs.reduce)}({src}, {edge_index}[{row}], {like}.size(0))"
+
+
+def _scatter_message_macs(node: Node) -> object:
+    """One multiply-accumulate per message element: E x features (E counts added loops)."""
+    return product(node.inputs[0].type.shape)
 
 
 def _scatter_samples() -> list[OpSample]:
@@ -202,10 +208,11 @@ def _softmax_onnx(b: OnnxBuilder, node: Node) -> None:
             keep = b.op("Unsqueeze", [keep, b.int64s(list(range(1, kind.rank)), "axes")])[0]
         lowest = b.constant(np.array(-np.inf, dtype=kind.dtype.numpy), "minus_inf")
         logits = b.op("Where", [keep, logits, lowest])[0]
-    peak = scatter_rows(b, logits, target, rows, "max", kind.dtype, kind.rank)
+    width = static_width(kind.shape)
+    peak = scatter_rows(b, logits, target, rows, "max", kind.dtype, kind.rank, width=width)
     shifted = b.op("Sub", [logits, b.op("Gather", [peak, target], axis=0)[0]])[0]
     exponent = b.op("Exp", [shifted])[0]
-    total = scatter_rows(b, exponent, target, rows, "sum", kind.dtype, kind.rank)
+    total = scatter_rows(b, exponent, target, rows, "sum", kind.dtype, kind.rank, width=width)
     tiny = b.constant(np.array(1e-16, dtype=kind.dtype.numpy), "tiny")  # PyG's guard
     total = b.op("Add", [total, tiny])[0]
     b.op("Div", [exponent, b.op("Gather", [total, target], axis=0)[0]], b.outputs(node))
@@ -276,7 +283,10 @@ def _pool_onnx(b: OnnxBuilder, node: Node) -> None:
     batch = rest[0]
     highest = b.op("ReduceMax", [batch], keepdims=1)[0]  # [1]
     graphs = b.op("Add", [highest, b.int64s([1], "one")])[0]
-    scatter_rows(b, x, batch, graphs, node.attrs.reduce, kind.dtype, kind.rank, b.outputs(node)[0])
+    output = b.outputs(node)[0]
+    scatter_rows(
+        b, x, batch, graphs, node.attrs.reduce, kind.dtype, kind.rank, output, static_width(kind.shape)
+    )
 
 
 def _pool_torch(t: TorchWriter, node: Node) -> str:
@@ -323,6 +333,7 @@ OPS = [
         _scatter_samples,
         ScatterEdgesAttrs,
         OpGroup.REDUCTION,
+        message_macs=_scatter_message_macs,
         doc="Per-edge rows reduced (sum, mean, max) into one row per node; no edge -> 0.",
     ),
     OpDef(
