@@ -675,6 +675,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     completion.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
     completion.set_defaults(handler=cmd_completion)
+
+    from dlc.analysis.commands import add_commands as add_analysis_commands
+
+    add_analysis_commands(commands, [common, spec_options])  # dlc ntk, dlc attack
     return parser
 
 
