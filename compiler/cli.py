@@ -176,17 +176,28 @@ def cmd_summary(args: argparse.Namespace) -> int:
     model = dlc.compile(
         args.spec,
         opt_level=0,
+        seed=args.seed,
+        weights=args.weights,
         overrides=_overrides(args.set),
         registry=_registry(args),
         limits=_limits(args),
     )
     summary = model.summary(_dims(args.dim))
+    report = summary.to_json()
+    if args.robustness:
+        from dlc.analysis.commands import robustness_section
+
+        report["robustness"] = robustness_section(model, args)
     if args.json:
-        print(json.dumps(summary.to_json(), indent=2))
+        print(json.dumps(report, indent=2))
     else:
         from dlc.tables import print_table
 
         print_table(_console(), *summary.table())
+        if args.robustness:
+            from dlc.analysis.commands import print_robustness
+
+            print_robustness(report["robustness"])
     return 0
 
 
@@ -559,6 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=SIZE",
         help="size of a symbolic dim for MAC counts (default 1, i.e. batch 1)",
     )
+    from dlc.analysis.commands import add_summary_options
+
+    add_summary_options(summary)  # --robustness, --weights, --seed
     summary.set_defaults(handler=cmd_summary)
 
     graph = commands.add_parser(

@@ -158,13 +158,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
+def _add_weights_and_seed(parser: argparse.ArgumentParser) -> None:
     from dlc.cli import _seed
 
     parser.add_argument(
         "--weights", help="trained weights (.safetensors, or a PyTorch state_dict); default: the seeded init"
     )
     parser.add_argument("--seed", type=_seed, default=0, help="seed of the weight initialization (default 0)")
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    _add_weights_and_seed(parser)
     parser.add_argument("--outputs", metavar="NAME", help="the model output to analyse (default: the first)")
 
 
@@ -305,6 +309,100 @@ def _number(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+
+
+# -- dlc summary --robustness -------------------------------------------------------------
+
+
+def robustness_section(model: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """`dlc summary --robustness DATA`: one attack at each budget of --robustness-eps, on
+    the model as compiled for the summary (-O0, with --weights)."""
+    from dlc.analysis.attacks import AttackConfig
+    from dlc.analysis.model_function import model_function
+    from dlc.analysis.robustness import load_labelled_data, run_attack
+
+    budgets = _budgets(args.robustness_eps)
+    function = model_function(model)
+    data = load_labelled_data(args.robustness, function)
+    steps = None if args.robustness_attack == "fgsm" else args.robustness_steps  # fgsm: one step
+    reports = []
+    for eps in budgets:
+        config = _with_bounds(
+            AttackConfig(args.robustness_attack, eps, steps=steps, seed=args.seed),
+            "auto",
+            data.inputs,
+        )
+        reports.append(run_attack(function, data, config).report)
+    first = reports[0]
+    return {
+        "data": data.source,
+        "samples": first.samples,
+        "output": function.output,
+        "attack": first.attack,
+        "norm": first.norm,
+        "steps": first.steps,
+        "bounds": first.bounds,
+        "clean_accuracy": first.clean_accuracy,
+        "budgets": [
+            {
+                "eps": r.eps,
+                "robust_accuracy": r.robust_accuracy,
+                "success_rate": r.success_rate,
+                "linf_max": r.linf_max,
+                "l2_max": r.l2_max,
+                "within_budget": r.within_budget,
+            }
+            for r in reports
+        ],
+    }
+
+
+def print_robustness(section: Mapping[str, Any]) -> None:
+    print(
+        f"robustness ({section['attack']}, {section['norm']}, {section['steps']} steps) on "
+        f"{section['samples']} samples of {section['data']}: clean accuracy {section['clean_accuracy']:.2%}"
+    )
+    for entry in section["budgets"]:
+        print(
+            f"  eps {entry['eps']:g}: robust accuracy {entry['robust_accuracy']:.2%}, "
+            f"attack success {entry['success_rate']:.2%}"
+        )
+
+
+def _budgets(text: str) -> list[float]:
+    try:
+        budgets = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise AnalysisError(
+            f"--robustness-eps takes budgets separated by commas, e.g. 0.03,0.1; got '{text}'"
+        ) from None
+    if not budgets:
+        raise AnalysisError("--robustness-eps needs at least one budget")
+    return budgets
+
+
+def add_summary_options(summary: argparse.ArgumentParser) -> None:
+    """`dlc summary`'s options for a `robustness` section (and the weights it needs)."""
+    from dlc.analysis.attacks import ATTACKS
+
+    _add_weights_and_seed(summary)
+    summary.add_argument(
+        "--robustness",
+        metavar="DATA",
+        help="add a robustness section: attack the classifier on DATA (.npz with labels y, or digits)",
+    )
+    summary.add_argument(
+        "--robustness-attack", choices=ATTACKS, default="pgd", help="the attack of --robustness (default pgd)"
+    )
+    summary.add_argument(
+        "--robustness-eps",
+        default="0.03,0.1",
+        metavar="E1,E2",
+        help="the budgets of --robustness, comma-separated (default 0.03,0.1)",
+    )
+    summary.add_argument(
+        "--robustness-steps", type=_positive_int, default=10, help="ascent steps of --robustness (default 10)"
+    )
 
 
 def add_commands(commands: Any, parents: list[argparse.ArgumentParser]) -> None:

@@ -243,3 +243,34 @@ def test_cli_attack_bad_input_is_a_clear_error(trained_digits: TrainedDigits, tm
     assert target.code == 1 and "--targeted 12 is no class of the 10" in target.stderr
     for result in (no_spec, negative, features, unlabelled, target):
         assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+
+
+def test_summary_json_has_a_robustness_section_when_asked(trained_digits: TrainedDigits) -> None:
+    spec, weights = str(DIGITS_SPEC), str(trained_digits.weights)
+    plain = run_cli("summary", spec, "--json")
+    assert plain.code == 0 and "robustness" not in json.loads(plain.stdout)
+    result = run_cli(
+        "summary",
+        spec,
+        "--json",
+        "--weights",
+        weights,
+        "--robustness",
+        "digits",
+        "--robustness-eps",
+        "0.05,0.2",
+        "--robustness-steps",
+        "5",
+    )
+    assert result.code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["params"] == 1370
+    section = summary["robustness"]
+    assert section["attack"] == "pgd" and section["norm"] == "linf" and section["samples"] == 360
+    assert section["clean_accuracy"] == pytest.approx(trained_digits.test_accuracy)
+    first, second = section["budgets"]
+    assert first["eps"] == 0.05 and second["eps"] == 0.2
+    assert section["clean_accuracy"] > first["robust_accuracy"] > second["robust_accuracy"]
+    assert first["within_budget"] and second["within_budget"] and second["linf_max"] <= 0.2
+    bad = run_cli("summary", spec, "--robustness", "digits", "--robustness-eps", "0.1,x")
+    assert bad.code == 1 and "--robustness-eps takes budgets separated by commas" in bad.stderr
