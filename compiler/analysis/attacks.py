@@ -27,13 +27,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dlc.analysis import AnalysisError
+from dlc.analysis.choices import ATTACKS, NORMS
 
 if TYPE_CHECKING:
     import torch
 
-ATTACKS = ("fgsm", "pgd", "pgd-l2", "cw")
-# The norm of each attack's budget.
-NORMS = {"fgsm": "linf", "pgd": "linf", "pgd-l2": "l2", "cw": "l2"}
 L2_DIVISION_EPS = 1e-10  # torchattacks' eps_for_division
 
 

@@ -383,7 +383,7 @@ def _budgets(text: str) -> list[float]:
 
 def add_summary_options(summary: argparse.ArgumentParser) -> None:
     """`dlc summary`'s options for a `robustness` section (and the weights it needs)."""
-    from dlc.analysis.attacks import ATTACKS
+    from dlc.analysis.choices import ATTACKS
 
     _add_weights_and_seed(summary)
     summary.add_argument(
@@ -407,7 +407,8 @@ def add_summary_options(summary: argparse.ArgumentParser) -> None:
 
 def add_commands(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Register `dlc ntk` and `dlc attack` on the `dlc` subcommand parsers."""
-    from dlc.analysis.ntk import METHODS, MODES
+    from dlc.analysis.choices import NTK_METHODS as METHODS
+    from dlc.analysis.choices import NTK_MODES as MODES
 
     ntk = commands.add_parser(
         "ntk", parents=parents, help="the empirical neural tangent kernel of a spec over given inputs"
@@ -467,7 +468,7 @@ def add_commands(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     ntk.set_defaults(handler=cmd_ntk)
 
-    from dlc.analysis.attacks import ATTACKS
+    from dlc.analysis.choices import ATTACKS
 
     attack = commands.add_parser(
         "attack",

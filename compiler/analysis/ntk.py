@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from dlc.analysis import AnalysisError
+from dlc.analysis.choices import NTK_METHODS, NTK_MODES
 from dlc.analysis.model_function import ModelFunction, flat_output
 
 if TYPE_CHECKING:
@@ -37,8 +38,7 @@ if TYPE_CHECKING:
 
 Mode = Literal["full", "per-output", "trace"]
 Method = Literal["jacobian", "products"]
-MODES: tuple[str, ...] = ("full", "per-output", "trace")
-METHODS: tuple[str, ...] = ("jacobian", "products")
+MODES, METHODS = NTK_MODES, NTK_METHODS
 # Default memory for one block's Jacobian rows (both sides together) when no chunk is given.
 DEFAULT_BLOCK_BYTES = 256 * 2**20
 

@@ -128,3 +128,24 @@ def test_cli_ntk_bad_inputs_are_clear_errors(tmp_path: Path) -> None:
     assert onnx.code == 1 and "dlc ntk needs a spec (.yaml)" in onnx.stderr
     for result in (shape, missing, output, onnx):
         assert "Traceback" not in result.stderr
+
+
+def test_default_blocks_fit_the_memory_budget(monkeypatch) -> None:
+    """Without --chunk, blocks hold at most DEFAULT_BLOCK_BYTES of Jacobian rows: a budget
+    of two samples' rows gives blocks of one sample, and the same kernel."""
+    from dlc.analysis import ntk
+
+    function, x = _function_and_inputs("small_mlp", (5, 6))
+    whole = empirical_ntk(function, x, mode="full", chunk=5)
+    seen: list[int] = []
+    original = ntk.jacobian_rows
+
+    def recording(function, inputs):
+        seen.append(inputs[0].shape[0])
+        return original(function, inputs)
+
+    monkeypatch.setattr(ntk, "jacobian_rows", recording)
+    monkeypatch.setattr(ntk, "DEFAULT_BLOCK_BYTES", 2 * 3 * function.parameter_count * 4)  # 3 outputs
+    blocked = empirical_ntk(function, x, mode="full")
+    assert max(seen) == 1
+    assert np.abs(blocked - whole).max() <= TOLERANCE * np.abs(whole).max()
