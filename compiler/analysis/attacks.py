@@ -61,6 +61,10 @@ class AttackConfig:
             raise AnalysisError(f"--steps must be at least 1, got {self.steps}")
         if self.step_size is not None and not (np.isfinite(self.step_size) and self.step_size > 0):
             raise AnalysisError(f"--step-size must be a positive number, got {self.step_size:g}")
+        if not (np.isfinite(self.kappa) and self.kappa >= 0):
+            raise AnalysisError(
+                f"--kappa (the CW confidence) must be a finite number >= 0, got {self.kappa:g}"
+            )
         if self.attack == "fgsm" and self.steps not in (None, 1):
             raise AnalysisError("fgsm is one step of size eps; use pgd for several steps")
         if self.attack == "fgsm" and self.random_start:

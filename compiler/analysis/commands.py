@@ -177,6 +177,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def cmd_attack(args: argparse.Namespace) -> int:
     import json
+    import tempfile
 
     import dlc
     from dlc.analysis.attacks import AttackConfig
@@ -211,14 +212,18 @@ def cmd_attack(args: argparse.Namespace) -> int:
         kappa=args.kappa,
         seed=args.seed,
     )
-    model = compile_for_analysis(
-        spec,
-        weights=args.weights,
-        seed=args.seed,
-        overrides=_overrides(args.set),
-        registry=_registry(args),
-        limits=_limits(args),
-    )
+    with tempfile.TemporaryDirectory(prefix="dlc-attack-") as scratch:
+        weights = args.weights
+        if weights is None and source.suffix not in SPEC_SUFFIXES:
+            weights = _weights_of_onnx(source, spec, args, Path(scratch))
+        model = compile_for_analysis(
+            spec,
+            weights=weights,
+            seed=args.seed,
+            overrides=_overrides(args.set),
+            registry=_registry(args),
+            limits=_limits(args),
+        )
     function = model_function(model, args.outputs)
     data = load_labelled_data(args.data, function, args.limit)
     config = _with_bounds(config, args.bounds, data.inputs)
@@ -234,7 +239,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     else:
         deployed = source
     session = Session(deployed, args.provider)
-    evaluate_on_onnx(result, session, function.input_names[0], function.output)
+    evaluate_on_onnx(result, session, function, str(source) if deployed is source else f"{spec} at -O2")
     output = Path(args.output) if args.output else Path(f"{Path(spec).stem}_{args.attack}.npz")
     written = [write_npz(result.arrays(), output)]
     from dlc.analysis.plots import adversarial_grid
@@ -280,6 +285,28 @@ def cmd_attack(args: argparse.Namespace) -> int:
     )
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _weights_of_onnx(source: Path, spec: str, args: argparse.Namespace, scratch: Path) -> Path | None:
+    """Without --weights, an .onnx model's own initializers (written to `scratch`), when they
+    are exactly the spec's parameters (a model compiled from the spec without folding
+    passes); else None: the seeded init, which the clean-score check then tells apart from
+    the deployed model."""
+    import dlc
+    from dlc.analysis.robustness import onnx_initializers
+    from dlc.cli import _overrides, _registry
+
+    initializers = onnx_initializers(source)
+    lowered = dlc.compile(spec, opt_level=0, overrides=_overrides(args.set), registry=_registry(args))
+    expected = {n.attrs.name: tuple(int(d) for d in n.output.type.shape) for n in lowered.graph.parameters()}
+    if {k: tuple(v.shape) for k, v in initializers.items() if k in expected} != expected:
+        return None
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    path = scratch / "weights.safetensors"
+    save_file({k: np.ascontiguousarray(initializers[k]) for k in expected}, str(path))
+    return path
 
 
 def _with_bounds(config: Any, text: str, inputs: np.ndarray) -> Any:
@@ -478,7 +505,11 @@ def add_commands(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     attack.add_argument(
         "model", help="the classifier's spec (YAML), or a compiled .onnx model together with --spec"
     )
-    attack.add_argument("--spec", help="with an .onnx model: the spec it was compiled from (its gradients)")
+    attack.add_argument(
+        "--spec",
+        help="with an .onnx model: the spec it was compiled from (its gradients); its weights are the "
+        "model's initializers when their names are the spec's, else give --weights",
+    )
     _add_model_options(attack)
     attack.add_argument(
         "--data",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -236,22 +237,54 @@ def predict(function: ModelFunction, inputs: np.ndarray) -> np.ndarray:
     return np.concatenate(predictions) if predictions else np.zeros(0, np.int64)
 
 
-def evaluate_on_onnx(result: AttackResult, session: Any, input_name: str, output_name: str) -> None:
+# The deployed model must compute what the attacked torch model computes on the clean inputs
+# (up to float32 differences between runtimes and -O2's rewrites), relative to the scores' scale.
+SAME_MODEL_TOLERANCE = 1e-3
+
+
+def evaluate_on_onnx(result: AttackResult, session: Any, function: ModelFunction, origin: str) -> None:
     """Run the clean and adversarial inputs through the deployed model (an ONNX Runtime
-    session) and record its accuracies and agreement with torch in the report."""
-    clean = _onnx_predictions(session, input_name, output_name, result.inputs)
-    attacked = _onnx_predictions(session, input_name, output_name, result.adversarial)
+    session) and record its accuracies and agreement with torch in the report. A deployed
+    model whose clean scores differ from the torch model's is another model (other weights):
+    an error, since the transfer figures would mean nothing."""
+    import torch
+
+    input_name, output_name = function.input_names[0], function.output
+    clean_scores = _onnx_scores(session, input_name, output_name, result.inputs)
+    with torch.no_grad():
+        expected = (
+            np.concatenate(
+                [
+                    function.forward((torch.from_numpy(result.inputs[start : start + BATCH]),)).numpy()
+                    for start in range(0, len(result.inputs), BATCH)
+                ]
+            )
+            if len(result.inputs)
+            else clean_scores
+        )
+    scale = float(np.abs(expected).max(initial=0.0)) or 1.0
+    difference = float(np.abs(clean_scores - expected).max(initial=0.0)) / scale
+    if difference > SAME_MODEL_TOLERANCE:
+        raise AnalysisError(
+            f"{origin} computes other scores than the spec's torch target with these weights "
+            f"(largest difference {difference:.3g} of the scores' scale): it is another model",
+            hint="give the weights it was compiled with: --weights W",
+        )
+    clean = clean_scores.argmax(axis=1)
+    attacked = _onnx_scores(session, input_name, output_name, result.adversarial).argmax(axis=1)
     result.onnx_predictions = attacked
     result.report.onnx = {
+        "model": origin,
         "providers": list(session.providers),
         "clean_accuracy": _mean(clean == result.labels),
         "robust_accuracy": _mean(attacked == result.labels),
         "agreement_with_torch": _mean(attacked == result.adversarial_predictions),
+        "clean_score_difference": difference,
     }
 
 
-def _onnx_predictions(session: Any, input_name: str, output_name: str, inputs: np.ndarray) -> np.ndarray:
-    predictions = []
+def _onnx_scores(session: Any, input_name: str, output_name: str, inputs: np.ndarray) -> np.ndarray:
+    scores = []
     for start in range(0, len(inputs), BATCH):
         outputs: Mapping[str, np.ndarray] = session.run({input_name: inputs[start : start + BATCH]})
         if output_name not in outputs:
@@ -259,8 +292,21 @@ def _onnx_predictions(session: Any, input_name: str, output_name: str, inputs: n
                 f"the ONNX model has no output '{output_name}'",
                 hint=f"its outputs: {', '.join(outputs)}; it must be compiled from the same spec",
             )
-        predictions.append(np.asarray(outputs[output_name]).argmax(axis=1))
-    return np.concatenate(predictions) if predictions else np.zeros(0, np.int64)
+        scores.append(np.asarray(outputs[output_name], dtype=np.float64))
+    return np.concatenate(scores) if scores else np.zeros((0, 1))
+
+
+def onnx_initializers(path: str | Path) -> dict[str, np.ndarray]:
+    """The initializers of an ONNX file by name: a spec's parameters when it was compiled
+    from that spec (the names are the state_dict keys)."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as error:  # onnx raises DecodeError, OSError, ValueError...
+        raise AnalysisError(f"cannot read the ONNX model {path}: {error}") from None
+    return {tensor.name: numpy_helper.to_array(tensor) for tensor in model.graph.initializer}
 
 
 def robustness_curve(

@@ -204,6 +204,46 @@ def test_cli_attack_on_an_onnx_file_with_its_spec(trained_digits: TrainedDigits,
     assert result.code == 0, result.output
     assert "ONNX Runtime (CPUExecutionProvider)" in result.stdout
     assert "all within the budget" in result.stdout
+    # Without --weights, the file's initializers (named as the spec's parameters) are the weights.
+    own = run_cli(
+        "attack",
+        str(onnx_file),
+        "--spec",
+        str(DIGITS_SPEC),
+        "--data",
+        "digits",
+        "--attack",
+        "fgsm",
+        "--eps",
+        "0.05",
+        "--limit",
+        "50",
+        "-o",
+        str(tmp_path / "b.npz"),
+    )
+    assert own.code == 0, own.output
+    assert own.stdout.splitlines()[1:3] == result.stdout.splitlines()[1:3]  # the same accuracies
+    # Weights that are not the deployed model's: the transfer figures would mean nothing.
+    untrained = tmp_path / "untrained.onnx"
+    assert run_cli("compile", str(DIGITS_SPEC), "--seed", "7", "-o", str(untrained)).code == 0
+    other = run_cli(
+        "attack",
+        str(untrained),
+        "--spec",
+        str(DIGITS_SPEC),
+        "--weights",
+        str(trained_digits.weights),
+        "--data",
+        "digits",
+        "--eps",
+        "0.05",
+        "--limit",
+        "20",
+        "-o",
+        str(tmp_path / "c.npz"),
+    )
+    assert other.code == 1 and "computes other scores than the spec's torch target" in other.stderr
+    assert "--weights W" in other.stderr and not (tmp_path / "c.npz").exists()
 
 
 def test_cli_attack_bad_input_is_a_clear_error(trained_digits: TrainedDigits, tmp_path: Path) -> None:
