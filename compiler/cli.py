@@ -185,7 +185,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     summary = model.summary(_dims(args.dim))
     report = summary.to_json()
     if args.robustness:
-        from dlc.analysis.commands import robustness_section
+        from dlc.analysis.attack_command import robustness_section
 
         report["robustness"] = robustness_section(model, args)
     if args.json:
@@ -195,7 +195,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
         print_table(_console(), *summary.table())
         if args.robustness:
-            from dlc.analysis.commands import print_robustness
+            from dlc.analysis.attack_command import print_robustness
 
             print_robustness(report["robustness"])
     return 0
@@ -570,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=SIZE",
         help="size of a symbolic dim for MAC counts (default 1, i.e. batch 1)",
     )
-    from dlc.analysis.commands import add_summary_options
+    from dlc.analysis.attack_command import add_summary_options
 
     add_summary_options(summary)  # --robustness, --weights, --seed
     summary.set_defaults(handler=cmd_summary)

@@ -307,10 +307,3 @@ def onnx_initializers(path: str | Path) -> dict[str, np.ndarray]:
     except Exception as error:  # onnx raises DecodeError, OSError, ValueError...
         raise AnalysisError(f"cannot read the ONNX model {path}: {error}") from None
     return {tensor.name: numpy_helper.to_array(tensor) for tensor in model.graph.initializer}
-
-
-def robustness_curve(
-    function: ModelFunction, data: LabelledData, attack: str, budgets: list[float], **options: Any
-) -> list[AttackReport]:
-    """One report per budget, the same attack and options (robust accuracy against eps)."""
-    return [run_attack(function, data, AttackConfig(attack, eps, **options)).report for eps in budgets]
