@@ -22,7 +22,7 @@ block's Jacobian is ever held (`chunk * O * P` numbers, not the full `N * O * P`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -75,13 +75,12 @@ def empirical_ntk(
         chunk = max(1, DEFAULT_BLOCK_BYTES // (2 * row_bytes))
     shape = {"full": (n1, n2, outputs, outputs), "per-output": (n1, n2, outputs), "trace": (n1, n2)}[mode]
     kernel = np.zeros(shape)
-    block = _jacobian_block if method == "jacobian" else _products_block
     # Attention through its composite (math) form: the fused CPU kernels have neither a
     # forward-mode derivative (jvp) nor a vmap batching rule for their backward.
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     with sdpa_kernel(SDPBackend.MATH):
-        _fill(kernel, function, x1, x2, chunk, mode, block, symmetric and method == "jacobian")
+        _fill(kernel, function, x1, x2, chunk, mode, method, symmetric and method == "jacobian")
     return kernel
 
 
@@ -110,21 +109,25 @@ def _fill(
     x2: tuple[torch.Tensor, ...],
     chunk: int,
     mode: str,
-    block: Callable[..., torch.Tensor],
+    method: str,
     mirror: bool,
 ) -> None:
     """Write `kernel` block by block; with `mirror` (a symmetric Gram matrix), the blocks
-    below the diagonal are the transposes of those above it."""
+    below the diagonal are the transposes of those above it. The `jacobian` method keeps the
+    rows of the current block of x1 while it runs over the blocks of x2."""
     for start1, x1_block in _blocks(x1, chunk):
+        rows1 = jacobian_rows(function, x1_block) if method == "jacobian" else None
         for start2, x2_block in _blocks(x2, chunk):
             if mirror and start2 < start1:
                 continue
-            if mirror and start2 == start1:
-                x2_block = x1_block  # one set of Jacobian rows serves both sides
-            full = block(function, x1_block, x2_block)  # [c1, O, c2, O]
+            c1, c2 = x1_block[0].shape[0], x2_block[0].shape[0]
+            if rows1 is not None:
+                rows2 = rows1 if mirror and start2 == start1 else jacobian_rows(function, x2_block)
+                full = _contract(rows1, rows2, c1, c2)  # [c1, O, c2, O]
+            else:
+                full = _products_block(function, x1_block, x2_block)
             part = _reduce(full.permute(0, 2, 1, 3), mode).double().numpy()
-            rows = slice(start1, start1 + x1_block[0].shape[0])
-            columns = slice(start2, start2 + x2_block[0].shape[0])
+            rows, columns = slice(start1, start1 + c1), slice(start2, start2 + c2)
             kernel[rows, columns] = part
             if mirror and start2 > start1:
                 kernel[columns, rows] = (
@@ -160,19 +163,15 @@ def jacobian_rows(function: ModelFunction, inputs: tuple[torch.Tensor, ...]) -> 
     return rows
 
 
-def _jacobian_block(
-    function: ModelFunction, x1: tuple[torch.Tensor, ...], x2: tuple[torch.Tensor, ...]
+def _contract(
+    rows1: Mapping[str, torch.Tensor], rows2: Mapping[str, torch.Tensor], c1: int, c2: int
 ) -> torch.Tensor:
-    """K's block [c1, O, c2, O] as J1 J2^T, summed parameter by parameter in float64 (a
-    kernel sums millions of products; float32 sums drift by 1e-6 of its scale)."""
-
-    rows1 = jacobian_rows(function, x1)
-    rows2 = rows1 if x2 is x1 else jacobian_rows(function, x2)
-    c1, c2 = x1[0].shape[0], x2[0].shape[0]
+    """K's block [c1, O, c2, O] as J1 J2^T: a float32 product per parameter tensor, summed
+    over the tensors in float64."""
     total: torch.Tensor | None = None
     for name, left in rows1.items():
         right = rows2[name]
-        product = left.reshape(left.shape[0], -1).double() @ right.reshape(right.shape[0], -1).double().T
+        product = (left.reshape(left.shape[0], -1) @ right.reshape(right.shape[0], -1).T).double()
         total = product if total is None else total + product
     assert total is not None
     return total.reshape(c1, -1, c2, total.shape[1] // c2)
