@@ -8,8 +8,8 @@ gradients (Jacot et al. 2018; the course's `k(x, xi) = <grad f(x), grad f(xi)>`)
 `mode` picks what is kept: `full` K[i, j, a, b]; `per-output` the diagonal K[i, j, a, a]
 (one kernel per output value, [N1, N2, O]); `trace` the sum over a of K[i, j, a, a], [N1, N2].
 
-Two ways to compute it with `torch.func`, both in blocks of `chunk` samples so that only a
-block's Jacobian is ever held (`chunk * O * P` numbers, not the full `N * O * P`):
+Two ways to compute it with `torch.func`, both in blocks of `chunk` samples so that at most
+two blocks' Jacobians are ever held (`chunk * O * P` numbers each, not the full `N * O * P`):
 
 - `jacobian` (default): vector-Jacobian products (`vjp`, vmapped over the output basis)
   give the Jacobian rows of a block of x and of a block of x'; K's block is their product,
