@@ -156,6 +156,11 @@ class SpecModel(StrictModel):
         description="standard: torch's initialization; ntk: linear and conv weights drawn from N(0, 1) "
         "and scaled by 1/sqrt(fan_in) in the forward pass (Jacot et al.), biases N(0, 1).",
     )
+    training: dict[str, Any] | None = Field(
+        default=None,
+        description="How `dlc train` trains the model: data, objective, optimizer, epochs "
+        "(checked by `dlc.training.config.TrainingConfig`).",
+    )
 
 
 COMMON_LAYER_KEYS = ("id", "in", "if", "share")
