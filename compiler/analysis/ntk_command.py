@@ -21,16 +21,21 @@ def cmd_ntk(args: argparse.Namespace) -> int:
 
     from dlc.analysis.model_function import as_input_tensors, compile_for_analysis, model_function
     from dlc.analysis.ntk import empirical_ntk
-    from dlc.cli import _limits, _overrides, _registry
+    from dlc.cli import _limits, _registry
     from dlc.runtime import read_inputs
 
     require_spec(args.spec, "ntk")
+    if args.during_training and args.trainer == "train" and args.parameterization:
+        raise AnalysisError(
+            "--trainer train trains the spec as written; set `parameterization:` in the spec "
+            "instead of --parameterization"
+        )
     model = compile_for_analysis(
         args.spec,
         limits=_limits(args),
         weights=args.weights,
         seed=args.seed,
-        overrides=_overrides(args.set),
+        overrides=_model_overrides(args),
         parameterization=args.parameterization,
         registry=_registry(args),
     )
@@ -47,29 +52,13 @@ def cmd_ntk(args: argparse.Namespace) -> int:
         f"shape {list(kernel.shape)} in {elapsed:.2f} s"
     ]
     if args.during_training:
-        from dlc.analysis.ntk_training import kernel_change_during_training
-
         if x2 is not None:
             raise AnalysisError("--during-training follows the Gram matrix of --inputs; drop --inputs2")
-        targets = _training_targets(read_inputs(args.inputs), args.inputs, args.targets)
-        history = kernel_change_during_training(
-            function,
-            x1,
-            targets,
-            steps=args.steps,
-            learning_rate=args.lr,
-            record_every=args.record_every,
-            mode=args.mode,
-            chunk=args.chunk,
-        )
+        history, line = _during_training(args, function, x1, output)
         arrays.update(
             steps=np.array(history.steps), kernel_change=np.array(history.change), loss=np.array(history.loss)
         )
-        report.append(
-            f"full-batch gradient descent, {args.steps} steps at lr {args.lr:g}: loss "
-            f"{history.loss[0]:.4g} -> {history.loss[-1]:.4g}, "
-            f"||K_t - K_0|| / ||K_0|| = {history.change[-1]:.4g}"
-        )
+        report.append(line)
     written = [write_npz(arrays, output)]
     picture = _kernel_picture(kernel, args.mode)
     if picture is not None:
@@ -91,6 +80,59 @@ def cmd_ntk(args: argparse.Namespace) -> int:
         print(line)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """--set values for the spec's params (`training.` keys are dlc train's)."""
+    from dlc.cli import _overrides
+
+    return {k: v for k, v in _overrides(args.set).items() if not k.startswith("training.")}
+
+
+def _during_training(args: argparse.Namespace, function: Any, points: Any, output: Path) -> tuple[Any, str]:
+    """Train with the chosen trainer, measuring the kernel over `points`; returns the history
+    and a line for the report."""
+    from dlc.analysis import ntk_training
+    from dlc.cli import _limits, _overrides, _registry
+    from dlc.runtime import read_inputs
+
+    if args.trainer == "gd":
+        targets = _training_targets(read_inputs(args.inputs), args.inputs, args.targets)
+        history = ntk_training.kernel_change_during_training(
+            function,
+            points,
+            targets,
+            steps=args.steps,
+            learning_rate=args.lr,
+            record_every=args.record_every,
+            mode=args.mode,
+            chunk=args.chunk,
+        )
+        line = (
+            f"full-batch gradient descent, {args.steps} steps at lr {args.lr:g}: loss "
+            f"{history.loss[0]:.4g} -> {history.loss[-1]:.4g}, "
+            f"||K_t - K_0|| / ||K_0|| = {history.change[-1]:.4g}"
+        )
+        return history, line
+    run_directory = Path(args.train_out) if args.train_out else output.with_name(output.stem + "_run")
+    history, result = ntk_training.kernel_change_with_dlc_train(
+        args.spec,
+        read_inputs(args.inputs),
+        run_directory,
+        config_path=args.train_config,
+        overrides=_overrides(args.set),
+        registry=_registry(args),
+        limits=_limits(args),
+        output=args.outputs,
+        record_every=args.record_every,
+        mode=args.mode,
+        chunk=args.chunk,
+    )
+    line = (
+        f"dlc train ({result.progress.step} steps, run in {run_directory}): "
+        f"||K_t - K_0|| / ||K_0|| = {history.change[-1]:.4g}"
+    )
+    return history, line
 
 
 def _kernel_picture(kernel: np.ndarray, mode: str) -> np.ndarray | None:
@@ -162,6 +204,15 @@ def add_ntk_command(commands: Any, parents: list[argparse.ArgumentParser]) -> No
         action="store_true",
         help="also train on --inputs (full-batch gradient descent, MSE) and record ||K_t - K_0|| / ||K_0||",
     )
+    ntk.add_argument(
+        "--trainer",
+        choices=("gd", "train"),
+        default="gd",
+        help="gd (default): full-batch gradient descent on the MSE to --targets; train: dlc train's "
+        "loop with the spec's training section (or --train-config)",
+    )
+    ntk.add_argument("--train-config", help="--trainer train: a YAML file holding the training section")
+    ntk.add_argument("--train-out", help="--trainer train: the run's directory (default <output>_run)")
     ntk.add_argument("--targets", default="y", help="the array of regression targets in --inputs (default y)")
     ntk.add_argument(
         "--steps", type=positive_int, default=100, help="training steps with --during-training (default 100)"

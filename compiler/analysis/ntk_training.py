@@ -4,17 +4,21 @@ NTK theory says that, in the NTK parameterization, the kernel stays constant dur
 training as the width grows (`d/dt K = 0` in the limit), so the relative change
 `||K_t - K_0||_F / ||K_0||_F` should fall with width (roughly as `1/sqrt(width)`).
 
-The training here is plain full-batch gradient descent on the mean squared error
-`L = 1/(2N) sum_i ||f(x_i) - y_i||^2`, written out (`theta <- theta - lr grad L`): the
-discretized gradient flow of the theory, with nothing (momentum, batches, weight decay)
-between the measurement and the statement. It does not use `dlc train`.
+Two trainers. `kernel_change_during_training`: plain full-batch gradient descent on the mean
+squared error `L = 1/(2N) sum_i ||f(x_i) - y_i||^2`, written out (`theta <- theta - lr grad
+L`): the discretized gradient flow of the theory, with nothing (momentum, batches, weight
+decay) between the measurement and the statement. `kernel_change_with_dlc_train`: `dlc
+train`'s loop on the spec's `training:` section (any optimizer, objective and data set), the
+kernel measured from its hook after optimizer steps.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -91,3 +95,54 @@ def kernel_change_during_training(
                 for (name, value), gradient in zip(parameters.items(), gradients, strict=True)
             }
     return history
+
+
+def kernel_change_with_dlc_train(
+    spec: str | Path,
+    inputs: Mapping[str, np.ndarray] | np.ndarray,
+    run_directory: Path,
+    *,
+    config_path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    registry: Any = None,
+    limits: Any = None,
+    output: str | None = None,
+    record_every: int = 10,
+    mode: Mode = "trace",
+    chunk: int | None = None,
+) -> tuple[KernelHistory, Any]:
+    """The kernel over `inputs` while `dlc train` runs the spec's `training:` section (or
+    `config_path`): its optimizer, schedule, objective and data, in `run_directory`. The
+    trainer trains the very module handed to it here, so its parameters (and batch-norm
+    buffers) are read after every `record_every`-th optimizer step; the kernel is taken on
+    a separate eval-mode copy. Returns the history (losses are dlc train's, in its metrics)
+    and dlc train's result."""
+    from dlc.analysis.model_function import as_input_tensors, model_function
+    from dlc.training.loop import train
+    from dlc.training.plan import plan_training
+
+    plan = plan_training(spec, config_path=config_path, overrides=overrides, registry=registry, limits=limits)
+    model = plan.models[plan.main_role]
+    function = model_function(model, output)
+    points = as_input_tensors(function, inputs, "--inputs")
+    trained = model.torch_module()
+    model.torch_module = lambda: trained  # type: ignore[method-assign]  # the trainer's module
+    initial = empirical_ntk(function, points, mode=mode, chunk=chunk)
+    initial_norm = float(np.linalg.norm(initial))
+    history = KernelHistory(steps=[0], change=[0.0], loss=[float("nan")])
+
+    def on_step(step: int) -> None:
+        if step % record_every:
+            return
+        state = dataclasses.replace(
+            function,
+            parameters={k: v.detach().clone() for k, v in trained.named_parameters()},
+            buffers={k: v.detach().clone() for k, v in trained.named_buffers()},
+        )
+        current = empirical_ntk(state, points, mode=mode, chunk=chunk)
+        history.steps.append(step)
+        history.change.append(float(np.linalg.norm(current - initial)) / initial_norm)
+        history.loss.append(float("nan"))
+
+    result = train(plan, run_directory, on_step=on_step)
+    return history, result

@@ -164,3 +164,64 @@ def test_cli_during_training_records_the_kernel_change(tmp_path: Path) -> None:
         "ntk", str(RELU), "--inputs", str(tmp_path / "data.npz"), "--during-training", "--targets", "z"
     )
     assert missing.code == 1 and "has no array 'z'" in missing.stderr
+
+
+def test_dlc_train_loop_as_trainer_records_the_kernel_and_its_change_falls_with_width(
+    tmp_path: Path, single_thread
+) -> None:
+    """`--trainer train`: dlc train's loop (the spec's training section: SGD on two moons,
+    cross-entropy) trains the module whose kernel is measured after its optimizer steps."""
+    from dlc.analysis.ntk_training import kernel_change_with_dlc_train
+
+    points = {"x": np.random.default_rng(0).standard_normal((6, 2)).astype(np.float32)}
+    changes = []
+    for width in (16, 4096):
+        history, result = kernel_change_with_dlc_train(
+            SPECS / "moons_ntk.yaml",
+            points,
+            tmp_path / f"run{width}",
+            overrides={"width": width, "training.epochs": 1},
+            record_every=2,
+        )
+        assert result.progress.step == 6  # 280 training moons in batches of 50
+        assert history.steps == [0, 2, 4, 6]
+        assert history.change[0] == 0.0 and history.change[-1] > 0
+        assert (tmp_path / f"run{width}" / "model.safetensors").is_file()
+        changes.append(history.change[-1])
+    assert changes[1] < changes[0] / 4, changes
+
+
+def test_cli_during_training_with_dlc_train(tmp_path: Path) -> None:
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((4, 2)).astype(np.float32))
+    output = tmp_path / "k.npz"
+    result = run_cli(
+        "ntk",
+        str(SPECS / "moons_ntk.yaml"),
+        "--inputs",
+        str(tmp_path / "x.npz"),
+        "--during-training",
+        "--trainer",
+        "train",
+        "--set",
+        "training.epochs=1",
+        "--record-every",
+        "3",
+        "-o",
+        str(output),
+    )
+    assert result.code == 0, result.output
+    assert f"dlc train (6 steps, run in {tmp_path / 'k_run'})" in result.stdout
+    with np.load(output) as arrays:
+        assert list(arrays["steps"]) == [0, 3, 6] and arrays["kernel_change"][-1] > 0
+    clash = run_cli(
+        "ntk",
+        str(SPECS / "moons_ntk.yaml"),
+        "--inputs",
+        str(tmp_path / "x.npz"),
+        "--during-training",
+        "--trainer",
+        "train",
+        "--parameterization",
+        "standard",
+    )
+    assert clash.code == 1 and "set `parameterization:` in the spec" in clash.stderr
