@@ -192,6 +192,23 @@ class CompiledModel:
         """Per-layer shapes, parameters and MACs of the spec as written (before passes)."""
         return summarize(self.lowered.graph, self.lowered.layers, self.registry, dims)
 
+    def ntk(
+        self,
+        x1: np.ndarray | Mapping[str, np.ndarray],
+        x2: np.ndarray | Mapping[str, np.ndarray] | None = None,
+        *,
+        output: str | None = None,
+        mode: str = "trace",
+        chunk: int | None = None,
+    ) -> np.ndarray:
+        """The empirical neural tangent kernel between the samples of `x1` and `x2` (default
+        `x1`), with respect to this model's trainable parameters (`dlc.analysis.ntk`). Compile
+        with `opt_level=0` for the spec's own parameters: a pass such as batch-norm folding
+        replaces them by others with other gradients."""
+        from dlc.analysis.ntk import model_ntk
+
+        return model_ntk(self, x1, x2, output=output, mode=mode, chunk=chunk)
+
     def session(self, provider: str = "auto") -> Session:
         from dlc.runtime import Session
 

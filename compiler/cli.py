@@ -186,6 +186,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
     model = dlc.compile(
         args.spec,
         opt_level=0,
+        seed=args.seed,
+        weights=args.weights,
         overrides=_overrides(args.set),
         registry=_registry(args),
         limits=_limits(args),
@@ -193,23 +195,31 @@ def cmd_summary(args: argparse.Namespace) -> int:
     )
     summary = model.summary(_dims(args.dim))
     sampler = model.sampler
+    report = summary.to_json()
+    if sampler is not None:
+        per_step, total = sampler.macs(_dims(args.dim))
+        report["sampler"] = {
+            "sampler": sampler.section.sampler,
+            "steps": sampler.plan.steps,
+            "macs_per_step": per_step,
+            "macs": total,
+        }
+    if args.robustness:
+        from dlc.analysis.attack_command import robustness_section
+
+        report["robustness"] = robustness_section(model, args)
     if args.json:
-        data = summary.to_json()
-        if sampler is not None:
-            per_step, total = sampler.macs(_dims(args.dim))
-            data["sampler"] = {
-                "sampler": sampler.section.sampler,
-                "steps": sampler.plan.steps,
-                "macs_per_step": per_step,
-                "macs": total,
-            }
-        print(json.dumps(data, indent=2))
+        print(json.dumps(report, indent=2))
     else:
         from dlc.tables import print_table
 
         print_table(_console(), *summary.table())
         if sampler is not None:
             print(sampler.describe(_dims(args.dim)))
+        if args.robustness:
+            from dlc.analysis.attack_command import print_robustness
+
+            print_robustness(report["robustness"])
     return 0
 
 
@@ -642,6 +652,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="size of a symbolic dim for MAC counts (default 1, i.e. batch 1)",
     )
     _sampler_options(summary)
+    from dlc.analysis.attack_command import add_summary_options
+
+    add_summary_options(summary)  # --robustness, --weights, --seed
     summary.set_defaults(handler=cmd_summary)
 
     graph = commands.add_parser(
@@ -771,6 +784,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     completion.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
     completion.set_defaults(handler=cmd_completion)
+
+    from dlc.analysis.commands import add_commands as add_analysis_commands
+
+    add_analysis_commands(commands, [common, spec_options])  # dlc ntk, dlc attack
     return parser
 
 

@@ -6,6 +6,7 @@ bad configs, shapes) are found while lowering, also all at once.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,11 @@ class Spec:
     @property
     def stem(self) -> str:
         return self.path.stem if self.path else self.model.name
+
+    def with_parameterization(self, parameterization: str) -> Spec:
+        """This spec with another `parameterization:` (`dlc ntk --parameterization`)."""
+        model = self.model.model_copy(update={"parameterization": parameterization})
+        return dataclasses.replace(self, model=model)
 
 
 def load_spec(

@@ -41,6 +41,7 @@ from dlc.spec.entries import EntryReading
 from dlc.spec.expressions import ExpressionError, evaluate_text
 from dlc.spec.loader import Spec
 from dlc.spec.model import range_problem
+from dlc.spec.parameterization import apply_ntk_parameterization
 from dlc.spec.scan import ScanLowering
 from dlc.spec.scope import Broken, Entry, Frame, LayerInfo, LayerResult
 from dlc.spec.sharing import SharedParameters, Sharing
@@ -111,6 +112,8 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering, 
         self.errors.raise_if_any()
         if self.direction == INVERSE:
             self.name_inverse_ends(last)
+        if spec.model.parameterization == "ntk":
+            apply_ntk_parameterization(self.graph, self.builder)
         check_parameter_budget(self.graph, self.layers, self.limits.max_params, spec.source)
         return LoweredSpec(self.graph, self.layers)
 

@@ -152,6 +152,11 @@ class SpecModel(StrictModel):
     blocks: dict[Identifier, TemplateDef] = Field(default_factory=dict)
     layers: list[Any] = Field(min_length=1)
     outputs: list[str] | dict[Identifier, str] | None = None
+    parameterization: Literal["standard", "ntk"] = Field(
+        default="standard",
+        description="standard: torch's initialization; ntk: linear and conv weights drawn from N(0, 1) "
+        "and scaled by 1/sqrt(fan_in) in the forward pass (Jacot et al.), biases N(0, 1).",
+    )
     training: dict[str, Any] | None = Field(
         default=None,
         description="How `dlc train` trains the model: data, objective, optimizer, epochs "
