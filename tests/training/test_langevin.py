@@ -213,3 +213,18 @@ def test_predict_posterior_mean_averages_predictions_over_samples() -> None:
 def test_predict_posterior_mean_without_samples_says_why() -> None:
     with pytest.raises(ValueError, match="no posterior samples"):
         predict_posterior_mean(torch.nn.Linear(1, 1), [], torch.zeros(1, 1))
+
+
+def test_bayesian_linear_regression_example_runs() -> None:
+    """The example prints the Langevin and analytic posteriors side by side (short run)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "train" / "bayesian_linear_regression.py"
+    result = subprocess.run(
+        [sys.executable, str(example), "--steps", "2000"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "100 samples (burn-in 1000, thinning 10, 2000 steps)" in result.stdout
+    assert "mean (slope, intercept)" in result.stdout and "analytic" in result.stdout
