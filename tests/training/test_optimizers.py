@@ -315,3 +315,33 @@ def test_robbins_monro_numerator_defaults_to_the_optimizer_step_size() -> None:
         optimizer.step()
         schedule.step()
     np.testing.assert_allclose(step_sizes, [0.3, 0.15, 0.1, 0.075], atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["sgd+decay", "momentum", "nesterov", "rmsprop", "adam", "adamw"])
+def test_optimizer_and_schedule_resume_exactly_from_their_state_dicts(case: str) -> None:
+    """Interrupted after 40 steps and rebuilt from the saved states, the run continues bit for bit."""
+    spec = {**CASES[case][0], "grad_clip": 20.0}
+    schedule = {"name": "cosine", "warmup_steps": 10}
+    whole, _, _ = run_dlc(spec, schedule)
+    hessian, optimum = torch.tensor(HESSIAN), torch.tensor(OPTIMUM)
+
+    def build(theta):
+        optimizer = build_optimizer(optimizer_spec(spec), [theta])
+        return optimizer, build_schedule(schedule_spec(schedule), optimizer, total_steps=STEPS)
+
+    def advance(theta, optimizer, scheduler, steps):
+        for _ in range(steps):
+            optimizer.zero_grad()
+            (0.5 * (theta - optimum) @ hessian @ (theta - optimum)).backward()
+            optimizer.step()
+            scheduler.step()
+
+    theta = torch.nn.Parameter(torch.tensor(START))
+    optimizer, scheduler = build(theta)
+    advance(theta, optimizer, scheduler, 40)
+    resumed_theta = torch.nn.Parameter(theta.detach().clone())
+    resumed_optimizer, resumed_scheduler = build(resumed_theta)
+    resumed_optimizer.load_state_dict(optimizer.state_dict())
+    resumed_scheduler.load_state_dict(scheduler.state_dict())
+    advance(resumed_theta, resumed_optimizer, resumed_scheduler, STEPS - 40)
+    assert np.array_equal(resumed_theta.detach().numpy(), whole[-1])
