@@ -109,11 +109,13 @@ def cell(step_sizes: list[float], found: list[int | None], limit: int) -> str:
         return f"> {limit:,}"
     steps, lr = min(reached)
     text = f"{steps:,}"
-    if len(step_sizes) > 1:
-        default = found[step_sizes.index(DEFAULT_ADAPTIVE_LR)]
-        default_text = f"{default:,}" if default is not None else f"> {limit:,}"
-        text += f" (lr {lr:g}; lr 1e-3: {default_text})"
-    return text
+    if len(step_sizes) == 1:
+        return text
+    if lr == DEFAULT_ADAPTIVE_LR:
+        return text + f" (lr {lr:g})"
+    default = found[step_sizes.index(DEFAULT_ADAPTIVE_LR)]
+    default_text = f"{default:,}" if default is not None else f"> {limit:,}"
+    return text + f" (lr {lr:g}; lr {DEFAULT_ADAPTIVE_LR:g}: {default_text})"
 
 
 def main() -> int:
