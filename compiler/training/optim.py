@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     import torch
 
     from dlc.training.averaging import WeightAverager
-    from dlc.training.langevin import PosteriorSamples, predict_posterior_mean
+    from dlc.training.langevin import PosteriorSamples, load_posterior_samples, predict_posterior_mean
 
 # A decay or momentum factor: 1 would never forget (momentum without friction does not converge).
 DecayFactor = Annotated[float, Field(ge=0, lt=1)]
@@ -286,6 +286,7 @@ _LAZY_EXPORTS = {
     "WeightAverager": "dlc.training.averaging",
     "PosteriorSamples": "dlc.training.langevin",
     "predict_posterior_mean": "dlc.training.langevin",
+    "load_posterior_samples": "dlc.training.langevin",
 }
 
 
@@ -306,6 +307,7 @@ __all__ = [
     "WeightAverager",
     "build_optimizer",
     "build_schedule",
+    "load_posterior_samples",
     "predict_posterior_mean",
     "robbins_monro_conditions",
     "schedule_report",

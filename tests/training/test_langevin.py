@@ -17,6 +17,7 @@ from dlc.training.optim import (
     OptimizerSpec,
     PosteriorSamples,
     build_optimizer,
+    load_posterior_samples,
     predict_posterior_mean,
 )
 
@@ -228,3 +229,22 @@ def test_bayesian_linear_regression_example_runs() -> None:
     assert result.returncode == 0, result.stderr
     assert "100 samples (burn-in 1000, thinning 10, 2000 steps)" in result.stdout
     assert "mean (slope, intercept)" in result.stdout and "analytic" in result.stdout
+
+
+def test_samples_saved_as_safetensors_predict_like_the_live_ones(tmp_path) -> None:
+    features, targets = regression_data()
+    model = torch.nn.Linear(2, 1, bias=False).double()
+    spec = sgld_spec(lr=5e-3, friction=10.0, prior_precision=PRIOR_PRECISION, burn_in=20, thinning=5)
+    optimizer = build_optimizer(spec, model.parameters(), dataset_size=len(targets))
+    samples = PosteriorSamples(model, spec)
+    for _ in range(60):
+        optimizer.zero_grad()
+        gaussian_mean_nll(model(features).T, targets).backward()
+        optimizer.step()
+        samples.update(model)
+    samples.save(tmp_path / "posterior.safetensors")
+    loaded = load_posterior_samples(tmp_path / "posterior.safetensors")
+    assert len(loaded) == len(samples) == 8
+    torch.testing.assert_close(
+        predict_posterior_mean(model, loaded, features), predict_posterior_mean(model, samples, features)
+    )
