@@ -150,6 +150,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             portable=args.portable,
             pass_options={"conv_algo": args.conv_algo},
             limits=_limits(args),
+            direction=args.direction,
         )
     if args.print_ir:
         print(model.graph)
@@ -421,6 +422,40 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from dlc.training.loop import train
+    from dlc.training.plan import plan_training
+
+    with progress.task(f"preparing {args.spec}"):
+        plan = plan_training(
+            args.spec,
+            config_path=args.config,
+            overrides=_overrides(args.set),
+            registry=_registry(args),
+            limits=_limits(args),
+        )
+    output = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
+    start = time.perf_counter()
+    result = train(plan, output, resume=args.resume)
+    elapsed = time.perf_counter() - start
+    if result.files == [] and not result.interrupted:
+        return 0  # a process other than rank 0 under torchrun: it writes and reports nothing
+    if result.schedule_report:
+        print(result.schedule_report)
+    for split, metrics in result.metrics.items():
+        if metrics:
+            shown = "  ".join(f"{name} {value:.4g}" for name, value in metrics.items())
+            print(f"{split}: {shown}")
+    steps = f"{result.progress.step} steps, {result.progress.epoch} epochs"
+    print(f"wrote {', '.join(str(p) for p in result.files)} ({steps}, {elapsed:.1f} s)")
+    if result.interrupted:
+        print(
+            f"dlc: interrupted; resume with: dlc train {args.spec} --out {output} --resume", file=sys.stderr
+        )
+        return 130
+    return 0
+
+
 def cmd_completion(args: argparse.Namespace) -> int:
     from dlc.completion import completion_script
 
@@ -462,7 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a value under the spec's `params` (repeatable)",
+        help="override a value under the spec's `params` (repeatable); `dlc train` also takes "
+        "training.KEY=VALUE (e.g. training.optimizer.lr=3e-4)",
     )
     from dlc.limits import DEFAULT_MAX_NODES, DEFAULT_MAX_PARAMS
 
@@ -542,6 +578,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--portable",
         action="store_true",
         help="standard ONNX ops only (by default -O2 may use ONNX Runtime's fused com.microsoft ops)",
+    )
+    compile_.add_argument(
+        "--direction",
+        choices=("forward", "inverse"),
+        default="forward",
+        help="inverse: compile x = f^-1(z) of a spec of invertible layers (a flow), same weights",
     )
     compile_.set_defaults(handler=cmd_compile)
 
@@ -669,6 +711,19 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("-o", "--output", help="write it to a file")
     schema.set_defaults(handler=cmd_schema)
 
+    train = commands.add_parser(
+        "train",
+        parents=[common, spec_options],
+        help="train a spec with its `training:` section and write model.safetensors",
+    )
+    train.add_argument("spec", help="the spec file (YAML)")
+    train.add_argument("--config", help="a YAML file holding the training section (instead of the spec's)")
+    train.add_argument("--out", help="the run's directory (default runs/<spec name>)")
+    train.add_argument(
+        "--resume", action="store_true", help="continue from the checkpoint in the run's directory"
+    )
+    train.set_defaults(handler=cmd_train)
+
     completion = commands.add_parser(
         "completion",
         help="print a shell completion script for bash, zsh or fish (see the README)",
@@ -693,6 +748,9 @@ def _name_overrides(error: DlcError, overrides: Sequence[str]) -> DlcError:
     for diagnostic in error.diagnostics:
         line = diagnostic.source_line or ""
         used = [text for key, text in keys.items() if re.search(rf"\$\{{[^}}]*\b{re.escape(key)}\b", line)]
+        if any(n.startswith("the value comes from --set") for n in diagnostic.notes):
+            diagnostics.append(diagnostic)  # `dlc train` named the --set value already
+            continue
         if used:
             note = "the value comes from " + ", ".join(f"--set {text}" for text in used)
         else:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from dlc.ir.ops import OpDef
     from dlc.passes.manager import PassInfo
     from dlc.spec.blocks import BlockType, ShortcutProjection, TemplateLibrary
+    from dlc.training.datasets import DatasetInfo
     from dlc.tuning import Tuner
 
 PROJECT = "dlc"
@@ -67,6 +68,13 @@ def dlc_tuners() -> list[Tuner]:
     return []
 
 
+@hookspec
+def dlc_datasets() -> list[DatasetInfo]:
+    """Datasets `dlc train` can name in `data: {dataset: NAME}` (built without a download
+    where possible)."""
+    return []
+
+
 HOOK_NAMES = (
     "dlc_block_types",
     "dlc_ops",
@@ -75,4 +83,5 @@ HOOK_NAMES = (
     "dlc_shortcut_projections",
     "dlc_templates",
     "dlc_tuners",
+    "dlc_datasets",
 )

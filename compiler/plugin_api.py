@@ -42,6 +42,7 @@ from dlc.passes.manager import (
 )
 from dlc.spec.blocks import BlockConfig, BlockType, ShortcutProjection, TemplateLibrary
 from dlc.spec.context import BlockContext
+from dlc.training.datasets import DatasetArrays, DatasetInfo
 
 __all__ = [
     "LEVEL_OPT_IN",
@@ -53,6 +54,8 @@ __all__ = [
     "BlockContext",
     "BlockType",
     "DType",
+    "DatasetArrays",
+    "DatasetInfo",
     "Dim",
     "DlcError",
     "EmitTarget",

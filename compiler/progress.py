@@ -56,6 +56,26 @@ def task(description: str, total: float | None = None) -> Iterator[Callable[[flo
             _live = None
 
 
+@contextlib.contextmanager
+def status_task(description: str, total: float | None = None) -> Iterator[Callable[[float, str], None]]:
+    """Like `task`, with a status after the description that each advance may change
+    (`dlc train`: the loss and the throughput). A no-op when progress is off."""
+    if _console is None:
+        yield ignore_status
+        return
+    with task(description, total):
+        progress, task_id = _live, _live.task_ids[-1]
+
+        def advance(amount: float, status: str) -> None:
+            progress.update(task_id, advance=amount, description=f"{description} {status}")
+
+        yield advance
+
+
+def ignore_status(amount: float, status: str) -> None:
+    """The advance callback of `status_task` when progress is off."""
+
+
 def ignore(amount: float) -> None:
     """The advance callback when progress is off."""
 

@@ -36,6 +36,7 @@ from dlc.ir.ops import OpDef, OpGroup
 from dlc.ir.source_ops import SOURCE_OPS
 from dlc.passes.manager import PassInfo
 from dlc.spec.blocks import BlockType, ShortcutProjection, TemplateLibrary
+from dlc.training.datasets import DatasetInfo
 from dlc.tuning import Tuner
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ _RECORD_TYPES: dict[str, type] = {
     "dlc_shortcut_projections": ShortcutProjection,
     "dlc_templates": TemplateLibrary,
     "dlc_tuners": Tuner,
+    "dlc_datasets": DatasetInfo,
 }
 
 
@@ -107,6 +109,7 @@ class Registry:
         self._projections: list[ShortcutProjection] = []
         self._template_libraries: list[TemplateLibrary] = []
         self._tuners: list[Tuner] = []
+        self._datasets: list[DatasetInfo] = []
         self._templates: dict[str, Any] | None = None
         self._order: dict[str, int] = {}  # plugin name -> discovery position
         self._deferred: dict[str, _Deferred] = {}
@@ -162,6 +165,12 @@ class Registry:
     def tuners(self) -> list[Tuner]:
         self._load_all()
         return self._tuners
+
+    @property
+    def datasets(self) -> list[DatasetInfo]:
+        """Datasets from plugins (`dlc_datasets`); `dlc train` adds its packaged ones."""
+        self._load_all()
+        return self._datasets
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -273,6 +282,7 @@ class Registry:
             ("dlc_shortcut_projections", self._projections),
             ("dlc_templates", self._template_libraries),
             ("dlc_tuners", self._tuners),
+            ("dlc_datasets", self._datasets),
         ):
             if records.get(hook):
                 items.extend(records[hook])
@@ -381,6 +391,7 @@ def _provides(records: dict[str, list[Any]]) -> dict[str, list[str]]:
         "dlc_emit_targets": "targets",
         "dlc_shortcut_projections": "projections",
         "dlc_tuners": "tuners",
+        "dlc_datasets": "datasets",
     }
     provides = {
         labels[hook]: sorted(r.name for r in items) for hook, items in records.items() if hook in labels

@@ -58,7 +58,7 @@ def _check_dtypes(path: Path) -> None:
     unreadable = {
         name: entry.get("dtype")
         for name, entry in header.items()
-        if isinstance(entry, dict) and entry.get("dtype") not in _NUMPY_DTYPES
+        if name != "__metadata__" and isinstance(entry, dict) and entry.get("dtype") not in _NUMPY_DTYPES
     }
     if unreadable:
         listed = ", ".join(f"'{name}' ({dtype})" for name, dtype in sorted(unreadable.items())[:5])

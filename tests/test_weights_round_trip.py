@@ -110,3 +110,14 @@ def test_a_whole_pickled_module_is_refused_with_advice(tmp_path: Path) -> None:
     result = run_cli("compile", "specs/mlp.yaml", "--weights", str(path), "-o", str(tmp_path / "m.onnx"))
     assert result.code == 1, result.output
     assert "torch.save(model.state_dict(), path)" in result.stderr
+
+
+def test_a_safetensors_file_with_metadata_loads(tmp_path) -> None:
+    """HF and `dlc train` write a `__metadata__` entry in the header: it is no tensor."""
+    from safetensors.numpy import save_file
+
+    from dlc.weights import read_weights_file
+
+    path = tmp_path / "with_metadata.safetensors"
+    save_file({"w": np.ones(3, dtype=np.float32)}, str(path), metadata={"format": "pt"})
+    assert list(read_weights_file(path)) == ["w"]

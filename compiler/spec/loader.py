@@ -48,10 +48,13 @@ def load_spec(
     overrides: Mapping[str, Any] | None = None,
     *,
     text: str | None = None,
+    check_training: bool = True,
 ) -> Spec:
     """Load and validate a spec from a path (or from `text`, with `source` as its name).
 
-    `overrides` replace values under `params` (the CLI's ``--set key=value``)."""
+    `overrides` replace values under `params` (the CLI's ``--set key=value``). `dlc train`
+    passes `check_training=False`: it checks the `training:` section itself, after its own
+    overrides (or instead of it, with `--config`)."""
     if text is not None:
         data, source_map = load_yaml(text, str(source))
         path = None
@@ -74,8 +77,22 @@ def load_spec(
     templates, diagnostics = parse_templates(data.get("blocks") or {}, source_map, ("blocks",), None)
     for diagnostic in diagnostics:
         errors.add(SpecError(diagnostics=[diagnostic]))
+    if check_training and isinstance(data.get("training"), dict):
+        _check_training(data, source_map, path, errors)
     errors.raise_if_any()
     return Spec(model=model, raw=data, source=source_map, params=params, templates=templates, path=path)
+
+
+def _check_training(
+    data: dict[str, Any], source: SourceMap, path: Path | None, errors: ErrorCollector
+) -> None:
+    """The `training:` section is part of the language: its problems are the spec's."""
+    from dlc.training.section import training_source, validate_section
+
+    try:
+        validate_section(training_source(data, source, path, None))
+    except SpecError as error:
+        errors.add(error)
 
 
 def _explain_version(diagnostic: Diagnostic, data: dict[str, Any]) -> Diagnostic:

@@ -36,6 +36,7 @@ from dlc.registry import Registry
 from dlc.spec.blocks import BlockType
 from dlc.spec.budget import check_parameter_budget, oversized_options
 from dlc.spec.context import BlockContext
+from dlc.spec.direction import FORWARD, INVERSE, InverseLowering, invertible
 from dlc.spec.entries import EntryReading
 from dlc.spec.expressions import ExpressionError, evaluate_text
 from dlc.spec.loader import Spec
@@ -59,17 +60,21 @@ class LoweredSpec:
     layers: list[LayerInfo]
 
 
-def lower_spec(spec: Spec, registry: Registry, limits: Limits | None = None) -> LoweredSpec:
+def lower_spec(
+    spec: Spec, registry: Registry, limits: Limits | None = None, direction: str = FORWARD
+) -> LoweredSpec:
     """Lower `spec` to an IR graph; raise one `SpecError` listing every problem found, or a
-    `ResourceLimitError` as soon as the model outgrows `limits`."""
-    return Lowering(spec, registry, limits or Limits()).run()
+    `ResourceLimitError` as soon as the model outgrows `limits`. With `direction`
+    ``inverse``, the graph is the spec's inverse map (`dlc.spec.direction`)."""
+    return Lowering(spec, registry, limits or Limits(), direction).run()
 
 
-class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
+class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering, InverseLowering):
     """Lowers one spec; collects every error on the way."""
 
-    def __init__(self, spec: Spec, registry: Registry, limits: Limits) -> None:
+    def __init__(self, spec: Spec, registry: Registry, limits: Limits, direction: str = FORWARD) -> None:
         self.spec = spec
+        self.direction = direction
         self.registry = registry
         self.limits = limits
         self.graph = Graph(spec.name)
@@ -94,9 +99,17 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
             root.taken.add(name)
         inputs = list(spec.model.inputs)
         first = root.names[inputs[0]] if len(inputs) == 1 else None
-        last = self.lower_sequence(spec.raw["layers"], ("layers",), root, first, several_inputs=inputs)
+        if self.direction == INVERSE:
+            try:
+                last = self.lower_inverse(root, root.names[inputs[0]])
+            except Broken:
+                last = None
+        else:
+            last = self.lower_sequence(spec.raw["layers"], ("layers",), root, first, several_inputs=inputs)
         self._set_outputs(root, last)
         self.errors.raise_if_any()
+        if self.direction == INVERSE:
+            self.name_inverse_ends(last)
         check_parameter_budget(self.graph, self.layers, self.limits.max_params, spec.source)
         return LoweredSpec(self.graph, self.layers)
 
@@ -466,20 +479,23 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
         config: dict[str, Any],
         inputs: list[Value],
         name: str,
-    ) -> Value:
+        inverse: bool = False,
+    ) -> LayerResult:
         """A block, or a template, lowered from inside another block's lowering (composite
-        blocks, `time_distributed`)."""
+        blocks, `time_distributed`); with `inverse`, the block's inverse (a flow's steps)."""
         if not self.registry.block_providers(block_name) and (
             block_name in self.spec.templates or block_name in self._plugin_templates
         ):
-            return self._nested_template(ctx, block_name, config, inputs, name)
+            return LayerResult.single(self._nested_template(ctx, block_name, config, inputs, name))
         block = self.registry.block(block_name)
+        if inverse:
+            block = invertible(block)
         parsed = block.config.model_validate(config)
-        child = BlockContext(self, ctx.frame, block, f"{ctx.scope}.{name}", ctx.location)
+        child = BlockContext(self, ctx.frame, block, ctx.qualify(name), ctx.location)
         child.path = ctx.path
         result = self._as_layer_result(block.lower(child, parsed, inputs), block, child)
         ctx.created.extend(child.created)
-        return result.value
+        return result
 
     def _nested_template(
         self, ctx: BlockContext, name: str, config: dict[str, Any], inputs: list[Value], scope: str
@@ -489,9 +505,10 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
         options_path = (*ctx.path, ctx.block.name, "options")
         args = self._template_args(template, config, options_path, ctx.frame)
         rows = len(self.layers)
-        result = self._instantiate(template, args, ctx.path, ctx.frame, inputs, f"{ctx.scope}.{scope}")
+        full = ctx.qualify(scope)
+        result = self._instantiate(template, args, ctx.path, ctx.frame, inputs, full)
         del self.layers[rows:]  # summarized as part of the calling layer, as nested blocks are
-        ctx.created.extend(n.name for n in self.graph if n.layer.startswith(f"{ctx.scope}.{scope}."))
+        ctx.created.extend(n.name for n in self.graph if n.layer.startswith(f"{full}."))
         return result.value
 
     def _expand(self, value: Any, path: YamlPath, frame: Frame) -> Any:

@@ -151,6 +151,11 @@ class SpecModel(StrictModel):
     blocks: dict[Identifier, TemplateDef] = Field(default_factory=dict)
     layers: list[Any] = Field(min_length=1)
     outputs: list[str] | dict[Identifier, str] | None = None
+    training: dict[str, Any] | None = Field(
+        default=None,
+        description="How `dlc train` trains the model: data, objective, optimizer, epochs "
+        "(checked by `dlc.training.config.TrainingConfig`).",
+    )
 
 
 COMMON_LAYER_KEYS = ("id", "in", "if", "share")

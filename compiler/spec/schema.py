@@ -254,6 +254,17 @@ def _spec_template_call(reserved: list[str]) -> dict[str, Any]:
     }
 
 
+def _training_schema(defs: dict[str, Any]) -> dict[str, Any]:
+    """The `training:` section (`dlc train`), closed like the rest of the language."""
+    from dlc.training.config import NAMED_SECTIONS, TrainingConfig
+    from dlc.training.section import known_names
+
+    schema = _hoist_defs(TrainingConfig.model_json_schema(ref_template="#/$defs/{model}"), defs)
+    for key in NAMED_SECTIONS:  # the shorthand `optimizer: adam` for `{name: adam}`
+        schema["properties"][key] = {"anyOf": [schema["properties"][key], {"enum": known_names(key)}]}
+    return {**schema, "description": "How `dlc train` trains the model."}
+
+
 def spec_schema(registry: Registry) -> dict[str, Any]:
     defs: dict[str, Any] = {}
     known = sorted({*registry.block_names, *registry.templates()})
@@ -297,6 +308,7 @@ def spec_schema(registry: Registry) -> dict[str, Any]:
     _layer_lists_in_shortcut(options, ANY_LAYERS)
     defs["ResidualOptions"] = options
     schema["properties"]["layers"] = _layer_list(ANY_LAYERS, minItems=1)
+    schema["properties"]["training"] = _training_schema(defs)
     schema["properties"]["blocks"] = {
         "type": "object",
         "propertyNames": {"pattern": IDENTIFIER},
