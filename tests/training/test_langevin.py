@@ -248,3 +248,31 @@ def test_samples_saved_as_safetensors_predict_like_the_live_ones(tmp_path) -> No
     torch.testing.assert_close(
         predict_posterior_mean(model, loaded, features), predict_posterior_mean(model, samples, features)
     )
+
+
+def test_dlc_train_keeps_posterior_samples_of_the_example_spec(tmp_path) -> None:
+    """`dlc train` on the example spec (shortened): the posterior file holds the samples after
+    burn-in with thinning, under the spec's parameter names, near the analytic posterior."""
+    from tests.conftest import EXAMPLES, run_cli
+
+    result = run_cli(
+        "train",
+        str(EXAMPLES / "train" / "bayesian_linear_regression.yaml"),
+        "--out",
+        str(tmp_path),
+        "--set",
+        "training.epochs=1200",
+        "--set",
+        "training.optimizer.burn_in=200",
+        timeout=300,
+    )
+    assert result.code == 0, result.output
+    samples = load_posterior_samples(tmp_path / "posterior.safetensors")
+    assert len(samples) == 100 and set(samples[0]) == {"line.weight", "line.bias"}
+    drawn = np.array([[s["line.weight"].item(), s["line.bias"].item()] for s in samples])
+    with np.load(EXAMPLES / "train" / "bayesian_linear_regression.npz") as arrays:
+        features = torch.tensor(np.hstack([arrays["x"], np.ones_like(arrays["x"])]), dtype=torch.float64)
+        targets = torch.tensor(arrays["target"].ravel(), dtype=torch.float64)
+    mean, covariance = analytic_posterior(features, targets)
+    assert np.abs(drawn.mean(axis=0) - mean).max() < 0.1
+    assert np.all(np.abs(np.diag(np.cov(drawn.T)) / np.diag(covariance) - 1) < 0.5)  # 100 correlated samples
