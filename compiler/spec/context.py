@@ -209,9 +209,10 @@ class BlockContext:
         ``lstm: {layers: 1000000}`` fails at once instead of after minutes and gigabytes."""
         self._lowering.builder.check_room(nodes, self.location, f"{self.block.name} '{self.name}' ({what})")
 
-    def note_input_range(self, value: Value, low: float, high: float) -> None:
-        """Record the valid value range of a graph input (token ids for an embedding), so
-        random inputs stay in range."""
+    def note_input_range(self, value: Value, low: float | str, high: float | str) -> None:
+        """Record the valid value range of a graph input (token ids for an embedding, node
+        indices in [0, V) for an edge_index: a bound may name a symbolic dim), so random
+        inputs stay in range."""
         self._lowering.builder.note_input_range(value, low, high)
 
     def error(self, message: str, *, hint: str | None = None, notes: Sequence[str] = ()) -> ShapeError:

@@ -29,7 +29,7 @@ from dlc.ir.builder import GraphBuilder
 from dlc.ir.graph import Graph
 from dlc.ir.node import Value
 from dlc.ir.ops import InferenceError
-from dlc.ir.symbolic import Dim
+from dlc.ir.symbolic import Dim, dim_symbols
 from dlc.ir.types import TensorType, parse_dim
 from dlc.limits import MAX_DIM, MAX_NESTING, Limits, ResourceLimitError, format_count
 from dlc.registry import Registry
@@ -92,8 +92,9 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering, 
         self._check_template_names()
         shapes = {name: self._input_shape(name, decl.shape, root) for name, decl in spec.model.inputs.items()}
         self.errors.raise_if_any()  # layers on an input of unknown shape would only add noise
+        dims = {symbol for shape in shapes.values() for dim in shape for symbol in dim_symbols(dim)}
         for name, decl in spec.model.inputs.items():
-            value_range = self._input_range(name, decl.range, root)  # its errors come with the layers'
+            value_range = self._input_range(name, decl.range, root, dims)  # its errors come with the layers'
             node = self.builder.add_input(name, TensorType(decl.dtype, shapes[name]), value_range)
             root.names[name] = LayerResult.single(node.output)
             root.taken.add(name)
@@ -129,22 +130,29 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering, 
         return tuple(shape)
 
     def _input_range(
-        self, name: str, bounds: Sequence[Any] | None, frame: Frame
-    ) -> tuple[float, float] | None:
-        """An input's `range: [low, high]`; each bound a number or an expression (`${vocab}`)."""
+        self, name: str, bounds: Sequence[Any] | None, frame: Frame, dims: set[str]
+    ) -> tuple[float | str, float | str] | None:
+        """An input's `range: [low, high]`; each bound a number, an expression (`${vocab}`)
+        or the name of a symbolic dim of the inputs (`V`: node indices of a graph)."""
         if bounds is None:
             return None
         values: list[float] = []
         for index, bound in enumerate(bounds):
             path = ("inputs", name, "range", index)
+            if isinstance(bound, str) and bound in dims:
+                values.append(bound)  # type: ignore[arg-type]  # resolved when inputs are drawn
+                continue
             try:
                 value = self._expand(bound, path, frame)
             except Broken:
                 return None
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                self._error(f"`range` bounds are numbers, got {value!r}", path, frame)
+                hint = f"or the name of a symbolic dim ({', '.join(sorted(dims))})" if dims else None
+                self._error(f"`range` bounds are numbers, got {value!r}", path, frame, hint=hint)
                 return None
             values.append(float(value))
+        if any(isinstance(v, str) for v in values):
+            return values[0], values[1]
         problem = range_problem(values[0], values[1], self.spec.model.inputs[name].dtype)
         if problem:
             self._error(problem, ("inputs", name, "range"), frame)
