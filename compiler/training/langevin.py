@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -142,12 +143,30 @@ class PosteriorSamples:
 
     def load_state_dict(self, flat: Mapping[str, torch.Tensor]) -> None:
         self.steps_seen = int(flat["steps_seen"])
-        samples: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in flat.items():
-            if key != "steps_seen":
-                index, name = key.split("/", 1)
-                samples.setdefault(int(index), {})[name] = value
-        self.samples = [samples[index] for index in sorted(samples)]
+        self.samples = _unflatten(flat)
+
+    def save(self, path: str | Path) -> None:
+        """Write the samples as one safetensors file (`{index}/{name}` keys, `steps_seen`)."""
+        from safetensors.torch import save_file
+
+        flat = {key: value.contiguous() for key, value in self.state_dict().items()}
+        save_file(flat, str(path), metadata={"burn_in": str(self.burn_in), "thinning": str(self.thinning)})
+
+
+def load_posterior_samples(path: str | Path) -> list[dict[str, torch.Tensor]]:
+    """The weight sets a Langevin run saved with `PosteriorSamples.save`, in order."""
+    from safetensors.torch import load_file
+
+    return _unflatten(load_file(str(path)))
+
+
+def _unflatten(flat: Mapping[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    samples: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in flat.items():
+        if key != "steps_seen":
+            index, name = key.split("/", 1)
+            samples.setdefault(int(index), {})[name] = value
+    return [samples[index] for index in sorted(samples)]
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ from dlc.training.optim import (
     OptimizerSpec,
     PosteriorSamples,
     build_optimizer,
+    load_posterior_samples,
     predict_posterior_mean,
 )
 
@@ -213,3 +214,65 @@ def test_predict_posterior_mean_averages_predictions_over_samples() -> None:
 def test_predict_posterior_mean_without_samples_says_why() -> None:
     with pytest.raises(ValueError, match="no posterior samples"):
         predict_posterior_mean(torch.nn.Linear(1, 1), [], torch.zeros(1, 1))
+
+
+def test_bayesian_linear_regression_example_runs() -> None:
+    """The example prints the Langevin and analytic posteriors side by side (short run)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "train" / "bayesian_linear_regression.py"
+    result = subprocess.run(
+        [sys.executable, str(example), "--steps", "2000"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "100 samples (burn-in 1000, thinning 10, 2000 steps)" in result.stdout
+    assert "mean (slope, intercept)" in result.stdout and "analytic" in result.stdout
+
+
+def test_samples_saved_as_safetensors_predict_like_the_live_ones(tmp_path) -> None:
+    features, targets = regression_data()
+    model = torch.nn.Linear(2, 1, bias=False).double()
+    spec = sgld_spec(lr=5e-3, friction=10.0, prior_precision=PRIOR_PRECISION, burn_in=20, thinning=5)
+    optimizer = build_optimizer(spec, model.parameters(), dataset_size=len(targets))
+    samples = PosteriorSamples(model, spec)
+    for _ in range(60):
+        optimizer.zero_grad()
+        gaussian_mean_nll(model(features).T, targets).backward()
+        optimizer.step()
+        samples.update(model)
+    samples.save(tmp_path / "posterior.safetensors")
+    loaded = load_posterior_samples(tmp_path / "posterior.safetensors")
+    assert len(loaded) == len(samples) == 8
+    torch.testing.assert_close(
+        predict_posterior_mean(model, loaded, features), predict_posterior_mean(model, samples, features)
+    )
+
+
+def test_dlc_train_keeps_posterior_samples_of_the_example_spec(tmp_path) -> None:
+    """`dlc train` on the example spec (shortened): the posterior file holds the samples after
+    burn-in with thinning, under the spec's parameter names, near the analytic posterior."""
+    from tests.conftest import EXAMPLES, run_cli
+
+    result = run_cli(
+        "train",
+        str(EXAMPLES / "train" / "bayesian_linear_regression.yaml"),
+        "--out",
+        str(tmp_path),
+        "--set",
+        "training.epochs=1200",
+        "--set",
+        "training.optimizer.burn_in=200",
+        timeout=300,
+    )
+    assert result.code == 0, result.output
+    samples = load_posterior_samples(tmp_path / "posterior.safetensors")
+    assert len(samples) == 100 and set(samples[0]) == {"line.weight", "line.bias"}
+    drawn = np.array([[s["line.weight"].item(), s["line.bias"].item()] for s in samples])
+    with np.load(EXAMPLES / "train" / "bayesian_linear_regression.npz") as arrays:
+        features = torch.tensor(np.hstack([arrays["x"], np.ones_like(arrays["x"])]), dtype=torch.float64)
+        targets = torch.tensor(arrays["target"].ravel(), dtype=torch.float64)
+    mean, covariance = analytic_posterior(features, targets)
+    assert np.abs(drawn.mean(axis=0) - mean).max() < 0.1
+    assert np.all(np.abs(np.diag(np.cov(drawn.T)) / np.diag(covariance) - 1) < 0.5)  # 100 correlated samples

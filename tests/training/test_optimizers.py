@@ -315,3 +315,62 @@ def test_robbins_monro_numerator_defaults_to_the_optimizer_step_size() -> None:
         optimizer.step()
         schedule.step()
     np.testing.assert_allclose(step_sizes, [0.3, 0.15, 0.1, 0.075], atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["sgd+decay", "momentum", "nesterov", "rmsprop", "adam", "adamw"])
+def test_optimizer_and_schedule_resume_exactly_from_their_state_dicts(case: str) -> None:
+    """Interrupted after 40 steps and rebuilt from the saved states, the run continues bit for bit."""
+    spec = {**CASES[case][0], "grad_clip": 20.0}
+    schedule = {"name": "cosine", "warmup_steps": 10}
+    whole, _, _ = run_dlc(spec, schedule)
+    hessian, optimum = torch.tensor(HESSIAN), torch.tensor(OPTIMUM)
+
+    def build(theta):
+        optimizer = build_optimizer(optimizer_spec(spec), [theta])
+        return optimizer, build_schedule(schedule_spec(schedule), optimizer, total_steps=STEPS)
+
+    def advance(theta, optimizer, scheduler, steps):
+        for _ in range(steps):
+            optimizer.zero_grad()
+            (0.5 * (theta - optimum) @ hessian @ (theta - optimum)).backward()
+            optimizer.step()
+            scheduler.step()
+
+    theta = torch.nn.Parameter(torch.tensor(START))
+    optimizer, scheduler = build(theta)
+    advance(theta, optimizer, scheduler, 40)
+    resumed_theta = torch.nn.Parameter(theta.detach().clone())
+    resumed_optimizer, resumed_scheduler = build(resumed_theta)
+    resumed_optimizer.load_state_dict(optimizer.state_dict())
+    resumed_scheduler.load_state_dict(scheduler.state_dict())
+    advance(resumed_theta, resumed_optimizer, resumed_scheduler, STEPS - 40)
+    assert np.array_equal(resumed_theta.detach().numpy(), whole[-1])
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=lambda s: s if isinstance(s, str) else s["name"])
+def test_langevin_dynamics_under_schedule_equals_course_formula(schedule: dict | str) -> None:
+    """sgld on the same quadratic (E = J, N = 1): v <- (1 - eta gamma) v - eta grad E + sqrt(2 gamma eta T) eps,
+    theta <- theta + eta v, with eps drawn from a generator seeded like the optimizer's."""
+    spec = {"name": "sgld", "lr": 0.01, "friction": 5.0, "temperature": 0.3, "prior_precision": 0.5}
+    theta = torch.nn.Parameter(torch.tensor(START))
+    hessian, optimum = torch.tensor(HESSIAN), torch.tensor(OPTIMUM)
+    optimizer = build_optimizer(optimizer_spec(spec), [theta], seed=11)
+    scheduler = build_schedule(schedule_spec(schedule), optimizer, total_steps=STEPS)
+    iterates, step_sizes = [], []
+    for _ in range(STEPS):
+        optimizer.zero_grad()
+        (0.5 * (theta - optimum) @ hessian @ (theta - optimum)).backward()
+        step_sizes.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+        iterates.append(theta.detach().numpy().copy())
+    generator = torch.Generator().manual_seed(11)
+    position, velocity, expected = START.copy(), np.zeros_like(START), []
+    for eta in step_sizes:
+        noise = torch.randn(len(START), generator=generator, dtype=torch.float64).numpy()
+        energy_gradient = gradient(position) + 0.5 * position  # prior precision 0.5
+        velocity = (1 - eta * 5.0) * velocity - eta * energy_gradient + np.sqrt(2 * 5.0 * eta * 0.3) * noise
+        position = position + eta * velocity
+        expected.append(position)
+    np.testing.assert_allclose(np.array(iterates), np.array(expected), rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(step_sizes, course_step_sizes(schedule, 0.01), rtol=0, atol=1e-12)
