@@ -84,7 +84,8 @@ def plot_loss_curve(records: Iterable[Mapping[str, Any]], path: Path, title: str
 
 
 def plot_sample_grid(images: Any, path: Path, title: str) -> Path:
-    """Images [K, C, H, W] (C = 1 or 3, values in [-1, 1] or [0, 1]) in a square grid."""
+    """Images [K, C, H, W] (C = 1 or 3, values in [-1, 1] or [0, 1]) in a square grid; points
+    [K, D] as a scatter plot of their first two coordinates."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,6 +93,13 @@ def plot_sample_grid(images: Any, path: Path, title: str) -> Path:
     import numpy as np
 
     images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 2:  # points, not images (a generator of 2-d data): a scatter plot
+        figure, axis = plt.subplots(figsize=(5, 5))
+        axis.scatter(images[:, 0], images[:, 1 if images.shape[1] > 1 else 0], s=6)
+        axis.set_title(title)
+        figure.savefig(path, dpi=80)
+        plt.close(figure)
+        return path
     if images.min() < 0:
         images = (images + 1) / 2  # tanh outputs
     images = np.clip(images, 0, 1)

@@ -158,6 +158,7 @@ def test_gan_training_alternates_and_writes_both_models(gan: Path, tmp_path: Pat
     for name, value in discriminator.items():
         assert not np.array_equal(value.numpy(), before[DISCRIMINATOR][name]), name
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert (tmp_path / "run" / "samples.png").is_file()  # 2-d points: a scatter plot
     train_lines = [line for line in lines if line["split"] == "train"]
     assert train_lines and all(
         math.isfinite(line["discriminator_loss"]) and math.isfinite(line["generator_loss"])
