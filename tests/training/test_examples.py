@@ -121,4 +121,3 @@ def test_gcn_from_the_zoo_classifies_sbm_nodes_better_than_their_features_alone(
     baseline = LogisticRegression(max_iter=1000).fit(x[train_nodes], labels[train_nodes])
     baseline_accuracy = float(np.mean(baseline.predict(x[test_nodes]) == labels[test_nodes]))
     assert accuracy >= 0.9 and accuracy > baseline_accuracy + 0.1, (accuracy, baseline_accuracy)
-
