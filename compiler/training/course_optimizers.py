@@ -17,7 +17,7 @@ Weight decay is an L2 penalty throughout: g = grad J(theta) + weight_decay * the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -33,17 +33,12 @@ class HeavyBallMomentum(Optimizer):
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         loss = _evaluate(closure)
-        for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                gradient = _decayed_gradient(param, group["weight_decay"])
-                state = self.state[param]
-                if "displacement" not in state:
-                    state["displacement"] = torch.zeros_like(param)
-                displacement = state["displacement"]  # theta_t - theta_{t-1}
-                displacement.mul_(group["momentum"]).add_(gradient, alpha=-group["lr"])
-                param.add_(displacement)
+        for group, param, gradient, state in _course_steps(self):
+            if "displacement" not in state:
+                state["displacement"] = torch.zeros_like(param)
+            displacement = state["displacement"]  # theta_t - theta_{t-1}
+            displacement.mul_(group["momentum"]).add_(gradient, alpha=-group["lr"])
+            param.add_(displacement)
         return loss
 
 
@@ -59,19 +54,14 @@ class NesterovMomentum(Optimizer):
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         loss = _evaluate(closure)
-        for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                gradient = _decayed_gradient(param, group["weight_decay"])
-                state = self.state[param]
-                if "iterate" not in state:
-                    state["iterate"] = param.detach().clone()  # theta_0 = y_0
-                previous = state["iterate"]
-                iterate = param - group["lr"] * gradient  # theta_{t+1} = y_t - eta grad f(y_t)
-                # y_{t+1} = theta_{t+1} + beta (theta_{t+1} - theta_t)
-                param.copy_(iterate + group["momentum"] * (iterate - previous))
-                previous.copy_(iterate)
+        for group, param, gradient, state in _course_steps(self):
+            if "iterate" not in state:
+                state["iterate"] = param.detach().clone()  # theta_0 = y_0
+            previous = state["iterate"]
+            iterate = param - group["lr"] * gradient  # theta_{t+1} = y_t - eta grad f(y_t)
+            # y_{t+1} = theta_{t+1} + beta (theta_{t+1} - theta_t)
+            param.copy_(iterate + group["momentum"] * (iterate - previous))
+            previous.copy_(iterate)
         return loss
 
 
@@ -86,18 +76,13 @@ class CourseRMSProp(Optimizer):
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         loss = _evaluate(closure)
-        for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                gradient = _decayed_gradient(param, group["weight_decay"])
-                state = self.state[param]
-                if "square_average" not in state:
-                    state["square_average"] = torch.zeros_like(param)
-                square_average = state["square_average"]
-                beta = group["beta"]
-                square_average.mul_(beta).addcmul_(gradient, gradient, value=1 - beta)
-                param.addcdiv_(gradient, (square_average + group["eps"]).sqrt_(), value=-group["lr"])
+        for group, param, gradient, state in _course_steps(self):
+            if "square_average" not in state:
+                state["square_average"] = torch.zeros_like(param)
+            square_average = state["square_average"]
+            beta = group["beta"]
+            square_average.mul_(beta).addcmul_(gradient, gradient, value=1 - beta)
+            param.addcdiv_(gradient, (square_average + group["eps"]).sqrt_(), value=-group["lr"])
         return loss
 
 
@@ -113,6 +98,14 @@ def clip_gradients_before_each_step(optimizer: Optimizer, max_norm: float) -> No
             torch.nn.utils.clip_grad_norm_(params, max_norm)
 
     optimizer.register_step_pre_hook(clip)
+
+
+def _course_steps(optimizer: Optimizer) -> Iterator[tuple[dict, torch.Tensor, torch.Tensor, dict]]:
+    """Each parameter that has a gradient, with its group, its L2-decayed gradient and its state."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            if param.grad is not None:
+                yield group, param, _decayed_gradient(param, group["weight_decay"]), optimizer.state[param]
 
 
 def _decayed_gradient(param: torch.Tensor, weight_decay: float) -> torch.Tensor:
