@@ -181,6 +181,9 @@ CASES: list[Case] = [
     Case("codegen-leaky-relu-minus-inf", T, 0, "", spec=TINY + "  - leaky_relu: -.inf\n", changes=PKG, check=PARSES),
     Case("codegen-elu-inf", T, 0, "", spec=TINY + "  - elu: .inf\n", changes=PKG, check=PARSES),
     Case("codegen-pad-value-inf", T, 0, "", spec=TINY.replace("[N, 4]", "[N, 2, 4]") + "  - pad: {padding: 1, value: .inf}\n", changes=PKG, check=torch_package_runs("pkg", (1, 2, 4))),
+    Case("codegen-id-starts-with-digit", T, 1, "not a Python name", spec=TINY + "    id: 1e309\n"),
+    Case("codegen-top-level-numeric-id", T, 1, "not one", spec=TINY + "    id: '5'\n"),
+    Case("codegen-nested-numeric-ids-run", T, 0, "", spec=TINY + "    id: features\n  - repeat: 2\n    id: stack\n    body: [{linear: 3}]\n", changes=PKG, check=RUNS),
     # -- 3. Sizes (helper `scale`, issue 18) ---------------------------------------------------
 ]
 # fmt: on
