@@ -170,17 +170,26 @@ def test_hostile_mutants_compile_or_fail_with_located_errors(tmp_path: Path) -> 
     rng = random.Random(FUZZ_SEED)
     findings: dict[str, list[tuple[int, str]]] = {}
     start = time.perf_counter()
+
+    def report(done: int) -> dict[str, Any]:
+        """The figures so far; written every 500 cases, so a long campaign can be watched."""
+        figures = {
+            "cases": FUZZ_CASES,
+            "done": done,
+            "seed": FUZZ_SEED,
+            "seconds": round(time.perf_counter() - start, 1),
+            "findings": {k: {"count": len(v), "first": v[:3]} for k, v in findings.items()},
+        }
+        if os.environ.get("DLC_FUZZ_REPORT"):
+            Path(os.environ["DLC_FUZZ_REPORT"]).write_text(json.dumps(figures, indent=2))
+        return figures
+
     for index in range(FUZZ_CASES):
         seed_spec, mutant = hostile_case(rng)
         finding = check_hostile_mutant(mutant, tmp_path, opt_level=rng.choice((0, 1, 2)))
         if finding is not None:
             findings.setdefault(finding, []).append((index, seed_spec))
-    report = {
-        "cases": FUZZ_CASES,
-        "seed": FUZZ_SEED,
-        "seconds": round(time.perf_counter() - start, 1),
-        "findings": {k: {"count": len(v), "first": v[:3]} for k, v in findings.items()},
-    }
-    if os.environ.get("DLC_FUZZ_REPORT"):
-        Path(os.environ["DLC_FUZZ_REPORT"]).write_text(json.dumps(report, indent=2))
-    assert not findings, json.dumps(report, indent=2)
+        if index % 500 == 499:
+            report(index + 1)
+    assert not findings, json.dumps(report(FUZZ_CASES), indent=2)
+    report(FUZZ_CASES)
