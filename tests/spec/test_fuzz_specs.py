@@ -6,7 +6,8 @@ Two fuzzers: gentle mutations (hypothesis, valid YAML with plausible values), an
 ones (`hostile_specs.py`: deep nesting, huge numbers, tags, aliases, long strings, odd
 Unicode, damaged text and bytes) of every spec in `specs/`. The hostile run is short by
 default; ``DLC_FUZZ_CASES=20000 DLC_FUZZ_SEED=1`` makes it the long campaign, and
-``DLC_FUZZ_REPORT=path.json`` writes its figures and findings."""
+``DLC_FUZZ_REPORT=path.json`` writes its figures and findings, and ``DLC_FUZZ_SHARD=i/n``
+splits the campaign over n processes."""
 
 from __future__ import annotations
 
@@ -106,6 +107,9 @@ def test_mutated_specs_compile_or_fail_with_located_errors(text: str) -> None:
 
 FUZZ_CASES = int(os.environ.get("DLC_FUZZ_CASES", "25"))
 FUZZ_SEED = int(os.environ.get("DLC_FUZZ_SEED", "1"))
+# "i/n": check only the cases whose index is i modulo n. Every shard draws the whole seeded
+# sequence, so n processes together check exactly the cases one process would.
+FUZZ_SHARD = tuple(int(part) for part in os.environ.get("DLC_FUZZ_SHARD", "0/1").split("/"))
 CASE_SECONDS = 20  # a mutant that takes longer is reported as a hang
 TORCH_PARAMETERS = 2_000_000  # generate model.py (which draws the weights) below this size
 
@@ -177,6 +181,7 @@ def test_hostile_mutants_compile_or_fail_with_located_errors(tmp_path: Path) -> 
             "cases": FUZZ_CASES,
             "done": done,
             "seed": FUZZ_SEED,
+            "shard": f"{FUZZ_SHARD[0]}/{FUZZ_SHARD[1]}",
             "seconds": round(time.perf_counter() - start, 1),
             "findings": {k: {"count": len(v), "first": v[:3]} for k, v in findings.items()},
         }
@@ -186,9 +191,11 @@ def test_hostile_mutants_compile_or_fail_with_located_errors(tmp_path: Path) -> 
 
     for index in range(FUZZ_CASES):
         seed_spec, mutant = hostile_case(rng)
-        finding = check_hostile_mutant(mutant, tmp_path, opt_level=rng.choice((0, 1, 2)))
-        if finding is not None:
-            findings.setdefault(finding, []).append((index, seed_spec))
+        opt_level = rng.choice((0, 1, 2))
+        if index % FUZZ_SHARD[1] == FUZZ_SHARD[0]:
+            finding = check_hostile_mutant(mutant, tmp_path, opt_level=opt_level)
+            if finding is not None:
+                findings.setdefault(finding, []).append((index, seed_spec))
         if index % 500 == 499:
             report(index + 1)
     assert not findings, json.dumps(report(FUZZ_CASES), indent=2)
