@@ -115,6 +115,7 @@ SIZE_CASES: list[Case] = [
     Case("size-highway-layers-1e6", V, 1, "--max-nodes", spec=spec("- highway: 1000000", "[N, 8]")),
     Case("size-highway-layers-2e40", V, 1, "larger than the limit", spec=spec("- highway: 1099511627776", "[N, 8]")),
     Case("size-lrn-size-2e31", C, 1, "larger than the limit", spec=spec("- local_response_norm: {size: 2147483648}", "[N, 4, 8, 8]")),
+    Case("size-fold-batch-norm-1e9-channels", ("compile", "{spec}", "-O2", "--print-ir"), 0, "would hold 112 GB", spec=spec("- conv2d: {out: 1000000000, kernel: 1}\n- batch_norm", "[1, 3, 8, 8]")),
     Case("size-lrn-even-size-2e31", C, 0, "wrote", spec=spec("- local_response_norm: {size: 2147483646}", "[N, 4, 8, 8]"), changes=("out.onnx",)),
     Case("size-heads-2e40", V, 1, "larger than the limit", spec=spec("- multi_head_attention: {heads: 1099511627776}", "[N, T, 8]")),
     Case("size-embedding-vocab-huge", C, 1, "--max-params", spec=spec("- embedding: {vocab: 2000000000, dim: 64}", dtype="int64")),
