@@ -109,6 +109,7 @@ CASES: list[Case] = [
     Case("yaml-set-python-tag", ("validate", "{spec}", "--set", "v=!!python/name:os.system"), 1, "tag", spec=spec_with_value("1"), located=False),
     Case("yaml-set-bad-int", ("validate", "{spec}", "--set", "v=!!int abc"), 1, "!!int", spec=spec_with_value("1"), located=False),
     # -- 2. Expressions ------------------------------------------------------------------------
+    Case("expr-comprehension-steps", V, 1, "evaluation steps", spec=expression("[x * 2 + 1 for x in range(10**6)]")),
     Case("expr-range-1e12", V, 1, "range", spec=expression("range(10**12)")),
     Case("expr-sum-range-1e10", V, 1, "range", spec=expression("sum(range(10**10))")),
     Case("expr-len-range-1e9", V, 1, "range", spec=expression("len(range(10**9))")),

@@ -115,6 +115,8 @@ SIZE_CASES: list[Case] = [
     Case("size-highway-layers-1e6", V, 1, "--max-nodes", spec=spec("- highway: 1000000", "[N, 8]")),
     Case("size-highway-layers-2e40", V, 1, "larger than the limit", spec=spec("- highway: 1099511627776", "[N, 8]")),
     Case("size-lrn-size-2e31", C, 1, "larger than the limit", spec=spec("- local_response_norm: {size: 2147483648}", "[N, 4, 8, 8]")),
+    Case("shape-symbolic-characters-char-cnn", ("run", "{spec}", "--random-inputs", "--dim", "N=2", "--dim", "T=3", "--dim", "C=6"), 0, "[2, 3, 8]", spec="dlc: 1\nname: s\ninputs:\n  c: {shape: [N, T, C], dtype: int64, range: [0, 9]}\nlayers:\n  - char_cnn: {vocab: 10, dim: 4, filters: [[1, 3], [2, 5]]}\n"),
+    Case("size-params-in-block-layer-located", V, 1, "'big.linear1'", spec=spec("- transformer_encoder_layer: {heads: 8, ff: 2000000000}\n  id: big", "[N, T, 512]")),
     Case("size-fold-batch-norm-1e9-channels", ("compile", "{spec}", "-O2", "--print-ir"), 0, "would hold 112 GB", spec=spec("- conv2d: {out: 1000000000, kernel: 1}\n- batch_norm", "[1, 3, 8, 8]")),
     Case("size-lrn-even-size-2e31", C, 0, "wrote", spec=spec("- local_response_norm: {size: 2147483646}", "[N, 4, 8, 8]"), changes=("out.onnx",)),
     Case("size-heads-2e40", V, 1, "larger than the limit", spec=spec("- multi_head_attention: {heads: 1099511627776}", "[N, T, 8]")),
