@@ -7,7 +7,7 @@ ones (`hostile_specs.py`: deep nesting, huge numbers, tags, aliases, long string
 Unicode, damaged text and bytes) of every spec in `specs/`. The hostile run is short by
 default; ``DLC_FUZZ_CASES=20000 DLC_FUZZ_SEED=1`` makes it the long campaign, and
 ``DLC_FUZZ_REPORT=path.json`` writes its figures and findings, and ``DLC_FUZZ_SHARD=i/n``
-splits the campaign over n processes."""
+splits the campaign over n processes (``DLC_FUZZ_FROM=k`` checks from case k on)."""
 
 from __future__ import annotations
 
@@ -110,6 +110,9 @@ FUZZ_SEED = int(os.environ.get("DLC_FUZZ_SEED", "1"))
 # "i/n": check only the cases whose index is i modulo n. Every shard draws the whole seeded
 # sequence, so n processes together check exactly the cases one process would.
 FUZZ_SHARD = tuple(int(part) for part in os.environ.get("DLC_FUZZ_SHARD", "0/1").split("/"))
+# The first case to check (the sequence is drawn from 0 all the same): a second process per
+# shard can take the second half of the campaign.
+FUZZ_FROM = int(os.environ.get("DLC_FUZZ_FROM", "0"))
 # A mutant that takes longer is reported as a hang. CPU time: on the shared machine (load
 # 10-15, the campaign niced) wall time measures the load more than dlc; the wall-clock
 # limit still catches a mutant that blocks without computing.
@@ -189,6 +192,7 @@ def test_hostile_mutants_compile_or_fail_with_located_errors(tmp_path: Path) -> 
             "done": done,
             "seed": FUZZ_SEED,
             "shard": f"{FUZZ_SHARD[0]}/{FUZZ_SHARD[1]}",
+            "from": FUZZ_FROM,
             "seconds": round(time.perf_counter() - start, 1),
             "findings": {k: {"count": len(v), "first": v[:3]} for k, v in findings.items()},
         }
@@ -199,7 +203,7 @@ def test_hostile_mutants_compile_or_fail_with_located_errors(tmp_path: Path) -> 
     for index in range(FUZZ_CASES):
         seed_spec, mutant = hostile_case(rng)
         opt_level = rng.choice((0, 1, 2))
-        if index % FUZZ_SHARD[1] == FUZZ_SHARD[0]:
+        if index % FUZZ_SHARD[1] == FUZZ_SHARD[0] and index >= FUZZ_FROM:
             finding = check_hostile_mutant(mutant, tmp_path, opt_level=opt_level)
             if finding is not None:
                 findings.setdefault(finding, []).append((index, seed_spec))
