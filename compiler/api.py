@@ -53,6 +53,7 @@ class CompiledModel:
     opt_level: int = 2
     pass_records: list[PassRecord] = field(default_factory=list)
     portable: bool = False
+    direction: str = "forward"
     _tensors: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -133,6 +134,21 @@ class CompiledModel:
         log.info("%s target written in %.2f s", emit_target.name, time.perf_counter() - start)
         return written
 
+    def inverse(self) -> CompiledModel:
+        """The spec's inverse map x = f^-1(z) (`dlc.spec.direction`), with these same
+        weights under the same names; the inverse of an inverse is the forward map."""
+        from dlc.spec.direction import FORWARD, INVERSE
+
+        return compile(
+            self.spec,
+            opt_level=self.opt_level,
+            seed=self.seed,
+            registry=self.registry,
+            portable=self.portable,
+            direction=INVERSE if self.direction == FORWARD else FORWARD,
+            weights=self.weights(),
+        )
+
     def torch_package(self) -> TorchPackage:
         from dlc.emit.torch.eject import torch_package
 
@@ -188,7 +204,7 @@ def compile(
     opt_level: int = 2,
     passes: Sequence[str] | None = None,
     seed: int = 0,
-    weights: str | Path | None = None,
+    weights: str | Path | Mapping[str, np.ndarray] | None = None,
     overrides: Mapping[str, Any] | None = None,
     pass_options: Mapping[str, Any] | None = None,
     registry: Registry | None = None,
@@ -196,15 +212,18 @@ def compile(
     verify: bool | None = None,
     portable: bool = False,
     limits: Limits | None = None,
+    direction: str = "forward",
 ) -> CompiledModel:
     """Load (if given a path), lower, and optimize a spec.
 
     `opt_level` 0 runs no passes, 1 the exact cleanups, 2 everything; `passes` picks
-    passes by name instead. `weights` is a safetensors file whose tensors replace the
-    seeded initialization. `overrides` replace spec params (``--set``). `portable` keeps
-    the ONNX output to standard ops; by default passes may use ONNX Runtime's fused ops.
-    `limits` bounds the model's parameters and operations (`dlc.limits`), checked before
-    any weight is drawn."""
+    passes by name instead. `weights` is a safetensors file (or a mapping of arrays by
+    parameter name) whose tensors replace the seeded initialization. `overrides` replace
+    spec params (``--set``). `portable` keeps the ONNX output to standard ops; by default
+    passes may use ONNX Runtime's fused ops. `limits` bounds the model's parameters and
+    operations (`dlc.limits`), checked before any weight is drawn. `direction` ``inverse``
+    compiles the inverse map x = f^-1(z) of a spec of invertible layers
+    (`dlc.spec.direction`), with the same parameter names."""
     start = time.perf_counter()
     registry = registry or default_registry(strict=strict_plugins)
     if not isinstance(spec, Spec):
@@ -213,10 +232,12 @@ def compile(
         raise DlcError("overrides apply when loading a spec; pass a path, or use load_spec(path, overrides)")
     log.info("loaded spec '%s' in %.1f ms", spec.name, (time.perf_counter() - start) * 1e3)
     start = time.perf_counter()
-    lowered = lower_spec(spec, registry, limits)
+    lowered = lower_spec(spec, registry, limits, direction)
     graph = lowered.graph.copy()
     log.info("lowered to %d IR nodes in %.1f ms", len(list(graph)), (time.perf_counter() - start) * 1e3)
-    if weights is not None:
+    if isinstance(weights, Mapping):
+        apply_weights(graph, {k: np.asarray(v) for k, v in weights.items()}, "the given weights")
+    elif weights is not None:
         apply_weights(graph, read_weights_file(weights), str(weights))
         log.info("weights from %s", weights)
     pipeline = build_pipeline(registry, opt_level, passes)
@@ -224,4 +245,5 @@ def compile(
     context = PassContext(registry, seed, dict(pass_options or {}), portable)
     manager = PassManager([info.factory(context) for info in pipeline], registry, verify=verify)
     graph = manager.run(graph)
-    return CompiledModel(spec, lowered, graph, registry, seed, opt_level, manager.records, portable)
+    records = manager.records
+    return CompiledModel(spec, lowered, graph, registry, seed, opt_level, records, portable, direction)

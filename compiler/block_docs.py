@@ -42,6 +42,10 @@ EXAMPLE_VALUES: dict[str, Any] = {
     "end": 4,
     "perm": [0, 2, 1],
     "sizes": [8, 8],
+    "s": "s_net",
+    "t": "t_net",
+    "order": [1, 0],
+    "steps": ["actnorm", "reverse"],
 }
 TYPE_EXAMPLES: dict[str, Any] = {"int": 8, "float": 0.5, "bool": True, "str": "x", "list": [1], "any": 1}
 CONSTRAINT_SYMBOLS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))

@@ -150,6 +150,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             portable=args.portable,
             pass_options={"conv_algo": args.conv_algo},
             limits=_limits(args),
+            direction=args.direction,
         )
     if args.print_ir:
         print(model.graph)
@@ -542,6 +543,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--portable",
         action="store_true",
         help="standard ONNX ops only (by default -O2 may use ONNX Runtime's fused com.microsoft ops)",
+    )
+    compile_.add_argument(
+        "--direction",
+        choices=("forward", "inverse"),
+        default="forward",
+        help="inverse: compile x = f^-1(z) of a spec of invertible layers (a flow), same weights",
     )
     compile_.set_defaults(handler=cmd_compile)
 

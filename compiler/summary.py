@@ -31,6 +31,7 @@ class LayerSummary:
     params: int
     macs: int
     depth: int
+    message_macs: int = 0
 
 
 @dataclass
@@ -43,6 +44,8 @@ class Summary:
     macs: int
     dims: dict[str, int]
     layers: list[LayerSummary] = field(default_factory=list)
+    message_macs: int = 0  # sparse message passing (graphs), at `dims`
+    message_formula: str = ""  # the same as a formula in the dims, e.g. 23*E+23*V
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,12 +57,19 @@ class Summary:
             "inputs": self.inputs,
             "outputs": self.outputs,
             "layers": [vars(layer) for layer in self.layers],
+            **(
+                {"message_macs": self.message_macs, "message_macs_formula": self.message_formula}
+                if self.message_formula
+                else {}
+            ),
         }
 
     def table(self) -> tuple[str, list[Column], list[list[str]]]:
         """Title, columns and rows of the per-layer table with totals (see `dlc.tables`)."""
         dims = ", ".join(f"{k}={v}" for k, v in self.dims.items())
         title = f"{self.name}" + (f" ({dims})" if dims else "")
+        if self.message_formula:
+            title += f"; message passing {self.message_formula} MACs"
         columns = [
             Column("layer", footer="total"),
             Column("block"),
@@ -77,6 +87,10 @@ class Summary:
             ]
             for layer in self.layers
         ]
+        if self.message_formula:  # graph models: the per-edge work in a column of its own
+            columns.append(Column("message MACs", numeric=True, footer=f"{self.message_macs:,}"))
+            for row, layer in zip(rows, self.layers, strict=True):
+                row.append(f"{layer.message_macs:,}")
         return title, columns, rows
 
     def render(self) -> Any:
@@ -90,11 +104,15 @@ def summarize(
     symbols: set[str] = set()
     for node in graph.inputs():
         symbols |= node.output.type.symbols
+    for node in graph:  # data-dependent dims that ops introduce (graphs in a batch: G)
+        for value in node.outputs:
+            symbols |= value.type.symbols
     bindings = {s: 1 for s in sorted(symbols)}
     bindings.update(dims or {})
     _check_sizes(layers, bindings)
 
     counts = _count_by_layer(graph, layers, registry, bindings)
+    messages, formula = _count_messages(graph, layers, registry, bindings)
     rows = []
     for info in layers:
         if info.kind not in ("block", "scan"):  # a scan's row: its body's work, every step
@@ -102,7 +120,15 @@ def summarize(
         output = next(iter(info.outputs.values()))
         params, _, macs = counts.get(info.name, (0, 0, 0))
         rows.append(
-            LayerSummary(info.name, info.block, format_shape(output.type.shape), params, macs, info.depth)
+            LayerSummary(
+                info.name,
+                info.block,
+                format_shape(output.type.shape),
+                params,
+                macs,
+                info.depth,
+                messages.get(info.name, 0),
+            )
         )
     params, buffers, macs = counts[""]
     return Summary(
@@ -114,7 +140,36 @@ def summarize(
         macs=macs,
         dims=bindings,
         layers=rows,
+        message_macs=messages.get("", 0),
+        message_formula=formula,
     )
+
+
+def _count_messages(
+    graph: Graph, layers: list[LayerInfo], registry: Registry, bindings: Mapping[str, int]
+) -> tuple[dict[str, int], str]:
+    """Message passing MACs of every block layer (and of the graph under ""), evaluated at
+    `bindings`, and the graph's total as a formula in the dims ("" when there is none)."""
+    owners_of = {info.name for info in layers if info.kind in ("block", "scan")}
+    totals: dict[str, int] = {}
+    formula: object = 0
+    for node in graph:
+        if node.op in ("input", "parameter", "constant"):
+            continue
+        count = registry.op(node.op).message_macs
+        if count is None:
+            continue
+        work = count(node)
+        formula = formula + work
+        amount = evaluate_dim(work, bindings)
+        prefix, owners = node.layer, [""]
+        while prefix:
+            if prefix in owners_of:
+                owners.append(prefix)
+            prefix = prefix.rpartition(".")[0]
+        for owner in owners:
+            totals[owner] = totals.get(owner, 0) + amount
+    return totals, ("" if formula == 0 else str(formula))
 
 
 def _count_by_layer(

@@ -50,7 +50,10 @@ def random_inputs(
     arrays = {}
     for info in session.inputs:
         shape = shapes[info.name]
-        low, high = session.input_ranges.get(info.name, DEFAULT_INT_RANGE)
+        low, high = (
+            _resolve_bound(info.name, bound, dims)
+            for bound in session.input_ranges.get(info.name, DEFAULT_INT_RANGE)
+        )
         if np.issubdtype(info.dtype, np.floating):
             array = rng.standard_normal(shape).astype(info.dtype)
         elif info.dtype == np.bool_:
@@ -62,6 +65,15 @@ def random_inputs(
             array = rng.integers(low, high, size=shape).astype(info.dtype)
         arrays[info.name] = array
     return arrays
+
+
+def _resolve_bound(name: str, bound: float | str, dims: Mapping[str, int]) -> float:
+    """A range bound; one that names a symbolic dim (`[0, V]`) takes that dim's size."""
+    if not isinstance(bound, str):
+        return bound
+    if bound not in dims:
+        raise RuntimeSessionError(f"input '{name}' has a range bound '{bound}' that is no dim of the model")
+    return dims[bound]
 
 
 def _check_memory(session: Session, shapes: Mapping[str, tuple[int, ...]], dims: Mapping[str, int]) -> None:

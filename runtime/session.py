@@ -60,19 +60,25 @@ def parse_input_ranges(text: str) -> dict[str, tuple[float, float]]:
         raise bad("expected an object of input names")
     ranges = {}
     for name, bounds in data.items():
-        if (
-            not isinstance(bounds, list)
-            or len(bounds) != 2
-            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
-        ):
+        if not isinstance(bounds, list) or len(bounds) != 2 or not all(_is_bound(b) for b in bounds):
             raise bad(f"'{name}' needs [low, high]")
         low, high = bounds
+        if isinstance(low, str) or isinstance(high, str):  # a dim name: checked once resolved
+            ranges[name] = (low, high)
+            continue
         if not all(np.isfinite(b) and abs(b) <= _RANGE_BOUND for b in bounds):
             raise bad(f"'{name}' has a bound that is not a finite number within +-2**63")
         if not low < high:
             raise bad(f"'{name}' is an empty interval")
         ranges[name] = (low, high)
     return ranges
+
+
+def _is_bound(bound: object) -> bool:
+    """A range bound is a number, or the name of a symbolic dim (`V`, resolved per run)."""
+    if isinstance(bound, str):
+        return bound.isidentifier() and len(bound) <= 64
+    return isinstance(bound, (int, float)) and not isinstance(bound, bool)
 
 
 @dataclass(frozen=True)
@@ -155,7 +161,7 @@ class Session:
         self._input_ranges_text = metadata.get("dlc.input_ranges", "{}")
 
     @property
-    def input_ranges(self) -> dict[str, tuple[float, float]]:
+    def input_ranges(self) -> dict[str, tuple[float | str, float | str]]:
         """The `[low, high)` ranges dlc recorded for inputs (random integer inputs use them).
 
         Read from the model's metadata, which any file can carry: checked, not trusted."""

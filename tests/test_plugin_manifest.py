@@ -17,7 +17,7 @@ from tests.conftest import EXAMPLES, REPO, SPECS, run_cli
 from tests.test_plugins import BROKEN_IMPORT, fake_distribution
 from tests.test_specs import settings_for
 
-BUILTIN_FAMILIES = {"dlc", "core", "cnn", "attention", "recurrent"}
+BUILTIN_FAMILIES = {"dlc", "core", "cnn", "attention", "generative", "geometric", "recurrent"}
 
 LATE_PLUGIN = """
 from dlc.plugin_api import BlockConfig, BlockType, hookimpl

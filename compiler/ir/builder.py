@@ -42,7 +42,9 @@ class GraphBuilder:
         )
         raise ResourceLimitError(diagnostics=[Diagnostic(message, location)])
 
-    def add_input(self, name: str, type_: TensorType, value_range: tuple[float, float] | None = None) -> Node:
+    def add_input(
+        self, name: str, type_: TensorType, value_range: tuple[float | str, float | str] | None = None
+    ) -> Node:
         attrs = InputAttrs(name=name, value_range=value_range)
         return self.graph.add(Node(name, "input", (), (Value(name, type_),), attrs))
 
@@ -147,12 +149,16 @@ class GraphBuilder:
         node = Node(node_name, op, tuple(inputs), outputs, typed_attrs, module, layer, location)
         return self.graph.add(node, before=before)
 
-    def note_input_range(self, value: Value, low: float, high: float) -> None:
+    def note_input_range(self, value: Value, low: float | str, high: float | str) -> None:
+        """Narrow an input's valid range; a bound naming a dim (`V`) is kept as the name, and
+        a range with such a bound is not narrowed by a second one."""
         producer = self.graph.producer(value)
         if producer.op != "input":
             return
         current = producer.attrs.value_range
         if current is not None:
+            if any(isinstance(bound, str) for bound in (low, high, *current)):
+                return
             low, high = max(low, current[0]), min(high, current[1])
         attrs = InputAttrs(name=producer.attrs.name, value_range=(low, high))
         self.graph.replace_node(producer, producer.replace(attrs=attrs))

@@ -84,6 +84,10 @@ class OpDef:
     group: OpGroup = OpGroup.OTHER
     outputs: tuple[str, ...] = ("out",)
     macs: MacsFn | None = None
+    # Multiply-accumulates of sparse message passing (graph aggregation over edges): not in
+    # the reference MAC counts, which take dense contractions only; `dlc summary` reports
+    # them apart, as a formula in the graph's dims (E, V).
+    message_macs: MacsFn | None = None
     inference_identity: bool = False  # output == input 0 at inference (dropout, identity)
     doc: str = ""
     plugin: str = ""

@@ -18,7 +18,9 @@ from dlc.ir.types import DType, TensorType
 
 class InputAttrs(OpAttrs):
     name: str
-    value_range: tuple[int, int] | None = None  # for integer inputs: valid [low, high)
+    # For integer inputs: valid [low, high); a bound may name a symbolic dim (`[0, V]`: node
+    # indices of a graph with V nodes), resolved when random inputs are drawn.
+    value_range: tuple[int | str, int | str] | None = None
 
 
 class ParameterAttrs(OpAttrs):

@@ -36,7 +36,9 @@ LowerFn = Callable[["BlockContext", Any, list[Value]], LowerResult]
 class BlockType:
     """A block a spec can name. `inputs` is (min, max) arity, max None for "any number";
     `outputs` names the ports (``lstm_0.h``), the first being the default; `shorthand`
-    is the config field a bare scalar sets (``dropout: 0.1``)."""
+    is the config field a bare scalar sets (``dropout: 0.1``). `inverse`, for an
+    invertible block, lowers its inverse map with the same parameters and ports
+    (`--direction inverse`, see `dlc.spec.direction`)."""
 
     name: str
     config: type[BaseModel]
@@ -46,6 +48,7 @@ class BlockType:
     outputs: tuple[str, ...] = ("out",)
     shorthand: str | None = None
     plugin: str = ""
+    inverse: LowerFn | None = None
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,22 @@ class BlockContext:
         finally:
             self._scopes.pop()
 
+    @contextmanager
+    def enclosing_scope(self) -> Iterator[None]:
+        """Name what is created inside in the scope that holds this layer, not under the
+        layer's own name: for containers whose parts are named as the reference's siblings
+        (RealNVP's couplings keep their nets in `s.K` and `t.K`, not `coupling_K.s`)."""
+        saved = self._scopes
+        self._scopes = [self.name.rpartition(".")[0]]
+        try:
+            yield
+        finally:
+            self._scopes = saved
+
+    def qualify(self, name: str) -> str:
+        """`name` in the current scope (``stage.0.fc`` for ``fc``)."""
+        return f"{self.scope}.{name}" if self.scope else name
+
     def op(self, op: str, *inputs: Value | None, **attrs: Any) -> Value:
         """Add a single-output op and return its value."""
         outputs = self.ops(op, inputs, **attrs)
@@ -104,7 +120,7 @@ class BlockContext:
         returned instead (weight tying), after checking its shape and dtype."""
         if tie is not None:
             return self._tied_param(tie, name, tuple(shape), dtype)
-        full = key or f"{self.scope}.{name}"
+        full = key or self.qualify(name)
         shared = self._lowering.shared_parameter(full, tuple(shape), dtype, self)
         if shared is not None:
             return shared
@@ -162,7 +178,30 @@ class BlockContext:
         name: str,
     ) -> Value:
         """Lower another registered block as a part of this one (a composite block)."""
-        return self._lowering.lower_nested_block(self, block_name, dict(config or {}), list(inputs), name)
+        result = self._lowering.lower_nested_block(self, block_name, dict(config or {}), list(inputs), name)
+        return result.value
+
+    def block_call_ports(
+        self,
+        block_name: str,
+        config: Mapping[str, Any] | None,
+        inputs: Sequence[Value],
+        *,
+        name: str,
+        inverse: bool = False,
+    ) -> dict[str, Value]:
+        """`block_call` returning every output port; with `inverse`, the block's inverse map
+        (a flow lowers its steps so, last first; see `dlc.spec.direction`)."""
+        result = self._lowering.lower_nested_block(
+            self, block_name, dict(config or {}), list(inputs), name, inverse=inverse
+        )
+        return dict(result.ports)
+
+    def block_type(self, name: str) -> BlockType | None:
+        """The registered block `name`, or None: a block that takes other blocks as options
+        (a flow's steps) checks them before lowering them."""
+        providers = self._lowering.registry.block_providers(name)
+        return providers[0] if len(providers) == 1 else None
 
     def reserve(self, nodes: int, what: str) -> None:
         """Check that `nodes` more IR nodes fit under the node limit before building them; a
@@ -170,9 +209,10 @@ class BlockContext:
         ``lstm: {layers: 1000000}`` fails at once instead of after minutes and gigabytes."""
         self._lowering.builder.check_room(nodes, self.location, f"{self.block.name} '{self.name}' ({what})")
 
-    def note_input_range(self, value: Value, low: float, high: float) -> None:
-        """Record the valid value range of a graph input (token ids for an embedding), so
-        random inputs stay in range."""
+    def note_input_range(self, value: Value, low: float | str, high: float | str) -> None:
+        """Record the valid value range of a graph input (token ids for an embedding, node
+        indices in [0, V) for an edge_index: a bound may name a symbolic dim), so random
+        inputs stay in range."""
         self._lowering.builder.note_input_range(value, low, high)
 
     def error(self, message: str, *, hint: str | None = None, notes: Sequence[str] = ()) -> ShapeError:

@@ -29,13 +29,14 @@ from dlc.ir.builder import GraphBuilder
 from dlc.ir.graph import Graph
 from dlc.ir.node import Value
 from dlc.ir.ops import InferenceError
-from dlc.ir.symbolic import Dim
+from dlc.ir.symbolic import Dim, dim_symbols
 from dlc.ir.types import TensorType, parse_dim
 from dlc.limits import MAX_DIM, MAX_NESTING, Limits, ResourceLimitError, format_count
 from dlc.registry import Registry
 from dlc.spec.blocks import BlockType
 from dlc.spec.budget import check_parameter_budget, oversized_options
 from dlc.spec.context import BlockContext
+from dlc.spec.direction import FORWARD, INVERSE, InverseLowering, invertible
 from dlc.spec.entries import EntryReading
 from dlc.spec.expressions import ExpressionError, evaluate_text
 from dlc.spec.loader import Spec
@@ -59,17 +60,21 @@ class LoweredSpec:
     layers: list[LayerInfo]
 
 
-def lower_spec(spec: Spec, registry: Registry, limits: Limits | None = None) -> LoweredSpec:
+def lower_spec(
+    spec: Spec, registry: Registry, limits: Limits | None = None, direction: str = FORWARD
+) -> LoweredSpec:
     """Lower `spec` to an IR graph; raise one `SpecError` listing every problem found, or a
-    `ResourceLimitError` as soon as the model outgrows `limits`."""
-    return Lowering(spec, registry, limits or Limits()).run()
+    `ResourceLimitError` as soon as the model outgrows `limits`. With `direction`
+    ``inverse``, the graph is the spec's inverse map (`dlc.spec.direction`)."""
+    return Lowering(spec, registry, limits or Limits(), direction).run()
 
 
-class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
+class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering, InverseLowering):
     """Lowers one spec; collects every error on the way."""
 
-    def __init__(self, spec: Spec, registry: Registry, limits: Limits) -> None:
+    def __init__(self, spec: Spec, registry: Registry, limits: Limits, direction: str = FORWARD) -> None:
         self.spec = spec
+        self.direction = direction
         self.registry = registry
         self.limits = limits
         self.graph = Graph(spec.name)
@@ -87,16 +92,25 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
         self._check_template_names()
         shapes = {name: self._input_shape(name, decl.shape, root) for name, decl in spec.model.inputs.items()}
         self.errors.raise_if_any()  # layers on an input of unknown shape would only add noise
+        dims = {symbol for shape in shapes.values() for dim in shape for symbol in dim_symbols(dim)}
         for name, decl in spec.model.inputs.items():
-            value_range = self._input_range(name, decl.range, root)  # its errors come with the layers'
+            value_range = self._input_range(name, decl.range, root, dims)  # its errors come with the layers'
             node = self.builder.add_input(name, TensorType(decl.dtype, shapes[name]), value_range)
             root.names[name] = LayerResult.single(node.output)
             root.taken.add(name)
         inputs = list(spec.model.inputs)
         first = root.names[inputs[0]] if len(inputs) == 1 else None
-        last = self.lower_sequence(spec.raw["layers"], ("layers",), root, first, several_inputs=inputs)
+        if self.direction == INVERSE:
+            try:
+                last = self.lower_inverse(root, root.names[inputs[0]])
+            except Broken:
+                last = None
+        else:
+            last = self.lower_sequence(spec.raw["layers"], ("layers",), root, first, several_inputs=inputs)
         self._set_outputs(root, last)
         self.errors.raise_if_any()
+        if self.direction == INVERSE:
+            self.name_inverse_ends(last)
         check_parameter_budget(self.graph, self.layers, self.limits.max_params, spec.source)
         return LoweredSpec(self.graph, self.layers)
 
@@ -116,22 +130,29 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
         return tuple(shape)
 
     def _input_range(
-        self, name: str, bounds: Sequence[Any] | None, frame: Frame
-    ) -> tuple[float, float] | None:
-        """An input's `range: [low, high]`; each bound a number or an expression (`${vocab}`)."""
+        self, name: str, bounds: Sequence[Any] | None, frame: Frame, dims: set[str]
+    ) -> tuple[float | str, float | str] | None:
+        """An input's `range: [low, high]`; each bound a number, an expression (`${vocab}`)
+        or the name of a symbolic dim of the inputs (`V`: node indices of a graph)."""
         if bounds is None:
             return None
         values: list[float] = []
         for index, bound in enumerate(bounds):
             path = ("inputs", name, "range", index)
+            if isinstance(bound, str) and bound in dims:
+                values.append(bound)  # type: ignore[arg-type]  # resolved when inputs are drawn
+                continue
             try:
                 value = self._expand(bound, path, frame)
             except Broken:
                 return None
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                self._error(f"`range` bounds are numbers, got {value!r}", path, frame)
+                hint = f"or the name of a symbolic dim ({', '.join(sorted(dims))})" if dims else None
+                self._error(f"`range` bounds are numbers, got {value!r}", path, frame, hint=hint)
                 return None
             values.append(float(value))
+        if any(isinstance(v, str) for v in values):
+            return values[0], values[1]
         problem = range_problem(values[0], values[1], self.spec.model.inputs[name].dtype)
         if problem:
             self._error(problem, ("inputs", name, "range"), frame)
@@ -466,20 +487,23 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
         config: dict[str, Any],
         inputs: list[Value],
         name: str,
-    ) -> Value:
+        inverse: bool = False,
+    ) -> LayerResult:
         """A block, or a template, lowered from inside another block's lowering (composite
-        blocks, `time_distributed`)."""
+        blocks, `time_distributed`); with `inverse`, the block's inverse (a flow's steps)."""
         if not self.registry.block_providers(block_name) and (
             block_name in self.spec.templates or block_name in self._plugin_templates
         ):
-            return self._nested_template(ctx, block_name, config, inputs, name)
+            return LayerResult.single(self._nested_template(ctx, block_name, config, inputs, name))
         block = self.registry.block(block_name)
+        if inverse:
+            block = invertible(block)
         parsed = block.config.model_validate(config)
-        child = BlockContext(self, ctx.frame, block, f"{ctx.scope}.{name}", ctx.location)
+        child = BlockContext(self, ctx.frame, block, ctx.qualify(name), ctx.location)
         child.path = ctx.path
         result = self._as_layer_result(block.lower(child, parsed, inputs), block, child)
         ctx.created.extend(child.created)
-        return result.value
+        return result
 
     def _nested_template(
         self, ctx: BlockContext, name: str, config: dict[str, Any], inputs: list[Value], scope: str
@@ -489,9 +513,10 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering):
         options_path = (*ctx.path, ctx.block.name, "options")
         args = self._template_args(template, config, options_path, ctx.frame)
         rows = len(self.layers)
-        result = self._instantiate(template, args, ctx.path, ctx.frame, inputs, f"{ctx.scope}.{scope}")
+        full = ctx.qualify(scope)
+        result = self._instantiate(template, args, ctx.path, ctx.frame, inputs, full)
         del self.layers[rows:]  # summarized as part of the calling layer, as nested blocks are
-        ctx.created.extend(n.name for n in self.graph if n.layer.startswith(f"{ctx.scope}.{scope}."))
+        ctx.created.extend(n.name for n in self.graph if n.layer.startswith(f"{full}."))
         return result.value
 
     def _expand(self, value: Any, path: YamlPath, frame: Frame) -> Any:

@@ -241,8 +241,9 @@ class StructureLowering:
             child = frame.child(base, env)
             name = self._iteration_name(pattern, iteration, entry, child, frame.taken if inline else named)
             child.scope = f"{base}.{name}" if base else name
-            if flat:  # layers named as if written out in the enclosing sequence
+            if flat:  # layers named as if written out in the enclosing sequence, and visible there
                 child.scope, child.counters, child.taken = frame.scope, frame.counters, frame.taken
+                child.names, child.skipped = frame.names, frame.skipped
             if carried is not None:
                 child.names[carried] = current
                 child.taken.add(carried)
@@ -257,7 +258,7 @@ class StructureLowering:
             if result is None or len(self.errors.diagnostics) > errors_before:
                 raise Broken  # one iteration's errors are enough; the others would repeat them
             current = result
-            for inner in child.names:
+            for inner in () if flat else child.names:
                 self._inner_names.setdefault(inner, entry.name)
             if iteration == start:  # the first iteration shows what each one costs
                 self._check_repeat_room(count, count - 1, len(self.graph) - nodes_before, entry, frame)

@@ -142,6 +142,37 @@ def test_flat_repeats_name_their_layers_in_the_enclosing_scope_by_computed_ids()
     assert len({layer.name for layer in model.lowered.layers}) == len(model.lowered.layers)
 
 
+def test_a_layer_after_a_flat_repeat_can_take_one_of_its_layers_by_id() -> None:
+    """Flat iterations are written out in the enclosing sequence, so their ids are visible
+    there (PointNet's feature transform reads the last activation of a flat MLP loop); this
+    used to drop the layer and everything after it, outputs included, without an error."""
+    model = compile_text(
+        with_header(
+            """
+        layers:
+          - repeat: 2
+            as: i
+            flat: true
+            body:
+              - linear: 4
+                id: "${f'fc{i + 1}'}"
+              - relu:
+                id: "${f'act{i + 1}'}"
+          - linear: 4
+            id: side
+            in: act1
+          - add:
+            in: [act2, side]
+          - linear: 2
+            id: head
+        outputs: [head]
+        """
+        )
+    )
+    assert param_names(model)[-2:] == ["head.weight", "head.bias"]
+    assert list(model.graph.outputs) == ["head"]
+
+
 def test_a_torch_sequential_state_dict_loads_into_digit_ids(tmp_path: Path) -> None:
     reference = nn.Sequential(
         nn.Linear(4, 8), nn.ReLU(), nn.Sequential(nn.Linear(8, 8), nn.Tanh()), nn.Linear(8, 2)
