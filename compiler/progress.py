@@ -9,6 +9,8 @@ compile inside `dlc run`); they share one live display, since rich allows only o
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +22,12 @@ _open_tasks = 0
 def enable_on_terminal() -> bool:
     """Show progress from now on if stderr is a terminal; returns whether it will."""
     global _console
+    # Not a terminal, and no variable making rich treat pipes as one: rich is not needed.
+    forced = ("FORCE_COLOR", "TTY_INTERACTIVE", "TTY_COMPATIBLE")
+    terminal = sys.stderr is not None and sys.stderr.isatty()
+    if not terminal and not any(os.environ.get(name) for name in forced):
+        _console = None
+        return False
     from rich.console import Console
 
     console = Console(stderr=True)

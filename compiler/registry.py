@@ -336,8 +336,12 @@ def _describe_failure(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}{where}"
 
 
-def _validate_record(hook: str, record: Any, plugin: str) -> Any:
-    """Check one record's type and basic invariants; stamp the plugin name on it."""
+def _validate_record(hook: str, record: Any, plugin: str, builtin: bool = False) -> Any:
+    """Check one record's type and basic invariants; stamp the plugin name on it.
+
+    A built-in op's samples are not drawn here: the test suite runs every one of them (it is
+    parametrized over the registry), and drawing them cost every command a few hundredths
+    of a second."""
     import dataclasses
 
     expected = _RECORD_TYPES[hook]
@@ -353,14 +357,14 @@ def _validate_record(hook: str, record: Any, plugin: str) -> Any:
         if record.shorthand is not None and record.shorthand not in record.config.model_fields:
             raise ValueError(f"block '{record.name}': shorthand '{record.shorthand}' is not a field")
     if isinstance(record, OpDef):
-        if record.group is not OpGroup.SOURCE and not list(record.samples()):
+        if record.group is not OpGroup.SOURCE and not builtin and not list(record.samples()):
             raise ValueError(f"op '{record.name}' has no sample inputs; every op needs them")
         if record.name in {op.name for op in SOURCE_OPS}:
             raise ValueError(f"op '{record.name}' would replace a built-in source op")
     return dataclasses.replace(record, plugin=plugin)
 
 
-def _collect(pm: pluggy.PluginManager, plugin_name: str) -> dict[str, list[Any]]:
+def _collect(pm: pluggy.PluginManager, plugin_name: str, builtin: bool = False) -> dict[str, list[Any]]:
     records: dict[str, list[Any]] = {}
     for hook_name in hookspecs.HOOK_NAMES:
         caller = getattr(pm.hook, hook_name)
@@ -373,7 +377,7 @@ def _collect(pm: pluggy.PluginManager, plugin_name: str) -> dict[str, list[Any]]
             if not isinstance(returned, (list, tuple)):
                 raise TypeError(f"{hook_name} must return a list, got {type(returned).__name__}")
             records.setdefault(hook_name, []).extend(
-                _validate_record(hook_name, r, plugin_name) for r in returned
+                _validate_record(hook_name, r, plugin_name, builtin) for r in returned
             )
     for hook_name, items in records.items():
         names = [getattr(r, "name", None) for r in items if getattr(r, "name", None)]
@@ -460,7 +464,7 @@ class _PluginLoader:
         try:
             plugin_object = loader()
             self.manager.register(plugin_object, name=record.name)
-            records = _collect(self.manager, record.name)
+            records = _collect(self.manager, record.name, record.source.startswith("builtin "))
             record.provides = _provides(records)
             registry.commit(record.name, records)
         # A plugin's failure must not take dlc down with it; that includes `sys.exit()` at

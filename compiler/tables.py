@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+# rich is imported where a table is drawn: `dlc validate` never draws one.
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
-Cell = str | Text
+Cell: TypeAlias = "str | Text"
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ class Column:
 
 
 def _plain(cell: Cell) -> str:
-    return cell.plain if isinstance(cell, Text) else cell
+    return cell if isinstance(cell, str) else cell.plain
 
 
 # A text column keeps at least this many characters (or its longest entry, if shorter)
@@ -58,6 +61,9 @@ def rich_table_and_width(
     title: str, columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int | None = None
 ) -> tuple[Table, int]:
     """The table for a terminal `width` columns wide, and the width it needs at least."""
+    from rich.table import Table
+    from rich.text import Text
+
     longest = [
         max([len(_plain(row[i])) for row in rows] + [len(c.footer), len(c.header)])
         for i, c in enumerate(columns)

@@ -37,7 +37,13 @@ def check_parameter_budget(
     if total <= max_params:
         return
     largest = max(by_layer, key=by_layer.__getitem__)
-    location = next((info.location for info in reversed(layers) if info.name == largest), None)
+    locations = {info.name: info.location for info in layers}
+    # A block's inner layer ('encoder.layers.0.linear1') is located at the nearest
+    # enclosing layer the spec wrote ('encoder').
+    scope = largest
+    while scope not in locations and "." in scope:
+        scope = scope.rsplit(".", 1)[0]
+    location = locations.get(scope)
     message = (
         f"this model has {format_count(total)} parameters ({format_bytes(size)}); "
         f"the limit is {format_count(max_params)} (`--max-params` to raise it)"

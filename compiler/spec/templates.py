@@ -5,6 +5,8 @@ at the file that defines it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -35,7 +37,12 @@ class Template:
     source: SourceMap
     path: YamlPath
     plugin: str | None
-    args_model: type[BaseModel]
+
+    @cached_property
+    def args_model(self) -> type[BaseModel]:
+        """The model that checks a call's arguments, built on first use: a library defines
+        dozens of templates and a spec calls a few (building them all cost ~50 ms)."""
+        return _args_model(self.name, self.definition)
 
     @property
     def params(self) -> dict[str, TemplateParam]:
@@ -95,12 +102,31 @@ def parse_templates(
                 diagnostics_from_validation(error, raw, source, path, TemplateDef, f"template '{name}'")
             )
             continue
-        templates[name] = Template(name, definition, raw, source, path, plugin, _args_model(name, definition))
+        templates[name] = Template(name, definition, raw, source, path, plugin)
     return templates, diagnostics
+
+
+# Parsed libraries, by file and its state: registering a plugin lists its template names,
+# and the first spec that calls one needs the templates, so each file is parsed once.
+_PARSED: dict[tuple[Path, str, int, int], dict[str, Template]] = {}
 
 
 def load_template_library(library: TemplateLibrary) -> dict[str, Template]:
     """Parse a plugin's template file; its errors are the plugin's, so they raise PluginError."""
+    try:
+        status = Path(library.path).stat()
+    except OSError:
+        status = None
+    key = (library.path, library.plugin, status.st_mtime_ns, status.st_size) if status else None
+    if key is not None and key in _PARSED:
+        return dict(_PARSED[key])
+    templates = _parse_template_library(library)
+    if key is not None:
+        _PARSED[key] = templates
+    return dict(templates)
+
+
+def _parse_template_library(library: TemplateLibrary) -> dict[str, Template]:
     try:
         data, source = load_yaml_file(library.path)
     except SpecError as error:

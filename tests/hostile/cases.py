@@ -109,6 +109,7 @@ CASES: list[Case] = [
     Case("yaml-set-python-tag", ("validate", "{spec}", "--set", "v=!!python/name:os.system"), 1, "tag", spec=spec_with_value("1"), located=False),
     Case("yaml-set-bad-int", ("validate", "{spec}", "--set", "v=!!int abc"), 1, "!!int", spec=spec_with_value("1"), located=False),
     # -- 2. Expressions ------------------------------------------------------------------------
+    Case("expr-comprehension-steps", V, 1, "evaluation steps", spec=expression("[x * 2 + 1 for x in range(10**6)]")),
     Case("expr-range-1e12", V, 1, "range", spec=expression("range(10**12)")),
     Case("expr-sum-range-1e10", V, 1, "range", spec=expression("sum(range(10**10))")),
     Case("expr-len-range-1e9", V, 1, "range", spec=expression("len(range(10**9))")),
@@ -181,6 +182,9 @@ CASES: list[Case] = [
     Case("codegen-leaky-relu-minus-inf", T, 0, "", spec=TINY + "  - leaky_relu: -.inf\n", changes=PKG, check=PARSES),
     Case("codegen-elu-inf", T, 0, "", spec=TINY + "  - elu: .inf\n", changes=PKG, check=PARSES),
     Case("codegen-pad-value-inf", T, 0, "", spec=TINY.replace("[N, 4]", "[N, 2, 4]") + "  - pad: {padding: 1, value: .inf}\n", changes=PKG, check=torch_package_runs("pkg", (1, 2, 4))),
+    Case("codegen-id-starts-with-digit", T, 1, "not a Python name", spec=TINY + "    id: 1e309\n"),
+    Case("codegen-top-level-numeric-id", T, 1, "not one", spec=TINY + "    id: '5'\n"),
+    Case("codegen-nested-numeric-ids-run", T, 0, "", spec=TINY + "    id: features\n  - repeat: 2\n    id: stack\n    body: [{linear: 3}]\n", changes=PKG, check=RUNS),
     # -- 3. Sizes (helper `scale`, issue 18) ---------------------------------------------------
 ]
 # fmt: on

@@ -6,7 +6,8 @@ Two fuzzers: gentle mutations (hypothesis, valid YAML with plausible values), an
 ones (`hostile_specs.py`: deep nesting, huge numbers, tags, aliases, long strings, odd
 Unicode, damaged text and bytes) of every spec in `specs/`. The hostile run is short by
 default; ``DLC_FUZZ_CASES=20000 DLC_FUZZ_SEED=1`` makes it the long campaign, and
-``DLC_FUZZ_REPORT=path.json`` writes its figures and findings."""
+``DLC_FUZZ_REPORT=path.json`` writes its figures and findings, and ``DLC_FUZZ_SHARD=i/n``
+splits the campaign over n processes (``DLC_FUZZ_FROM=k`` checks from case k on)."""
 
 from __future__ import annotations
 
@@ -106,7 +107,17 @@ def test_mutated_specs_compile_or_fail_with_located_errors(text: str) -> None:
 
 FUZZ_CASES = int(os.environ.get("DLC_FUZZ_CASES", "25"))
 FUZZ_SEED = int(os.environ.get("DLC_FUZZ_SEED", "1"))
-CASE_SECONDS = 20  # a mutant that takes longer is reported as a hang
+# "i/n": check only the cases whose index is i modulo n. Every shard draws the whole seeded
+# sequence, so n processes together check exactly the cases one process would.
+FUZZ_SHARD = tuple(int(part) for part in os.environ.get("DLC_FUZZ_SHARD", "0/1").split("/"))
+# The first case to check (the sequence is drawn from 0 all the same): a second process per
+# shard can take the second half of the campaign.
+FUZZ_FROM = int(os.environ.get("DLC_FUZZ_FROM", "0"))
+# A mutant that takes longer is reported as a hang. CPU time: on the shared machine (load
+# 10-15, the campaign niced) wall time measures the load more than dlc; the wall-clock
+# limit still catches a mutant that blocks without computing.
+CASE_SECONDS = 20
+CASE_WALL_SECONDS = 300
 TORCH_PARAMETERS = 2_000_000  # generate model.py (which draws the weights) below this size
 
 
@@ -119,15 +130,18 @@ def _deadline(seconds: float) -> Iterator[None]:
     def expire(signum: int, frame: Any) -> None:
         raise _Hang
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    # Fires again every second: an exception raised where Python ignores it (a __del__)
-    # must not let a runaway case go on.
-    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
+    previous = signal.signal(signal.SIGALRM, expire), signal.signal(signal.SIGPROF, expire)
+    # Each fires again every second: an exception raised where Python ignores it (a
+    # __del__) must not let a runaway case go on.
+    signal.setitimer(signal.ITIMER_PROF, seconds, 1.0)
+    signal.setitimer(signal.ITIMER_REAL, CASE_WALL_SECONDS, 1.0)
     try:
         yield
     finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.signal(signal.SIGALRM, previous[0])
+        signal.signal(signal.SIGPROF, previous[1])
 
 
 def _parameter_count(model: dlc.CompiledModel) -> int:
@@ -149,7 +163,7 @@ def check_hostile_mutant(mutant: str | bytes, directory: Path, opt_level: int) -
             if _parameter_count(model) <= TORCH_PARAMETERS:
                 compile(model.torch_source(), "model.py", "exec")
     except _Hang:
-        return f"hang: over {CASE_SECONDS} s"
+        return f"hang: over {CASE_SECONDS} s of CPU or {CASE_WALL_SECONDS} s"
     except DlcError as error:
         error.render()
         location = error.location
@@ -170,17 +184,30 @@ def test_hostile_mutants_compile_or_fail_with_located_errors(tmp_path: Path) -> 
     rng = random.Random(FUZZ_SEED)
     findings: dict[str, list[tuple[int, str]]] = {}
     start = time.perf_counter()
+
+    def report(done: int) -> dict[str, Any]:
+        """The figures so far; written every 500 cases, so a long campaign can be watched."""
+        figures = {
+            "cases": FUZZ_CASES,
+            "done": done,
+            "seed": FUZZ_SEED,
+            "shard": f"{FUZZ_SHARD[0]}/{FUZZ_SHARD[1]}",
+            "from": FUZZ_FROM,
+            "seconds": round(time.perf_counter() - start, 1),
+            "findings": {k: {"count": len(v), "first": v[:3]} for k, v in findings.items()},
+        }
+        if os.environ.get("DLC_FUZZ_REPORT"):
+            Path(os.environ["DLC_FUZZ_REPORT"]).write_text(json.dumps(figures, indent=2))
+        return figures
+
     for index in range(FUZZ_CASES):
         seed_spec, mutant = hostile_case(rng)
-        finding = check_hostile_mutant(mutant, tmp_path, opt_level=rng.choice((0, 1, 2)))
-        if finding is not None:
-            findings.setdefault(finding, []).append((index, seed_spec))
-    report = {
-        "cases": FUZZ_CASES,
-        "seed": FUZZ_SEED,
-        "seconds": round(time.perf_counter() - start, 1),
-        "findings": {k: {"count": len(v), "first": v[:3]} for k, v in findings.items()},
-    }
-    if os.environ.get("DLC_FUZZ_REPORT"):
-        Path(os.environ["DLC_FUZZ_REPORT"]).write_text(json.dumps(report, indent=2))
-    assert not findings, json.dumps(report, indent=2)
+        opt_level = rng.choice((0, 1, 2))
+        if index % FUZZ_SHARD[1] == FUZZ_SHARD[0] and index >= FUZZ_FROM:
+            finding = check_hostile_mutant(mutant, tmp_path, opt_level=opt_level)
+            if finding is not None:
+                findings.setdefault(finding, []).append((index, seed_spec))
+        if index % 500 == 499:
+            report(index + 1)
+    assert not findings, json.dumps(report(FUZZ_CASES), indent=2)
+    report(FUZZ_CASES)

@@ -143,6 +143,13 @@ class OnnxBuilder:
         unresolved = [i for i, e in enumerate(entries) if e is None]
         if len(unresolved) == 1:
             entries[unresolved[0]] = -1
+        else:
+            # Several: those a donor has come from its Shape; one that none has (a product
+            # such as N*T, from flattening [N, T, C, 16] to [N*T, C, 16]) is what remains: -1.
+            shapes = [v.type.shape for v in (source, *donors)]
+            orphans = [i for i in unresolved if not any(dims[i] in shape for shape in shapes)]
+            if len(orphans) == 1:
+                entries[orphans[0]] = -1
         return self._shape_tensor(dims, entries, [source, *donors])
 
     def expand_shape(self, source: Value, dims: Sequence[Dim], donors: Sequence[Value] = ()) -> str:

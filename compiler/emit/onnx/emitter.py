@@ -9,6 +9,7 @@ The output is deterministic: same graph and weights, same bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 
@@ -68,7 +69,9 @@ def lower_node(builder: OnnxBuilder, node: Node, registry: Registry) -> None:
     builder.current = node
     try:
         registry.op(node.op).to_onnx(builder, node)
-    except DlcError:
+    except DlcError as error:
+        if error.location is None and node.location is not None:  # the builder knows no layer
+            error.diagnostics[0] = dataclasses.replace(error.diagnostics[0], location=node.location)
         raise
     except Exception as error:
         raise EmitError(

@@ -351,14 +351,20 @@ class TorchWriter:
     # -- internals -----------------------------------------------------------------------
 
     def _check_names(self, path: str, node: Node) -> None:
-        for segment in path.split("."):
+        for position, segment in enumerate(path.split(".")):
             if segment in NN_MODULE_ATTRIBUTES or segment.startswith("_") or keyword.iskeyword(segment):
-                raise EmitError(
-                    f"the name '{segment}' (in '{path}') cannot be a torch module attribute: "
-                    "it would shadow torch.nn.Module's own",
-                    location=node.location,
-                    hint="rename that layer's `id` (ONNX output is unaffected)",
-                )
+                reason = "it would shadow torch.nn.Module's own"
+            elif segment.isdigit() and position == 0:
+                reason = "a number names an item of a list, and the model itself is not one"
+            elif not segment.isdigit() and not segment.isidentifier():
+                reason = "it is not a Python name (it starts with a digit)"
+            else:
+                continue
+            raise EmitError(
+                f"the name '{segment}' (in '{path}') cannot be a torch module attribute: {reason}",
+                location=node.location,
+                hint="rename that layer's `id` (ONNX output is unaffected)",
+            )
 
     def _path_free(self, path: str) -> bool:
         for existing in self._leaves:

@@ -17,6 +17,14 @@ from dlc.plugin_api import Graph, Node, OpAttrs, PassContext, Value
 
 LAYER_OPS = ("conv", "conv_transpose", "linear")
 
+# A fold holds a layer's weight as drawn and rewritten (in float64 in places: 16 bytes an
+# element at most) and a few float64 vectors per output channel (64 bytes a channel). A
+# layer whose fold would hold more is left as it is (its output is the same either way):
+# `--max-params` admits a 10^9-channel layer, and a pass must not allocate tens of GB for
+# it before writing, which streams, starts. The largest zoo fold (VGG-sized 102M-element
+# weights) needs 1.6 GB.
+MAX_FOLD_BYTES = 2**31
+
 
 def bias_of(layer: Node) -> Value | None:
     return layer.inputs[2] if len(layer.inputs) > 2 else None
@@ -39,6 +47,24 @@ def describe(node: Node) -> str:
     return f"{node.op} '{node.name}'"
 
 
+def too_large_to_fold(layer: Node) -> str | None:
+    """Why rewriting `layer`'s weights would take too much memory, or None."""
+    from dlc.limits import format_bytes
+
+    weight = layer.inputs[1].type
+    elements = 1
+    for dim in weight.shape:
+        elements *= int(dim)
+    channels = int(layer.output.type.shape[-1 if layer.op == "linear" else 1])
+    needed = 16 * elements + 64 * channels
+    if needed <= MAX_FOLD_BYTES:
+        return None
+    return (
+        f"rewriting the weights of {describe(layer)} would hold {format_bytes(needed)} in memory "
+        f"(the bound is {format_bytes(MAX_FOLD_BYTES)})"
+    )
+
+
 class LayerWeights:
     """Reads and rewrites the weight and bias of a layer for folding rewrites."""
 
@@ -48,6 +74,8 @@ class LayerWeights:
 
     def unfoldable(self, graph: Graph, layer: Node) -> str | None:
         """Why the layer's weights cannot be rewritten in place, or None."""
+        if (reason := too_large_to_fold(layer)) is not None:
+            return reason
         for role, value in (("weight", layer.inputs[1]), ("bias", bias_of(layer))):
             if value is None:
                 continue

@@ -26,7 +26,7 @@ import numpy as np
 from dlc.passes.rewrite import Match, RewritePass
 from dlc.plugin_api import Graph, Node, OpGroup, PassContext, TensorType, Value
 
-from .conv_rewriting import LayerWeights, add_op, describe, erase_if_unused, kernel_of
+from .conv_rewriting import LayerWeights, add_op, describe, erase_if_unused, kernel_of, too_large_to_fold
 from .cost_estimates import conv_shape, elementwise_seconds, more_costly, node_shape
 
 
@@ -98,6 +98,8 @@ class FuseSiblingConvs:
         for conv in siblings:
             if not self.weights.known(graph, conv.inputs[1:]):
                 return f"the weights of {describe(conv)} are computed, not parameters"
+            if (reason := too_large_to_fold(conv)) is not None:
+                return reason
         fused_type = self._fused_type(siblings)
         fused = conv_shape(siblings[0].inputs[0].type, fused_type, kernel_of(siblings[0]), 1)
         # ONNX Runtime runs convs in its blocked NCHWc layout; a Split sends the fused output

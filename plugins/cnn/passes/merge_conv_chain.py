@@ -28,7 +28,15 @@ import numpy as np
 from dlc.passes.rewrite import Match, RewritePass
 from dlc.plugin_api import Graph, Node, OpAttrs, PassContext, TensorType
 
-from .conv_rewriting import LayerWeights, bias_of, describe, erase_if_unused, has_other_users, kernel_of
+from .conv_rewriting import (
+    LayerWeights,
+    bias_of,
+    describe,
+    erase_if_unused,
+    has_other_users,
+    kernel_of,
+    too_large_to_fold,
+)
 from .cost_estimates import conv_shape, more_costly, node_shape
 
 
@@ -73,7 +81,7 @@ class MergeConvChain:
             return f"the merged conv's output {inferred} is not provably {second.output.type}"
         if not self.weights.known(graph, [first.inputs[1], bias_of(first)]):
             return f"the weights of {describe(first)} are computed, not parameters"
-        reason = self.weights.unfoldable(graph, second)
+        reason = self.weights.unfoldable(graph, second) or too_large_to_fold(first)
         if reason is not None:
             return reason
         merged = conv_shape(
