@@ -1,6 +1,6 @@
-"""The IR graph: typed nodes over a directed graph of use-def edges (`dlc.ir.dag`).
+"""The IR graph: typed nodes over a `networkx.DiGraph` of use-def edges.
 
-Nothing outside `dlc.ir` touches the edges. Nodes keep their insertion order, and the
+Nothing outside `dlc.ir` touches networkx. Nodes keep their insertion order, and the
 topological order breaks ties by it, so printing and emission are deterministic.
 
 Example (``print(graph)``)::
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from dlc.ir.dag import CycleError, Dag
+import networkx as nx
+
 from dlc.ir.node import Node, Value
 
 
@@ -30,7 +31,7 @@ class Graph:
     def __init__(self, name: str) -> None:
         self.name = name
         self.outputs: dict[str, Value] = {}
-        self._dag: Dag[str] = Dag()
+        self._dag = nx.DiGraph()
         self._nodes: dict[str, Node] = {}
         # Position keys, compared as tuples: a node added at the end gets ``(count, 0)``; one
         # added before a node keyed ``(*k, 0)`` gets ``(*k, -BIG + i, 0)`` for the i-th such
@@ -76,8 +77,8 @@ class Graph:
         producer = self._values[value.name][0]
         users = [
             self._nodes[user]
-            for user, values in self._dag.successors(producer).items()
-            if value.name in values
+            for user, edge in self._dag.succ[producer].items()
+            if value.name in edge["values"]
         ]
         return sorted(users, key=lambda n: self._order[n.name])
 
@@ -92,10 +93,7 @@ class Graph:
         return [n for n in self if n.op == "parameter"]
 
     def toposort(self) -> list[Node]:
-        try:
-            order = self._dag.toposort(key=self._order.__getitem__)
-        except CycleError:
-            raise IRError(f"graph has a cycle: {self._dag.find_cycle()}") from None
+        order = nx.lexicographical_topological_sort(self._dag, key=self._order.__getitem__)
         return [self._nodes[name] for name in order]
 
     def fresh_name(self, base: str) -> str:
@@ -223,8 +221,9 @@ class Graph:
         """Check structural invariants; raise `IRError` naming the first broken one.
 
         Type consistency against the op registry is checked by `dlc.ir.verify`."""
-        if not self._dag.is_acyclic():
-            raise IRError(f"graph has a cycle: {self._dag.find_cycle()}")
+        if not nx.is_directed_acyclic_graph(self._dag):
+            cycle = nx.find_cycle(self._dag)
+            raise IRError(f"graph has a cycle: {cycle}")
         for node in self:
             for value in node.input_values:
                 self._check_defined(value, node)
@@ -250,11 +249,15 @@ class Graph:
 
     def _link_inputs(self, node: Node) -> None:
         for value in node.input_values:
-            self._dag.add_edge(self._values[value.name][0], node.name, value.name)
+            producer = self._values[value.name][0]
+            if self._dag.has_edge(producer, node.name):
+                self._dag.edges[producer, node.name]["values"].add(value.name)
+            else:
+                self._dag.add_edge(producer, node.name, values={value.name})
 
     def _relink(self, old: Node, new: Node) -> None:
         assert old.name == new.name and old.outputs == new.outputs
-        for producer in list(self._dag.predecessors(old.name)):
+        for producer in list(self._dag.pred[old.name]):
             self._dag.remove_edge(producer, old.name)
         self._nodes[new.name] = new
         self._link_inputs(new)

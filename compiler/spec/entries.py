@@ -10,7 +10,8 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from dlc.ir.dag import Dag
+import networkx as nx
+
 from dlc.ir.node import Value
 from dlc.spec.model import COMMON_LAYER_KEYS, LAYER_NAME, REPEAT_KEYS, RESIDUAL_KEYS, SCAN_KEYS
 from dlc.spec.scope import Broken, Entry, Frame, LayerResult
@@ -316,7 +317,7 @@ class EntryReading:
                 if entry.name in by_name:
                     duplicated.add(entry.name)  # reported as a duplicate id already
                 by_name.setdefault(entry.name, entry.index)
-        dag: Dag[int] = Dag()
+        dag = nx.DiGraph()
         for entry in entries:
             if entry is None:
                 continue
@@ -336,8 +337,8 @@ class EntryReading:
                         self._error(f"layer '{name}' takes its own output as input", entry.path, frame)
                         dag.remove_node(entry.index)
                         break
-        while not dag.is_acyclic():
-            cycle = [u for u, _ in dag.find_cycle()]
+        while not nx.is_directed_acyclic_graph(dag):
+            cycle = [u for u, _ in nx.find_cycle(dag)]
             names = [entries[i].name for i in cycle]  # type: ignore[union-attr]
             first = entries[cycle[0]]
             assert first is not None
@@ -346,8 +347,8 @@ class EntryReading:
                 (*first.path, "in") if first.refs is not None else first.path,
                 frame,
             )
-            dag.remove_nodes(cycle)
-        return dag.toposort()
+            dag.remove_nodes_from(cycle)
+        return list(nx.lexicographical_topological_sort(dag))
 
     def _entry_inputs(
         self,
