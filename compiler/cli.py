@@ -488,6 +488,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import dlc
+    from dlc.runtime import read_inputs
+    from dlc.training.predict import posterior_predictive_mean
+
+    with progress.task(f"compiling {args.spec}"):
+        model = dlc.compile(
+            args.spec,
+            opt_level=0,
+            overrides=_overrides(args.set),
+            registry=_registry(args),
+            limits=_limits(args),
+        )
+    outputs = posterior_predictive_mean(model, args.posterior, read_inputs(args.inputs), softmax=args.softmax)
+    for name, value in outputs.items():
+        print(f"{name}: shape {list(value.shape)}, mean {float(np.mean(value)):.6g}")
+    if args.output:
+        from dlc.emit.files import publish, staging_directory
+
+        destination = Path(args.output)
+        with staging_directory(destination) as staging:
+            staged = staging / "predictions.npz"
+            np.savez(staged, **outputs)
+            publish(staged, destination)
+        print(f"wrote {destination}")
+    return 0
+
+
 def cmd_completion(args: argparse.Namespace) -> int:
     from dlc.completion import completion_script
 
@@ -777,6 +807,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue from the checkpoint in the run's directory"
     )
     train.set_defaults(handler=cmd_train)
+
+    predict = commands.add_parser(
+        "predict",
+        parents=[common, spec_options],
+        help="the posterior predictive mean: outputs averaged over a Langevin run's weight samples",
+    )
+    predict.add_argument("spec", help="the spec file (YAML) the run trained")
+    predict.add_argument(
+        "--posterior", required=True, help="the run's posterior.safetensors (dlc train with optimizer: sgld)"
+    )
+    predict.add_argument("--inputs", required=True, help="an .npz file with one array per model input")
+    predict.add_argument("--output", help="write the averaged outputs to this .npz file")
+    predict.add_argument(
+        "--softmax", action="store_true", help="average class probabilities, not logits (classifiers)"
+    )
+    predict.set_defaults(handler=cmd_predict)
 
     completion = commands.add_parser(
         "completion",
