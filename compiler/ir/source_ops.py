@@ -19,8 +19,9 @@ from dlc.ir.types import DType, TensorType
 class InputAttrs(OpAttrs):
     name: str
     # For integer inputs: valid [low, high); a bound may name a symbolic dim (`[0, V]`: node
-    # indices of a graph with V nodes), resolved when random inputs are drawn.
-    value_range: tuple[int | str, int | str] | None = None
+    # indices of a graph with V nodes), resolved when random inputs are drawn. Integral bounds
+    # stay ints (the ONNX metadata writes `[0, 2]`); a fractional one (`2.5`) is a float.
+    value_range: tuple[int | float | str, int | float | str] | None = None
 
 
 class ParameterAttrs(OpAttrs):

@@ -153,7 +153,7 @@ class Lowering(EntryReading, StructureLowering, SharedParameters, ScanLowering, 
                 hint = f"or the name of a symbolic dim ({', '.join(sorted(dims))})" if dims else None
                 self._error(f"`range` bounds are numbers, got {value!r}", path, frame, hint=hint)
                 return None
-            values.append(float(value))
+            values.append(int(value) if float(value).is_integer() and abs(value) < 2**63 else float(value))
         if any(isinstance(v, str) for v in values):
             return values[0], values[1]
         problem = range_problem(values[0], values[1], self.spec.model.inputs[name].dtype)
