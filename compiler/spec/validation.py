@@ -31,9 +31,14 @@ def diagnostics_from_validation(
     """One diagnostic per distinct problem; `subject` names the thing being configured
     (``block 'linear'``) in messages about unknown and missing keys."""
     grouped: dict[tuple[YamlPath, str], list[dict[str, Any]]] = {}
-    for item in error.errors():
+    unreported = 0
+    for item in error.errors(include_url=False):
         path = _data_path(data, item["loc"])
-        grouped.setdefault((path, item["type"] if item["type"] in _KEYED else "value"), []).append(item)
+        group = (path, item["type"] if item["type"] in _KEYED else "value")
+        if group not in grouped and len(grouped) >= MAX_PROBLEMS:
+            unreported += 1  # a list of a million bad values: the first problems say enough
+            continue
+        grouped.setdefault(group, []).append(item)
     diagnostics = []
     suggested = _suggested_keys(grouped, model)
     for (path, kind), items in grouped.items():
@@ -58,7 +63,15 @@ def diagnostics_from_validation(
             diagnostics.append(source.diagnostic(f"missing required key '{key}'{what}", full[:-1]))
         else:
             diagnostics.append(source.diagnostic(_value_message(items, path, subject), full))
+    if unreported:
+        what = f" in {subject}" if subject else ""
+        diagnostics.append(source.diagnostic(f"{unreported:,} more problems{what} not shown", base_path))
     return diagnostics
+
+
+# Distinct problems reported from one validation; the rest are counted. Like a C compiler's
+# error limit: each diagnostic reads the source line, so a million of them would take minutes.
+MAX_PROBLEMS = 20
 
 
 _KEYED = {"extra_forbidden", "missing"}

@@ -185,6 +185,8 @@ CASES: list[Case] = [
     Case("codegen-id-starts-with-digit", T, 1, "not a Python name", spec=TINY + "    id: 1e309\n"),
     Case("codegen-top-level-numeric-id", T, 1, "not one", spec=TINY + "    id: '5'\n"),
     Case("codegen-nested-numeric-ids-run", T, 0, "", spec=TINY + "    id: features\n  - repeat: 2\n    id: stack\n    body: [{linear: 3}]\n", changes=PKG, check=RUNS),
+    # Fuzzer finding (seed 1, case 9557): 100,000 bad list items, one diagnostic each, took minutes.
+    Case("validation-100k-bad-items-capped", V, 1, "more problems", spec='dlc: 1\nname: cc\ninputs:\n  characters: {shape: [N, T, 50], dtype: int64}\nlayers:\n  - char_cnn: {vocab: 262, dim: 16, filters: "${[x for x in range(100000)]}"}\n'),
     # Fuzzer finding (seed 1, case 10698): a fractional bound of an integer input's range.
     Case("input-range-fractional-bound", ("run", "{spec}", "--random-inputs"), 0, "ids", spec="dlc: 1\nname: r\ninputs:\n  ids: {shape: [N, 8], dtype: int64, range: [0, 2.5]}\nlayers:\n  - embedding: {vocab: 10, dim: 4}\n"),
     # -- 3. Sizes (helper `scale`, issue 18) ---------------------------------------------------
