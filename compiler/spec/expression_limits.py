@@ -27,7 +27,7 @@ MAX_EXPRESSION_CHARS = 10_000
 MAX_EXPRESSION_DEPTH = 100
 MAX_INT_BITS = 1024
 MAX_ELEMENTS = 2**20
-MAX_STEPS = 2**20  # about a second of CPU: a step costs about a microsecond
+MAX_STEPS = 2**22  # a few seconds of CPU at most: a step costs about a microsecond
 
 # Methods whose result is no larger than the value they are called on; any other method
 # could grow a string or list without bound ('a'.ljust(10**10), ''.replace('', ...)).
