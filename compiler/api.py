@@ -117,11 +117,16 @@ class CompiledModel:
             value = node.output
             shape = tuple(int(d) for d in value.type.shape)
             dtype = value.type.dtype.numpy
+            nbytes = int(np.prod(shape)) * dtype.itemsize
             if self._tensors is not None:
-                pieces = partial(_whole, self._tensors[value.name])
-            else:
-                pieces = partial(node.attrs.init.chunks, shape, dtype, self.seed, node.attrs.name)
-            streamed[node.attrs.name] = StreamedTensor(int(np.prod(shape)) * dtype.itemsize, pieces)
+                streamed[node.attrs.name] = StreamedTensor(nbytes, partial(_whole, self._tensors[value.name]))
+                continue
+            init = node.attrs.init
+            streamed[node.attrs.name] = StreamedTensor(
+                nbytes,
+                partial(init.chunks, shape, dtype, self.seed, node.attrs.name),
+                parts=tuple(init.parts(shape, dtype, self.seed, node.attrs.name)),
+            )
         return streamed
 
     def save(self, path: str | Path, target: str = "onnx") -> list[Path]:

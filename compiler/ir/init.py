@@ -4,7 +4,9 @@ Each parameter draws from its own generator seeded with ``(seed, crc32(name))``,
 parameter's values depend only on the seed and its name, never on the order in which
 parameters are created or emitted. Values are drawn directly in float32, in pieces of
 `CHUNK` elements (the same stream as one draw), so a writer can stream a large tensor
-through a small reused buffer instead of holding it whole (`Init.chunks`).
+through a small reused buffer instead of holding it whole (`Init.chunks`). A uniform
+float32 draw can also be cut into pieces drawn independently, by several threads
+(`Init.parts`).
 
 An initializer may pass its draw through a named `Transform` (e.g. the LRU's eigenvalue
 ring), and parameters that name the same `stream` share one draw, so one can be a
@@ -17,6 +19,7 @@ import math
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -27,6 +30,10 @@ InitKind = Literal["uniform", "normal", "truncated_normal", "constant", "data"]
 # truncated normal redraws its out-of-range values piece by piece, so it is part of that
 # distribution's definition and must not change.
 CHUNK = 1 << 20
+
+Buffers = Callable[[], np.ndarray | None]
+# Draws a tensor's pieces (or one part of them), each into a buffer from `Buffers` if given.
+PieceSource = Callable[[Buffers | None], Iterator[np.ndarray]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,25 +102,19 @@ class Init:
         dtype: np.dtype,
         seed: int,
         name: str,
-        buffers: Callable[[], np.ndarray] | None = None,
+        buffers: Buffers | None = None,
     ) -> Iterator[np.ndarray]:
         """The values in C order, as consecutive pieces of at most `CHUNK` elements: the
         same values as `materialize`. Each drawn piece goes into a buffer from `buffers()`
         (at least `CHUNK` elements of `dtype`; else one is allocated), so a large tensor
-        needs no memory of its size."""
+        needs no memory of its size. A piece is yielded before `buffers()` is called again,
+        so the caller may refill a buffer once its piece was consumed."""
         shape = tuple(shape)
         total = int(np.prod(shape, dtype=np.int64))
-
-        def buffer(size: int) -> np.ndarray:
-            given = buffers() if buffers is not None else None
-            usable = given is not None and given.dtype == np.dtype(dtype) and given.size >= size
-            return given[:size] if usable else np.empty(size, dtype=dtype)
-
         whole = self.transform is not None or self._draw_type(dtype) != np.dtype(dtype)
         if self.kind in ("data", "constant") or whole:
-            if self.kind == "constant" and self.transform is None:  # one buffer's worth, repeated
-                flat = buffer(min(CHUNK, total))
-                flat[:] = self.first
+            if self.kind == "constant" and self.transform is None:  # one piece's worth, repeated
+                flat = np.full(min(CHUNK, total), self.first, dtype=dtype)  # not a caller's buffer
                 yield from (flat[: min(CHUNK, total - start)] for start in range(0, total, CHUNK))
                 return
             flat = self.materialize(shape, dtype, seed, name).reshape(-1)
@@ -121,9 +122,37 @@ class Init:
             return
         rng = self._generator(seed, self.stream or name)
         for start in range(0, total, CHUNK):
-            piece = buffer(min(CHUNK, total - start))
+            piece = _buffer(buffers, min(CHUNK, total - start), dtype)
             self._draw_into(rng, piece, start, shape)
             yield piece
+
+    def parts(self, shape: Sequence[int], dtype: np.dtype, seed: int, name: str) -> list[PieceSource]:
+        """The pieces of `chunks`, as consecutive parts that can be drawn independently (by
+        different threads): one part per piece for a plain float32 uniform draw, else one.
+
+        PCG64 gives `random(dtype=float32)` one 64-bit output per two values (it keeps the
+        unused half for the next value), so the piece starting at element k * CHUNK (CHUNK
+        is even) is what the same seed's generator draws after `advance(k * CHUNK // 2)`,
+        which also drops any kept half. Normal draws (ziggurat, redraws outside the
+        truncation) use a data-dependent number of outputs, so they cannot jump ahead."""
+        shape = tuple(shape)
+        splittable = self.kind == "uniform" and self.transform is None and np.dtype(dtype) == np.float32
+        if not splittable:
+            return [partial(self.chunks, shape, dtype, seed, name)]
+        total = int(np.prod(shape, dtype=np.int64))
+        return [partial(self._piece_at, shape, seed, name, start) for start in range(0, total, CHUNK)]
+
+    def _piece_at(
+        self, shape: tuple[int, ...], seed: int, name: str, start: int, buffers: Buffers | None
+    ) -> Iterator[np.ndarray]:
+        """The piece of a float32 uniform draw that starts at element `start` (see `parts`)."""
+        assert start % 2 == 0, "a piece must start on a whole 64-bit output"
+        rng = self._generator(seed, self.stream or name)
+        rng.bit_generator.advance(start // 2)
+        total = int(np.prod(shape, dtype=np.int64))
+        piece = _buffer(buffers, min(CHUNK, total - start), np.dtype(np.float32))
+        self._draw_into(rng, piece, start, shape)
+        yield piece
 
     @staticmethod
     def _generator(seed: int, name: str) -> np.random.Generator:
@@ -159,6 +188,13 @@ class Init:
             high = min((self.zero_row + 1) * row, start + values.size) - start
             if low < high:
                 values[low:high] = 0
+
+
+def _buffer(buffers: Buffers | None, size: int, dtype: np.dtype) -> np.ndarray:
+    """The first `size` elements of the caller's next buffer when it fits, else a new array."""
+    given = buffers() if buffers is not None else None
+    usable = given is not None and given.dtype == np.dtype(dtype) and given.size >= size
+    return given[:size] if usable else np.empty(size, dtype=dtype)
 
 
 def uniform(bound: float) -> Init:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 
@@ -128,3 +130,40 @@ def test_a_zeroed_row_stays_zero_through_a_transform() -> None:
     shifted = replace(init.transformed(init.normal(1.0), "plus_one", lambda v: v + 1.0), zero_row=1)
     values = shifted.materialize((3, 4), np.dtype(np.float32), 0, "w")
     assert not values[1].any() and values[0].all() and values[2].all()
+
+
+def test_parts_jump_ahead_to_the_values_of_materialize_bit_for_bit() -> None:
+    # A float32 uniform draw is cut into one part per piece, each drawn by its own
+    # generator advanced to the piece's start; together they must be exactly the
+    # sequential draw. Anything else stays one sequential part.
+    from dataclasses import replace
+
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+    odd = (3, init.CHUNK + 7)  # an odd size: the last piece is partial and odd
+    cases = {
+        "uniform, odd size": (init.uniform(0.3), odd, f32, 4),
+        "uniform, exactly two pieces": (init.uniform(1.0), (2, init.CHUNK), f32, 2),
+        "uniform, less than a piece": (init.uniform(1.0), (5,), f32, 1),
+        "uniform, a zeroed row across a piece boundary": (
+            replace(init.uniform(0.5), zero_row=1),
+            (3, init.CHUNK // 2 + 3),
+            f32,
+            2,
+        ),
+        "uniform with a transform": (init.transformed(init.uniform(1.0), "square", np.square), odd, f32, 1),
+        "uniform in float64": (init.uniform(1.0), (init.CHUNK + 3,), f64, 1),
+        "normal": (init.normal(0.02), odd, f32, 1),
+        "truncated normal": (init.truncated_normal(0.02), (init.CHUNK + 3,), f32, 1),
+        "constant": (init.constant(0.5), (init.CHUNK + 3,), f32, 1),
+    }
+    for label, (initializer, shape, dtype, count) in cases.items():
+        whole = initializer.materialize(shape, dtype, 11, "layer.weight").reshape(-1)
+        parts = initializer.parts(shape, dtype, 11, "layer.weight")
+        assert len(parts) == count, label
+        buffers = iter([np.empty(init.CHUNK, np.float32) for _ in range(8)])
+        drawn_parts = {}
+        for index in reversed(range(count)):  # last part first: none depends on another
+            drawn_parts[index] = [p.copy() for p in parts[index](partial(next, buffers, None))]
+        drawn = np.concatenate([piece for index in range(count) for piece in drawn_parts[index]])
+        assert drawn.dtype == whole.dtype, label
+        assert drawn.tobytes() == whole.tobytes(), label

@@ -17,9 +17,6 @@ empty file, so checking never parses the weights.
 
 from __future__ import annotations
 
-import itertools
-import queue
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +29,9 @@ from dlc import progress
 from dlc.emit.files import is_stream, publish, staging_directory
 from dlc.emit.onnx.builder import PLACEHOLDER_FILE
 from dlc.emit.onnx.emitter import check_onnx_file
+from dlc.emit.onnx.parallel_draw import ParallelDraw
 from dlc.errors import EmitError
-from dlc.ir.init import CHUNK
+from dlc.ir.init import PieceSource
 
 # Protobuf's hard limit is 2 GiB; leave room for the graph itself.
 EXTERNAL_DATA_THRESHOLD = 2**31 - 2**27
@@ -43,17 +41,17 @@ _INITIALIZER_FIELD = onnx.GraphProto.DESCRIPTOR.fields_by_name["initializer"].nu
 _RAW_DATA_FIELD = onnx.TensorProto.DESCRIPTOR.fields_by_name["raw_data"].number  # 9
 
 
-Buffers = Callable[[], np.ndarray]
-
-
 @dataclass(frozen=True)
 class StreamedTensor:
     """An initializer's data, produced when the file is written: `pieces(buffers)` yields
     flat arrays that together hold `nbytes` bytes, in C order. It may draw each piece into
-    a float32 buffer of `CHUNK` elements from `buffers()`."""
+    a float32 buffer of `CHUNK` elements from `buffers()`, and must yield that piece before
+    asking for another buffer. `parts`, if given, yields the same pieces as consecutive
+    parts that may be drawn concurrently (`dlc.emit.onnx.parallel_draw`)."""
 
     nbytes: int
-    pieces: Callable[[Buffers | None], Iterator[np.ndarray]]
+    pieces: PieceSource
+    parts: tuple[PieceSource, ...] = ()
 
 
 def initializer_bytes(model: onnx.ModelProto, streamed: Mapping[str, StreamedTensor] | None = None) -> int:
@@ -139,50 +137,6 @@ def _split(message, field: int) -> tuple[bytes, bytes]:
     return before.SerializeToString(), after.SerializeToString()
 
 
-class _Prefetch:
-    """Draws the pieces of the streamed tensors, in file order, in a background thread while
-    the caller writes the previous ones (drawing and writing each take about half the time).
-    Pieces rotate through three buffers and the hand-over queue holds one piece, so a buffer
-    is refilled only after the piece in it was written."""
-
-    _END = object()
-
-    def __init__(self, sources: list[StreamedTensor]) -> None:
-        self._pool = itertools.cycle([np.empty(CHUNK, np.float32) for _ in range(3)])
-        self._queue: queue.Queue = queue.Queue(maxsize=1)
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._draw, args=(sources,), daemon=True)
-        self._thread.start()
-
-    def _draw(self, sources: list[StreamedTensor]) -> None:
-        try:
-            for source in sources:
-                for piece in source.pieces(lambda: next(self._pool)):
-                    self._hand_over(piece)
-                self._hand_over(self._END)
-        except BaseException as error:  # re-raised in the writing thread
-            self._hand_over(error)
-
-    def _hand_over(self, item: object) -> None:
-        while not self._stopped.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def pieces(self) -> Iterator[np.ndarray]:
-        """The next streamed tensor's pieces."""
-        while (item := self._queue.get()) is not self._END:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self._stopped.set()
-        self._thread.join()
-
-
 def _write_inline(
     model: onnx.ModelProto,
     streamed: Mapping[str, StreamedTensor],
@@ -207,14 +161,11 @@ def _write_inline(
     graph_size = len(graph_head) + len(graph_tail)
     graph_size += sum(len(initializer_tag) + len(_varint(size)) + size for _, _, size in sized)
     file.write(model_head + _length_delimited(_GRAPH_FIELD) + _varint(graph_size) + graph_head)
-    prefetch = _Prefetch([source for _, source, _ in sized if source is not None])
-    try:
+    with ParallelDraw([source for _, source, _ in sized if source is not None]) as drawn:
         for header, source, size in sized:
             file.write(initializer_tag + _varint(size) + header)
             if source is not None:
-                _write_pieces(file, prefetch.pieces(), source.nbytes, advance)
-    finally:
-        prefetch.close()
+                _write_pieces(file, drawn.pieces(), source.nbytes, advance)
     file.write(graph_tail + model_tail)
 
 
@@ -249,11 +200,12 @@ def _write_external(
     external = onnx.ModelProto()
     external.CopyFrom(model)
     offset = 0
-    with data.open("wb") as file:
+    sources = [streamed[t.name] for t in external.graph.initializer if t.name in streamed]
+    with data.open("wb") as file, ParallelDraw(sources) as drawn:
         for tensor in external.graph.initializer:
             source = streamed.get(tensor.name)
             if source is not None:
-                length = _write_pieces(file, source.pieces(None), source.nbytes, advance)
+                length = _write_pieces(file, drawn.pieces(), source.nbytes, advance)
             elif len(tensor.raw_data) >= 1024:
                 length = file.write(tensor.raw_data)
                 advance(length)

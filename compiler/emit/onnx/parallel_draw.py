@@ -1,0 +1,192 @@
+"""Draw streamed weights on every core, ahead of the writer, in bounded memory.
+
+Drawing the initial weights is most of a large model's compile, and one thread drawing
+while the writer waits leaves the other cores idle. numpy's generators release the GIL
+while they fill an array, so threads draw in parallel.
+
+Each streamed tensor comes as one or more *parts* (`StreamedTensor.parts`): a normal draw
+is one part (its stream cannot jump ahead), a float32 uniform draw one part per piece
+(`Init.parts`), so a single large tensor is shared out too. Drawing threads take parts in
+file order; the writer reads their pieces strictly in file order, so the bytes are those of
+a sequential draw.
+
+Memory: every piece drawn and not yet written holds one of a fixed number of slots, each
+with a float32 buffer of `CHUNK` elements, from before it is drawn until the writer asks for
+the next piece. A thread drawing ahead of the part the writer reads leaves
+`RESERVED_SLOTS` free, so that part can always get one: no deadlock, whatever the model's
+size. An error while drawing is raised in the writer when it reaches that part; `close`
+stops and joins the threads (after an error or Ctrl-C in the writer too).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dlc.ir.init import CHUNK, PieceSource
+
+if TYPE_CHECKING:
+    from dlc.emit.onnx.writer import StreamedTensor
+
+# Drawn-but-unwritten pieces at most: 48 buffers of 4 MB. Enough for one thread to draw a
+# large normal tensor (GPT-2's 38.6M-value token embedding) while the other works ahead.
+SLOTS = 48
+RESERVED_SLOTS = 1  # kept for the part the writer reads
+
+
+def drawing_threads() -> int:
+    """One drawing thread per core this process may use (the writer mostly waits)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
+class _Part:
+    """One part's drawn pieces, each with its slot's buffer, on their way to the writer."""
+
+    def __init__(self, index: int, draw: PieceSource) -> None:
+        self.index = index
+        self.draw = draw
+        self.pieces: deque[tuple[np.ndarray, np.ndarray]] = deque()
+        self.finished = False
+        self.error: BaseException | None = None
+
+
+class ParallelDraw:
+    """The pieces of `sources`, drawn by `threads` threads and read in order with `pieces()`.
+    Use as a context manager, or call `close`, so the threads always stop."""
+
+    def __init__(
+        self, sources: Sequence[StreamedTensor], threads: int | None = None, slots: int | None = None
+    ) -> None:
+        slots = slots or SLOTS
+        assert slots > RESERVED_SLOTS, "the part the writer reads needs a slot of its own"
+        self._parts: list[_Part] = []
+        self._part_counts: deque[int] = deque()
+        for source in sources:
+            draws = source.parts or (source.pieces,)
+            for draw in draws:
+                self._parts.append(_Part(len(self._parts), draw))
+            self._part_counts.append(len(draws))
+        self._changed = threading.Condition()  # guards everything below
+        self._next_part = 0  # the next part a thread takes
+        self._head = 0  # the part the writer reads
+        self._free_slots = slots
+        self._spare_buffers: list[np.ndarray] = []  # of free slots; allocated on first use
+        self._stopped = False
+        count = min(threads or drawing_threads(), max(len(self._parts), 1))
+        self._threads = [
+            threading.Thread(target=self._work, name=f"dlc-draw-{i}", daemon=True) for i in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def __enter__(self) -> ParallelDraw:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the writer's side ------------------------------------------------------------------
+
+    def pieces(self) -> Iterator[np.ndarray]:
+        """The next streamed tensor's pieces, in order. A piece stays valid until the next
+        one is asked for; its buffer may then be drawn into again."""
+        for _ in range(self._part_counts.popleft()):
+            part = self._parts[self._head]
+            while (handed := self._next_piece(part)) is not None:
+                piece, buffer = handed
+                try:
+                    yield piece
+                finally:
+                    self._release_slot(buffer)
+            with self._changed:
+                self._head += 1
+                self._changed.notify_all()
+
+    def _next_piece(self, part: _Part) -> tuple[np.ndarray, np.ndarray] | None:
+        with self._changed:
+            self._changed.wait_for(lambda: part.pieces or part.finished or self._stopped)
+            if part.pieces:
+                return part.pieces.popleft()
+            if part.error is not None:
+                raise part.error
+            if self._stopped:  # a part cut short: never a shorter tensor
+                raise RuntimeError("the weights' drawing was stopped")
+            return None
+
+    def close(self) -> None:
+        """Stop drawing and wait for the threads (each finishes the piece it is drawing)."""
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+        for thread in self._threads:
+            thread.join()
+
+    # -- the drawing threads' side -----------------------------------------------------------
+
+    def _work(self) -> None:
+        while (part := self._take_part()) is not None:
+            self._draw(part)
+
+    def _take_part(self) -> _Part | None:
+        with self._changed:
+            if self._stopped or self._next_part >= len(self._parts):
+                return None
+            self._next_part += 1
+            return self._parts[self._next_part - 1]
+
+    def _draw(self, part: _Part) -> None:
+        slot_buffer: list[np.ndarray | None] = [None]
+
+        def buffers() -> np.ndarray | None:  # the piece's slot buffer, once
+            buffer, slot_buffer[0] = slot_buffer[0], None
+            return buffer
+
+        error = None
+        try:
+            pieces = part.draw(buffers)
+            while (buffer := self._acquire_slot(part.index)) is not None:
+                slot_buffer[0] = buffer
+                try:
+                    piece = next(pieces, None)
+                except BaseException:
+                    self._release_slot(buffer)
+                    raise
+                if piece is None:
+                    self._release_slot(buffer)
+                    break
+                with self._changed:
+                    part.pieces.append((piece, buffer))
+                    self._changed.notify_all()
+        except BaseException as raised:  # re-raised in the writer's thread
+            error = raised
+        with self._changed:
+            part.error, part.finished = error, True
+            if error is not None:  # the writer stops there: draw no further parts
+                self._next_part = len(self._parts)
+            self._changed.notify_all()
+
+    def _acquire_slot(self, index: int) -> np.ndarray | None:
+        """A free slot's buffer for a piece of part `index`, once one may be taken; None
+        when drawing stopped."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._stopped or self._free_slots > self._reserved_for(index))
+            if self._stopped:
+                return None
+            self._free_slots -= 1
+            return self._spare_buffers.pop() if self._spare_buffers else np.empty(CHUNK, np.float32)
+
+    def _reserved_for(self, index: int) -> int:
+        """Slots that part `index` must leave free: none once the writer reads it."""
+        return 0 if index == self._head else RESERVED_SLOTS
+
+    def _release_slot(self, buffer: np.ndarray) -> None:
+        with self._changed:
+            self._free_slots += 1
+            self._spare_buffers.append(buffer)
+            self._changed.notify_all()
