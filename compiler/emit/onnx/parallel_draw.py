@@ -33,9 +33,11 @@ from dlc.ir.init import CHUNK, PieceSource
 if TYPE_CHECKING:
     from dlc.emit.onnx.writer import StreamedTensor
 
-# Drawn-but-unwritten pieces at most: 48 buffers of 4 MB. Enough for one thread to draw a
-# large normal tensor (GPT-2's 38.6M-value token embedding) while the other works ahead.
-SLOTS = 48
+# Drawn-but-unwritten pieces at most: 32 buffers of 4 MB, so one thread draws most of a
+# large normal tensor's time ahead (GPT-2's 38.6M-value token embedding comes first). 48
+# cost more CPU than they saved (fresh pages to fault in, pieces written from DRAM rather
+# than cache); 16-32 were alike on the 2-core development machine.
+SLOTS = 32
 RESERVED_SLOTS = 1  # kept for the part the writer reads
 
 
