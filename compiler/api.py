@@ -17,11 +17,10 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from dlc.errors import DlcError, EmitError
 from dlc.ir.graph import Graph
 from dlc.ir.node import Node
+from dlc.lazy_imports import numpy as np
 from dlc.limits import Limits
 from dlc.passes.manager import PassContext, PassManager, PassRecord, build_pipeline
 from dlc.registry import Registry, default_registry

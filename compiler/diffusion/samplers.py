@@ -21,9 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from dlc.diffusion.schedules import alphas_cumprod
+from dlc.lazy_imports import numpy as np
 from dlc.spec.sampling import SamplingSection
 
 

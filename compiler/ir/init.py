@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-import numpy as np
+from dlc.lazy_imports import numpy as np
 
 InitKind = Literal["uniform", "normal", "truncated_normal", "constant", "data"]
 

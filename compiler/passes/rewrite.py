@@ -16,12 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
-
 from dlc.ir.graph import Graph
 from dlc.ir.init import from_array
 from dlc.ir.node import Node, Value
 from dlc.ir.source_ops import ConstantAttrs, ParameterAttrs, constant_type
+from dlc.lazy_imports import numpy as np
 from dlc.passes.manager import PassContext, PassResult
 from dlc.weights import parameter_data
 

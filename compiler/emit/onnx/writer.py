@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
 import onnx
 
 from dlc import progress
@@ -34,6 +33,7 @@ from dlc.emit.onnx.builder import PLACEHOLDER_FILE
 from dlc.emit.onnx.emitter import check_onnx_file
 from dlc.errors import EmitError
 from dlc.ir.init import CHUNK
+from dlc.lazy_imports import numpy as np
 
 # Protobuf's hard limit is 2 GiB; leave room for the graph itself.
 EXTERNAL_DATA_THRESHOLD = 2**31 - 2**27

@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from dlc.ir.builder import GraphBuilder
+from dlc.lazy_imports import numpy as np
 from dlc.passes.rewrite import PassTensors
 from dlc.plugin_api import Graph, Node, OpAttrs, PassContext, Value
 

@@ -24,8 +24,7 @@ affine is not one value per output channel.
 
 from __future__ import annotations
 
-import numpy as np
-
+from dlc.lazy_imports import numpy as np
 from dlc.passes.rewrite import Match, RewritePass
 from dlc.plugin_api import Graph, Node, PassContext, format_shape
 
