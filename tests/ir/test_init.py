@@ -128,3 +128,31 @@ def test_a_zeroed_row_stays_zero_through_a_transform() -> None:
     shifted = replace(init.transformed(init.normal(1.0), "plus_one", lambda v: v + 1.0), zero_row=1)
     values = shifted.materialize((3, 4), np.dtype(np.float32), 0, "w")
     assert not values[1].any() and values[0].all() and values[2].all()
+
+
+def test_deferred_data_is_computed_once_on_first_read_whoever_reads() -> None:
+    import threading
+
+    from dlc.ir.init import deferred_data
+
+    calls = []
+
+    def compute() -> np.ndarray:
+        calls.append(1)
+        return np.arange(6, dtype=np.float64).reshape(2, 3)
+
+    data = deferred_data(compute, np.float32, (2, 3))
+    assert data.describe() == "data(float32[2, 3])" and not calls  # described without computing
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(data.materialize((2, 3), np.float32, 0, "w")))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1
+    assert all(r.dtype == np.float32 and np.array_equal(r, np.arange(6).reshape(2, 3)) for r in results)
+    pieces = list(data.chunks((2, 3), np.float32, 0, "w"))
+    assert np.array_equal(np.concatenate(pieces), np.arange(6, dtype=np.float32)) and len(calls) == 1
