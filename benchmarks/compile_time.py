@@ -43,32 +43,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-# The headline models first, so that a partial run still answers for them.
-ZOO = [
-    "attention/bert_base",
-    "attention/gpt2_small",
-    "cnn/resnet50",
-    "cnn/vgg16",
-    "attention/vit_b16",
-    "cnn/lenet5",
-    "cnn/alexnet",
-    "cnn/vgg16_bn",
-    "cnn/googlenet",
-    "cnn/inception_v1",
-    "cnn/resnet18",
-    "cnn/unet",
-    "cnn/wavenet",
-    "cnn/text_cnn",
-    "attention/transformer_base",
-    "attention/bert_large",
-    "recurrent/elman",
-    "recurrent/lstm",
-    "recurrent/gru",
-    "recurrent/lstm_lm",
-    "recurrent/bigru_tagger",
-    "recurrent/lru",
-    "recurrent/elmo",
-]
+# The headline models first, so that a partial run still answers for them; then
+# every other spec of the zoo (specs/, less the benchmark-only specs/bench).
+HEADLINE = ["attention/bert_base", "attention/gpt2_small", "cnn/resnet50", "cnn/vgg16"]
+ZOO = HEADLINE + sorted(
+    str(path.relative_to(REPO / "specs").with_suffix(""))
+    for path in (REPO / "specs").rglob("*.yaml")
+    if path.parent.name != "bench" and str(path.relative_to(REPO / "specs").with_suffix("")) not in HEADLINE
+)
 
 # The published implementations, where they can be imported here: HF transformers.
 HF_MODELS = {

@@ -17,11 +17,10 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from dlc.errors import DlcError, EmitError
 from dlc.ir.graph import Graph
 from dlc.ir.node import Node
+from dlc.lazy_imports import numpy as np
 from dlc.limits import Limits
 from dlc.passes.manager import PassContext, PassManager, PassRecord, build_pipeline
 from dlc.registry import Registry, default_registry
@@ -256,6 +255,12 @@ def compile(
     (`dlc.spec.direction`), with the same parameter names. `sampling` (a mapping, possibly
     empty, of `sampling:` keys such as ``{"sampler": "ddim", "steps": 50}``) compiles the
     spec's diffusion sampler, x_T -> x_0, instead of the network itself (`dlc.diffusion`)."""
+    if sampling is not None and direction != "forward":
+        raise DlcError(
+            "a diffusion sampler runs the network forward; "
+            f"it cannot be compiled with direction '{direction}'",
+            hint="drop `--direction inverse`, or compile the inverse without `--sampler`",
+        )
     start = time.perf_counter()
     registry = registry or default_registry(strict=strict_plugins)
     if not isinstance(spec, Spec):

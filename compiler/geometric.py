@@ -21,8 +21,9 @@ graphs use a polynomial filter instead (ChebNet), which needs no eigenvectors.
 
 from __future__ import annotations
 
-import numpy as np
 import numpy.typing as npt
+
+from dlc.lazy_imports import numpy as np
 
 MAX_NODES = 20_000  # a dense [V, V] float64 Laplacian of 20,000 nodes is 3.2 GB
 

@@ -28,7 +28,7 @@ from dlc.ir.shapes import (
     same_dtype,
 )
 from dlc.ir.symbolic import Dim, Sym, is_static, product
-from dlc.ir.types import DType, TensorType, format_shape
+from dlc.ir.types import FLOAT32_LOWEST, DType, TensorType, format_shape
 from dlc.passes.manager import (
     LEVEL_OPT_IN,
     PHASE_CLEANUP,
@@ -45,6 +45,7 @@ from dlc.spec.context import BlockContext
 from dlc.training.datasets import DatasetArrays, DatasetInfo
 
 __all__ = [
+    "FLOAT32_LOWEST",
     "LEVEL_OPT_IN",
     "PHASE_CLEANUP",
     "PHASE_FINAL",

@@ -132,7 +132,10 @@ class Registry:
     def _load_deferred(self, plugin: str) -> None:
         deferred = self._deferred.pop(plugin, None)
         if deferred is not None and self._loader is not None:
-            self._loader.load(self, deferred.record, deferred.load)
+            # The manifest's template names hold: the plugin's files are unchanged since they
+            # were listed, so its template libraries need not be parsed to list them again.
+            templates = deferred.record.provides.get("templates")
+            self._loader.load(self, deferred.record, deferred.load, templates)
 
     def passes_up_to(self, level: int) -> list[PassInfo]:
         """The passes of optimization levels up to `level`, in registration order (loading
@@ -387,7 +390,7 @@ def _collect(pm: pluggy.PluginManager, plugin_name: str, builtin: bool = False) 
     return records
 
 
-def _provides(records: dict[str, list[Any]]) -> dict[str, list[str]]:
+def _provides(records: dict[str, list[Any]], templates: list[str] | None = None) -> dict[str, list[str]]:
     labels = {
         "dlc_block_types": "blocks",
         "dlc_ops": "ops",
@@ -401,7 +404,9 @@ def _provides(records: dict[str, list[Any]]) -> dict[str, list[str]]:
         labels[hook]: sorted(r.name for r in items) for hook, items in records.items() if hook in labels
     }
     libraries = records.get("dlc_templates", [])
-    if libraries:
+    if libraries and templates is not None:
+        provides["templates"] = sorted(templates)
+    elif libraries:
         from dlc.spec.templates import template_names
 
         provides["templates"] = sorted(n for lib in libraries for n in template_names(lib))
@@ -459,13 +464,17 @@ class _PluginLoader:
             return None
         return f"{source}|{version}|{code}"
 
-    def load(self, registry: Registry, record: PluginRecord, loader: Any) -> None:
+    def load(
+        self, registry: Registry, record: PluginRecord, loader: Any, templates: list[str] | None = None
+    ) -> None:
+        """Import and register a plugin; `templates`, when known, are the names its template
+        libraries define (else they are parsed to list them)."""
         plugin_object = None
         try:
             plugin_object = loader()
             self.manager.register(plugin_object, name=record.name)
             records = _collect(self.manager, record.name, record.source.startswith("builtin "))
-            record.provides = _provides(records)
+            record.provides = _provides(records, templates)
             registry.commit(record.name, records)
         # A plugin's failure must not take dlc down with it; that includes `sys.exit()` at
         # import, which would otherwise end dlc with the plugin's exit code, spec unchecked.

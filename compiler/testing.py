@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
-
 from dlc.emit.onnx.emitter import build_onnx_model
 from dlc.emit.torch.eject import build_module, torch_package
 from dlc.ir.builder import GraphBuilder
@@ -20,6 +18,7 @@ from dlc.ir.node import Value
 from dlc.ir.ops import OpDef, OpSample
 from dlc.ir.symbolic import Sym
 from dlc.ir.types import DType, TensorType
+from dlc.lazy_imports import numpy as np
 from dlc.registry import Registry, default_registry
 
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-import numpy as np
-
 from dlc.errors import Location, WeightsError
+from dlc.lazy_imports import numpy as np
 from dlc.optional import require_torch
 
 ACCEPTED_FORMATS = (

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from dlc.errors import Location, WeightsError
 from dlc.ir.graph import Graph
 from dlc.ir.init import from_array
 from dlc.ir.node import Node
 from dlc.ir.source_ops import ParameterAttrs
+from dlc.lazy_imports import numpy as np
 
 
 def parameter_data(node: Node, seed: int) -> np.ndarray:

@@ -24,10 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from dlc.analysis import AnalysisError
 from dlc.analysis.choices import ATTACKS, NORMS
+from dlc.lazy_imports import numpy as np
 
 if TYPE_CHECKING:
     import torch

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from dlc.analysis import AnalysisError
+from dlc.lazy_imports import numpy as np
 
 if TYPE_CHECKING:
     import torch

@@ -25,11 +25,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-
 from dlc.analysis import AnalysisError
 from dlc.analysis.choices import NTK_METHODS, NTK_MODES
 from dlc.analysis.model_function import ModelFunction, flat_output
+from dlc.lazy_imports import numpy as np
 
 if TYPE_CHECKING:
     import torch

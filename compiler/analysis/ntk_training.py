@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from dlc.analysis import AnalysisError
 from dlc.analysis.model_function import ModelFunction, flat_output
 from dlc.analysis.ntk import Mode, empirical_ntk
+from dlc.lazy_imports import numpy as np
 
 if TYPE_CHECKING:
     import torch

@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
+from dlc.lazy_imports import numpy as np
 
 
 def _pyplot():

@@ -14,11 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from dlc.analysis import AnalysisError
 from dlc.analysis.attacks import AttackConfig, adversarial_examples, perturbation_norms
 from dlc.analysis.model_function import ModelFunction
+from dlc.lazy_imports import numpy as np
 
 if TYPE_CHECKING:
     import torch

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from dlc.diffusion.samplers import SamplerPlan
 from dlc.errors import DlcError
 from dlc.ir.builder import GraphBuilder
@@ -32,6 +30,7 @@ from dlc.ir.graph import Graph
 from dlc.ir.loops import INDEX_TYPE
 from dlc.ir.node import Node, Value
 from dlc.ir.types import DType, TensorType
+from dlc.lazy_imports import numpy as np
 
 if TYPE_CHECKING:
     from dlc.registry import Registry

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
+from dlc.lazy_imports import numpy as np
 
 if TYPE_CHECKING:
     import torch

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import ValidationError
 
 from dlc.errors import Diagnostic, Location
@@ -16,6 +15,7 @@ from dlc.ir.ops import InferenceError
 from dlc.ir.source_ops import ConstantAttrs, InputAttrs, ParameterAttrs, constant_type
 from dlc.ir.symbolic import SymbolicLimitError
 from dlc.ir.types import DType, TensorType
+from dlc.lazy_imports import numpy as np
 from dlc.limits import MAX_DIM, ResourceLimitError, format_count
 
 if TYPE_CHECKING:

@@ -3,6 +3,15 @@
 Nothing outside `dlc.ir` touches networkx. Nodes keep their insertion order, and the
 topological order breaks ties by it, so printing and emission are deterministic.
 
+The DiGraph is built from the nodes when an algorithm first needs it (a topological order
+of a graph a rewrite has reordered, a cycle check) and kept up to date from then on. Until
+then, which is the whole of lowering and of `dlc validate`, the order of positions is a
+topological order (every node was added after its inputs, or checked to come after them),
+so `toposort` is that order, the very one networkx's lexicographical sort gives; and the
+users of each value are kept in a plain index, which rewrites read as well. That keeps
+networkx's import (a quarter of `dlc validate`'s start-up) out of commands that never
+rewrite a graph.
+
 Example (``print(graph)``)::
 
     graph mlp(%x: float32[N, 784]) -> (logits: float32[N, 10]) {
@@ -15,10 +24,12 @@ Example (``print(graph)``)::
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from dlc.ir.node import Node, Value
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 class IRError(Exception):
@@ -31,7 +42,9 @@ class Graph:
     def __init__(self, name: str) -> None:
         self.name = name
         self.outputs: dict[str, Value] = {}
-        self._dag = nx.DiGraph()
+        self._dag_built: nx.DiGraph | None = None  # see the module's docstring
+        self._users: dict[str, dict[str, None]] = {}  # value name -> its users' names, in use order
+        self._positions_topological = True  # every node's inputs come before it
         self._nodes: dict[str, Node] = {}
         # Position keys, compared as tuples: a node added at the end gets ``(count, 0)``; one
         # added before a node keyed ``(*k, 0)`` gets ``(*k, -BIG + i, 0)`` for the i-th such
@@ -74,12 +87,7 @@ class Graph:
         return self._nodes[self._values[value.name][0]]
 
     def users(self, value: Value) -> list[Node]:
-        producer = self._values[value.name][0]
-        users = [
-            self._nodes[user]
-            for user, edge in self._dag.succ[producer].items()
-            if value.name in edge["values"]
-        ]
+        users = [self._nodes[user] for user in self._users[value.name]]
         return sorted(users, key=lambda n: self._order[n.name])
 
     def is_output(self, value: Value) -> bool:
@@ -93,6 +101,10 @@ class Graph:
         return [n for n in self if n.op == "parameter"]
 
     def toposort(self) -> list[Node]:
+        if self._positions_topological:  # what the lexicographical sort would give
+            return self.nodes
+        import networkx as nx
+
         order = nx.lexicographical_topological_sort(self._dag, key=self._order.__getitem__)
         return [self._nodes[name] for name in order]
 
@@ -127,9 +139,11 @@ class Graph:
             self._inserted_before[before.name] = count + 1
             self._order[node.name] = (*position[:-1], _BEFORE + count, 0)
         self._counter += 1
-        self._dag.add_node(node.name)
         for index, value in enumerate(node.outputs):
             self._values[value.name] = (node.name, index)
+            self._users[value.name] = {}
+        if self._dag_built is not None:
+            self._dag_built.add_node(node.name)
         self._link_inputs(node)
         return node
 
@@ -209,6 +223,7 @@ class Graph:
         for node in self.toposort():
             clone.add(node)
         clone._order = dict(self._order)  # keep positions, so printing and emission agree
+        clone._positions_topological = self._positions_topological
         clone._inserted_before = dict(self._inserted_before)
         clone._counter = self._counter
         clone.outputs = dict(self.outputs)
@@ -221,9 +236,19 @@ class Graph:
         """Check structural invariants; raise `IRError` naming the first broken one.
 
         Type consistency against the op registry is checked by `dlc.ir.verify`."""
-        if not nx.is_directed_acyclic_graph(self._dag):
-            cycle = nx.find_cycle(self._dag)
-            raise IRError(f"graph has a cycle: {cycle}")
+        if not self._positions_topological:
+            import networkx as nx
+
+            if not nx.is_directed_acyclic_graph(self._dag):
+                cycle = nx.find_cycle(self._dag)
+                raise IRError(f"graph has a cycle: {cycle}")
+        for name, users in self._users.items():
+            producer = self._values[name][0]
+            for user in users:
+                if name not in {v.name for v in self._nodes[user].input_values}:
+                    raise IRError(f"'{user}' is listed as a user of '{name}' but does not read it")
+                if self._positions_topological and self._order[user] <= self._order[producer]:
+                    raise IRError(f"'{user}' comes before '{producer}', whose output it reads")
         for node in self:
             for value in node.input_values:
                 self._check_defined(value, node)
@@ -240,6 +265,19 @@ class Graph:
 
     # -- internals ---------------------------------------------------------------------
 
+    @property
+    def _dag(self) -> nx.DiGraph:
+        if self._dag_built is None:
+            import networkx as nx
+
+            dag = nx.DiGraph()
+            dag.add_nodes_from(self._nodes)
+            for node in self._nodes.values():
+                for value in node.input_values:
+                    _add_edge(dag, self._values[value.name][0], node.name, value.name)
+            self._dag_built = dag
+        return self._dag_built
+
     def _check_defined(self, value: Value, user: Node | None) -> None:
         where = f" (used by '{user.name}')" if user else ""
         if value.name not in self._values:
@@ -248,17 +286,27 @@ class Graph:
             raise IRError(f"value '{value.name}' has a stale type{where}")
 
     def _link_inputs(self, node: Node) -> None:
+        position = self._order[node.name]
         for value in node.input_values:
             producer = self._values[value.name][0]
-            if self._dag.has_edge(producer, node.name):
-                self._dag.edges[producer, node.name]["values"].add(value.name)
-            else:
-                self._dag.add_edge(producer, node.name, values={value.name})
+            self._users[value.name][node.name] = None
+            if self._order[producer] >= position:
+                self._positions_topological = False
+            if self._dag_built is not None:
+                _add_edge(self._dag_built, producer, node.name, value.name)
+
+    def _unlink_inputs(self, node: Node) -> None:
+        for value in node.input_values:
+            users = self._users.get(value.name)
+            if users is not None:
+                users.pop(node.name, None)
+        if self._dag_built is not None:
+            for producer in list(self._dag_built.pred[node.name]):
+                self._dag_built.remove_edge(producer, node.name)
 
     def _relink(self, old: Node, new: Node) -> None:
         assert old.name == new.name and old.outputs == new.outputs
-        for producer in list(self._dag.pred[old.name]):
-            self._dag.remove_edge(producer, old.name)
+        self._unlink_inputs(old)
         self._nodes[new.name] = new
         self._link_inputs(new)
 
@@ -268,6 +316,9 @@ class Graph:
         self._order[name] = position
         if inserted:
             self._inserted_before[name] = inserted
+        node = self._nodes[name]
+        if any(self._order[self._values[v.name][0]] >= position for v in node.input_values):
+            self._positions_topological = False
 
     def _remove(self, node: Node, check_users: bool = True) -> None:
         if self._nodes.get(node.name) is not node:
@@ -276,15 +327,25 @@ class Graph:
             for value in node.outputs:
                 if self.users(value) or self.is_output(value):
                     raise IRError(f"cannot erase '{node.name}': '{value.name}' is still used")
-        self._dag.remove_node(node.name)
+        self._unlink_inputs(node)
+        if self._dag_built is not None:
+            self._dag_built.remove_node(node.name)
         del self._nodes[node.name]
         del self._order[node.name]
         self._inserted_before.pop(node.name, None)
         for value in node.outputs:
             del self._values[value.name]
+            del self._users[value.name]
 
 
 _BEFORE = -(2**62)  # below every count of insertions before one node
+
+
+def _add_edge(dag: nx.DiGraph, producer: str, user: str, value: str) -> None:
+    if dag.has_edge(producer, user):
+        dag.edges[producer, user]["values"].add(value)
+    else:
+        dag.add_edge(producer, user, values={value})
 
 
 def value_names(values: Sequence[Value | None]) -> list[str]:

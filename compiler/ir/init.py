@@ -16,13 +16,14 @@ function of another's values (the LRU's normalization of its eigenvalues' moduli
 from __future__ import annotations
 
 import math
+import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
+from dlc.lazy_imports import numpy as np
 
 InitKind = Literal["uniform", "normal", "truncated_normal", "constant", "data"]
 
@@ -31,9 +32,10 @@ InitKind = Literal["uniform", "normal", "truncated_normal", "constant", "data"]
 # distribution's definition and must not change.
 CHUNK = 1 << 20
 
-Buffers = Callable[[], np.ndarray | None]
-# Draws a tensor's pieces (or one part of them), each into a buffer from `Buffers` if given.
-PieceSource = Callable[[Buffers | None], Iterator[np.ndarray]]
+if TYPE_CHECKING:  # aliases for annotations only: numpy stays unimported until used
+    Buffers = Callable[[], np.ndarray | None]
+    # Draws a tensor's pieces (or one part of them), each into a buffer from `Buffers` if given.
+    PieceSource = Callable[[Buffers | None], Iterator[np.ndarray]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,6 +57,11 @@ class Init:
     zero_row: int | None = None  # a row set to zero after drawing (embedding padding_idx)
     transform: Transform | None = None  # applied to the drawn values
     stream: str | None = None  # draw from this name's generator instead of the parameter's
+    # Data computed when first needed (`deferred_data`): its dtype and shape, the function,
+    # and the result once computed.
+    deferred: tuple[str, tuple[int, ...], Callable[[], np.ndarray]] | None = field(default=None, repr=False)
+    _computed: list[np.ndarray] = field(default_factory=list, repr=False)
+    _computing: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def describe(self) -> str:
         if self.transform is not None:
@@ -71,14 +78,16 @@ class Init:
             return f"{self.kind}({self.first:.6g}, {self.second:.6g})"
         if self.kind == "constant":
             return f"constant({self.first:.6g})"
+        if self.deferred is not None:
+            dtype, shape, _ = self.deferred
+            return f"data({dtype}{list(shape)})"
         assert self.data is not None
         return f"data({self.data.dtype}{list(self.data.shape)})"
 
     def materialize(self, shape: Sequence[int], dtype: np.dtype, seed: int, name: str) -> np.ndarray:
         shape = tuple(shape)
         if self.kind == "data":
-            assert self.data is not None
-            return np.ascontiguousarray(self.data, dtype=dtype).reshape(shape)
+            return np.ascontiguousarray(self._data(), dtype=dtype).reshape(shape)
         if self.kind == "constant":
             filled = np.full(shape, self.first, dtype=dtype)
             if self.transform is None:
@@ -153,6 +162,15 @@ class Init:
         piece = _buffer(buffers, min(CHUNK, total - start), np.dtype(np.float32))
         self._draw_into(rng, piece, start, shape)
         yield piece
+
+    def _data(self) -> np.ndarray:
+        if self.deferred is None:
+            assert self.data is not None
+            return self.data
+        with self._computing:  # once, whichever thread asks first (the writer draws in several)
+            if not self._computed:
+                self._computed.append(self.deferred[2]())
+            return self._computed[0]
 
     @staticmethod
     def _generator(seed: int, name: str) -> np.random.Generator:
@@ -241,3 +259,11 @@ def transformed(
 
 def from_array(array: np.ndarray) -> Init:
     return Init("data", data=np.asarray(array))
+
+
+def deferred_data(compute: Callable[[], np.ndarray], dtype: np.dtype, shape: Sequence[int]) -> Init:
+    """Data that `compute()` gives (an array of `dtype` and `shape`), computed the first
+    time anyone reads it, once. A pass that folds a drawn weight (batch norm into a conv)
+    leaves the drawing and the arithmetic to the file writer, whose threads do it for many
+    weights at once while the model is written, instead of doing it weight by weight before."""
+    return Init("data", deferred=(np.dtype(dtype).name, tuple(int(d) for d in shape), compute))

@@ -26,13 +26,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
-
 from dlc.ir.graph import Graph, IRError
 from dlc.ir.node import Node, OpAttrs, Value
 from dlc.ir.ops import InferenceError, OpSample
 from dlc.ir.symbolic import Dim
 from dlc.ir.types import DType, TensorType, format_shape
+from dlc.lazy_imports import numpy as np
 
 INDEX_TYPE = TensorType(DType.float32, (1,))
 

@@ -4,12 +4,38 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from dlc.errors import Location
 from dlc.ir.types import TensorType
+
+
+def _numpy_array(value: object) -> object:
+    from dlc.lazy_imports import numpy as np
+
+    if not isinstance(value, np.ndarray):
+        raise ValueError(f"expected a numpy array, not {type(value).__name__}")
+    return value
+
+
+# An attribute holding a numpy array. Annotating it `np.ndarray` would make pydantic import
+# numpy when it builds the model class, on every start-up (`dlc.lazy_imports`).
+Array = Annotated[Any, AfterValidator(_numpy_array)]
+
+
+def instance_of(cls: type) -> Any:
+    """The annotation of an attribute that must be an instance of `cls`, taken as given:
+    pydantic then builds no schema of `cls`'s fields (for a dataclass holding arrays, that
+    would import numpy on every start-up)."""
+
+    def check(value: object) -> object:
+        if not isinstance(value, cls):
+            raise ValueError(f"expected {cls.__name__}, not {type(value).__name__}")
+        return value
+
+    return Annotated[Any, AfterValidator(check)]
 
 
 class OpAttrs(BaseModel):

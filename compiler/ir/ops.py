@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from dlc.ir.node import Node, OpAttrs
 from dlc.ir.symbolic import Dim
 from dlc.ir.types import TensorType
+from dlc.lazy_imports import numpy as np
 
 if TYPE_CHECKING:
     from dlc.emit.onnx.builder import OnnxBuilder

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from dlc.ir.init import Init
-from dlc.ir.node import Node, OpAttrs
+from dlc.ir.node import Array, Node, OpAttrs, instance_of
 from dlc.ir.ops import OpDef, OpGroup
 from dlc.ir.types import DType, TensorType
+from dlc.lazy_imports import numpy as np
 
 
 class InputAttrs(OpAttrs):
@@ -26,12 +25,12 @@ class InputAttrs(OpAttrs):
 
 class ParameterAttrs(OpAttrs):
     name: str
-    init: Init
+    init: instance_of(Init)
     trainable: bool = True  # False for buffers such as batch-norm running statistics
 
 
 class ConstantAttrs(OpAttrs):
-    value: np.ndarray
+    value: Array
 
 
 def _no_inference(attrs: OpAttrs, inputs: Sequence[TensorType | None]) -> TensorType:

@@ -6,10 +6,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-import numpy as np
-
 from dlc.ir.symbolic import Dim, Sym, dim_symbols, evaluate_dim, product
+from dlc.lazy_imports import numpy as np
 from dlc.limits import dim_problem
+
+# The lowest float32, float(np.finfo(np.float32).min), written out so that importing the
+# modules that use it does not import numpy (`dlc.lazy_imports`); a test checks the value.
+FLOAT32_LOWEST = -3.4028234663852886e38
 
 
 class DType(StrEnum):
@@ -57,11 +60,25 @@ class DType(StrEnum):
 
     @property
     def itemsize(self) -> int:
-        return 2 if self is DType.bfloat16 else np.dtype(self.value).itemsize
+        return _ITEMSIZE[self]
 
     @staticmethod
     def from_numpy(dtype: np.dtype) -> DType:
         return DType(np.dtype(dtype).name)
+
+
+# Bytes per element (numpy's itemsize; bfloat16 has none there), without importing numpy.
+_ITEMSIZE = {
+    DType.float32: 4,
+    DType.float16: 2,
+    DType.bfloat16: 2,
+    DType.float64: 8,
+    DType.int64: 8,
+    DType.int32: 4,
+    DType.int8: 1,
+    DType.uint8: 1,
+    DType.bool: 1,
+}
 
 
 @dataclass(frozen=True)

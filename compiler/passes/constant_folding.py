@@ -9,13 +9,12 @@ than `MAX_ELEMENTS` are left unfolded (folding would only grow the file).
 
 from __future__ import annotations
 
-import numpy as np
-
 from dlc.ir.graph import Graph
 from dlc.ir.node import Node, Value
 from dlc.ir.source_ops import ConstantAttrs, constant_type
 from dlc.ir.symbolic import is_static
 from dlc.ir.types import TensorType
+from dlc.lazy_imports import numpy as np
 from dlc.passes.manager import PassContext, PassResult
 
 MAX_ELEMENTS = 1 << 20

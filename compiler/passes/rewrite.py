@@ -12,16 +12,15 @@ initial weights from the pass context's seed exactly as the emitters would.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
-
 from dlc.ir.graph import Graph
-from dlc.ir.init import from_array
+from dlc.ir.init import Init, from_array
 from dlc.ir.node import Node, Value
 from dlc.ir.source_ops import ConstantAttrs, ParameterAttrs, constant_type
+from dlc.lazy_imports import numpy as np
 from dlc.passes.manager import PassContext, PassResult
 from dlc.weights import parameter_data
 
@@ -120,11 +119,27 @@ class PassTensors:
                 f"new data {list(array.shape)} for '{value.name}' {value.type} changes its shape"
             )
         array = np.ascontiguousarray(array, dtype=value.type.dtype.numpy)
-        attrs = ParameterAttrs(
-            name=producer.attrs.name, init=from_array(array), trainable=producer.attrs.trainable
-        )
+        return self.replace_parameter_init(graph, value, from_array(array))
+
+    def replace_parameter_init(self, graph: Graph, value: Value, init: Init) -> Value:
+        """Give parameter `value` a new initializer (e.g. `deferred_data` of its shape),
+        keeping its name."""
+        producer = graph.producer(value)
+        attrs = ParameterAttrs(name=producer.attrs.name, init=init, trainable=producer.attrs.trainable)
         graph.replace_node(producer, producer.replace(attrs=attrs))
         return value
+
+    def array_later(self, graph: Graph, value: Value) -> Callable[[], np.ndarray]:
+        """A function giving the data `array(graph, value)` gives now, to call later: the
+        initializer it reads is captured, so rewrites in between do not change it."""
+        producer = graph.producer(value)
+        if producer.op != "parameter":
+            array = self.array(graph, value)
+            return lambda: array
+        init, name = producer.attrs.init, producer.attrs.name
+        shape = tuple(int(d) for d in value.type.shape)
+        dtype, seed = value.type.dtype.numpy, self.seed
+        return lambda: init.materialize(shape, dtype, seed, name)
 
     def new_parameter(
         self, graph: Graph, name: str, array: np.ndarray, like: Node, before: Node | None = None

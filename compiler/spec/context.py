@@ -14,13 +14,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from dlc.errors import Location, ShapeError
 from dlc.ir.init import Init
 from dlc.ir.node import Value
 from dlc.ir.ops import InferenceError
 from dlc.ir.types import DType, TensorType, format_shape
+from dlc.lazy_imports import numpy as np
 from dlc.spec.suggest import did_you_mean
 
 if TYPE_CHECKING:

@@ -6,11 +6,10 @@ A mixin of `Lowering`: it uses the lowering's registry, spec and error collector
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-
-import networkx as nx
 
 from dlc.ir.node import Value
 from dlc.spec.model import COMMON_LAYER_KEYS, LAYER_NAME, REPEAT_KEYS, RESIDUAL_KEYS, SCAN_KEYS
@@ -317,7 +316,7 @@ class EntryReading:
                 if entry.name in by_name:
                     duplicated.add(entry.name)  # reported as a duplicate id already
                 by_name.setdefault(entry.name, entry.index)
-        dag = nx.DiGraph()
+        dag = _Dependencies()
         for entry in entries:
             if entry is None:
                 continue
@@ -337,8 +336,8 @@ class EntryReading:
                         self._error(f"layer '{name}' takes its own output as input", entry.path, frame)
                         dag.remove_node(entry.index)
                         break
-        while not nx.is_directed_acyclic_graph(dag):
-            cycle = [u for u, _ in nx.find_cycle(dag)]
+        while (order := dag.order()) is None:
+            cycle = dag.a_cycle()
             names = [entries[i].name for i in cycle]  # type: ignore[union-attr]
             first = entries[cycle[0]]
             assert first is not None
@@ -348,7 +347,7 @@ class EntryReading:
                 frame,
             )
             dag.remove_nodes_from(cycle)
-        return list(nx.lexicographical_topological_sort(dag))
+        return order
 
     def _entry_inputs(
         self,
@@ -456,3 +455,60 @@ def layer_name(value: Any) -> str | None:
     if isinstance(value, str) and _LAYER_NAME.match(value):
         return value
     return None
+
+
+class _Dependencies:
+    """The entries' dependency graph: ordered smallest index first among the ready ones (the
+    order a reader expects), in plain Python; networkx is imported only to name a cycle,
+    so that lowering a spec does not pay its import."""
+
+    def __init__(self) -> None:
+        # node -> its successors; dicts keep insertion order, as networkx's adjacency does,
+        # so the cycle named in an error is the one networkx would find.
+        self._successors: dict[int, dict[int, None]] = {}
+
+    def add_node(self, node: int) -> None:
+        self._successors.setdefault(node, {})
+
+    def add_edge(self, source: int, target: int) -> None:
+        self.add_node(source)
+        self.add_node(target)
+        self._successors[source][target] = None
+
+    def remove_node(self, node: int) -> None:
+        self.remove_nodes_from([node])
+
+    def remove_nodes_from(self, nodes: Sequence[int]) -> None:
+        for node in nodes:
+            self._successors.pop(node, None)
+        for targets in self._successors.values():
+            for node in nodes:
+                targets.pop(node, None)
+
+    def order(self) -> list[int] | None:
+        """The lexicographically smallest topological order, or None if there is a cycle."""
+        waiting = dict.fromkeys(self._successors, 0)
+        for targets in self._successors.values():
+            for target in targets:
+                waiting[target] += 1
+        ready = [node for node, count in waiting.items() if count == 0]
+        heapq.heapify(ready)
+        order = []
+        while ready:
+            node = heapq.heappop(ready)
+            order.append(node)
+            for target in self._successors[node]:
+                waiting[target] -= 1
+                if waiting[target] == 0:
+                    heapq.heappush(ready, target)
+        return order if len(order) == len(waiting) else None
+
+    def a_cycle(self) -> list[int]:
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        graph.add_nodes_from(self._successors)
+        graph.add_edges_from(
+            (source, target) for source, targets in self._successors.items() for target in targets
+        )
+        return [source for source, _ in nx.find_cycle(graph)]

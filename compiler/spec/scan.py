@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import ValidationError
 
 from dlc.errors import Location, ShapeError, SpecError
@@ -38,6 +37,7 @@ from dlc.ir.node import Node, Value
 from dlc.ir.ops import InferenceError
 from dlc.ir.source_ops import InputAttrs
 from dlc.ir.types import format_shape, normalize_axis
+from dlc.lazy_imports import numpy as np
 from dlc.spec.model import ScanOptions
 from dlc.spec.scope import Broken, Entry, Frame, LayerInfo, LayerResult
 from dlc.spec.suggest import did_you_mean

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from dlc.errors import SpecError
 from dlc.ir.types import DType
+from dlc.lazy_imports import numpy as np
 from dlc.spec.suggest import did_you_mean
 from dlc.training.config import DataConfig
 from dlc.training.datasets import PACKAGED_DATASETS, DatasetArrays, DatasetInfo

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+from dlc.lazy_imports import numpy as np
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from dlc.errors import Diagnostic
+from dlc.lazy_imports import numpy as np
 from dlc.spec.suggest import did_you_mean
 from dlc.training.config import (
     BCEObjective,

@@ -12,9 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from dlc.errors import DlcError
+from dlc.lazy_imports import numpy as np
 
 
 def posterior_predictive_mean(

@@ -27,10 +27,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 from pydantic import Field
 
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import (
+    FLOAT32_LOWEST,
     BlockConfig,
     BlockContext,
     BlockType,
@@ -50,7 +51,7 @@ from dlc.plugin_api import (
     require,
 )
 
-FLOAT32_MIN = float(np.finfo(np.float32).min)
+FLOAT32_MIN = FLOAT32_LOWEST
 
 
 class AttentionAttrs(OpAttrs):

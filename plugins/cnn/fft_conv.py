@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 from pydantic import model_validator
 
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import (
     InferenceError,
     Node,

@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import Node, OnnxBuilder
 
 from .geometry import split_pads

@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-import numpy as np
-
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import Node, OnnxBuilder, OpDef, OpGroup, OpSample, TensorType, TorchWriter, require
 
 from .conv_ops import ConvAttrs, _conv_infer, _conv_macs, _conv_torch, onnx_conv_attributes

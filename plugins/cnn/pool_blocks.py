@@ -15,10 +15,17 @@ from __future__ import annotations
 import itertools
 from typing import ClassVar
 
-import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
-from dlc.plugin_api import BlockConfig, BlockContext, BlockType, Value, format_shape, is_static
+from dlc.plugin_api import (
+    FLOAT32_LOWEST,
+    BlockConfig,
+    BlockContext,
+    BlockType,
+    Value,
+    format_shape,
+    is_static,
+)
 
 from .geometry import (
     PER_DIM_AT_LEAST_ONE,
@@ -32,7 +39,7 @@ from .geometry import (
     window_output_size,
 )
 
-_LOWEST = float(np.finfo(np.float32).min)  # softmax pooling's padding: weight exp(-huge) = 0
+_LOWEST = FLOAT32_LOWEST  # softmax pooling's padding: weight exp(-huge) = 0
 
 
 class PoolConfig(BlockConfig):

@@ -14,9 +14,10 @@ import statistics
 import time
 from dataclasses import replace
 
-import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+from dlc.lazy_imports import numpy as np
 
 from .cost import ConvShape, CostConstants, CostModel
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import BlockConfig, BlockContext, OpSample, Value
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from pydantic import Field, field_validator
 
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import (
     BlockConfig,
     BlockContext,

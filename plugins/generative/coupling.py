@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import Field, model_validator
 
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import BlockConfig, BlockContext, BlockType, Value, init
 
 from .masks import MaskError, MaskKind, build_mask

@@ -30,9 +30,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from pydantic import Field, ValidationError
 
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import BlockConfig, BlockContext, BlockType, SpecError, Value, init
 from dlc.spec.suggest import did_you_mean
 from dlc.spec.validation import diagnostics_from_validation

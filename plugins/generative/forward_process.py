@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-import numpy as np
 from pydantic import Field
 
 from dlc.diffusion.schedules import alphas_cumprod
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import (
     BlockConfig,
     BlockContext,

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from pydantic import Field
 
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import BlockConfig, BlockContext, BlockType, Value, init
 
 from .coupling import zero_per_row

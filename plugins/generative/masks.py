@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import numpy as np
+from dlc.lazy_imports import numpy as np
 
 MaskKind = Literal["halves", "alternate", "checkerboard", "channel"]
 MASK_KINDS: tuple[str, ...] = ("halves", "alternate", "checkerboard", "channel")

@@ -21,9 +21,9 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import Field, ValidationError
 
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import BlockConfig, BlockContext, BlockType, Value, init
 
 from .graph_inputs import graph_inputs

@@ -16,8 +16,7 @@ without importing torch_geometric.
 
 from __future__ import annotations
 
-import numpy as np
-
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import DType, OnnxBuilder, TorchWriter
 
 # -- ONNX --------------------------------------------------------------------------------

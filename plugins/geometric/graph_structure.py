@@ -22,8 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-import numpy as np
-
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import (
     DType,
     Node,

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import (
     BlockConfig,
     BlockContext,

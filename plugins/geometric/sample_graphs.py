@@ -3,7 +3,7 @@ nodes (no edge at all), self-loops already present, duplicate edges, edge weight
 
 from __future__ import annotations
 
-import numpy as np
+from dlc.lazy_imports import numpy as np
 
 
 def sample_graph(

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-import numpy as np
 from pydantic import Field
 
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import (
     BlockConfig,
     BlockContext,

@@ -37,9 +37,7 @@ ratios to chunks of 32 steps taken in one run):
 
 from __future__ import annotations
 
-import numpy as np
-from onnx import TensorProto, helper
-
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import Node, OnnxBuilder
 
 Complex = tuple[str, str]
@@ -88,6 +86,8 @@ def toeplitz(b: OnnxBuilder, powers: Complex, chunk: int) -> Complex:
 def doubling_scan(b: OnnxBuilder, carry: Complex, decay: Complex, chunks: str) -> Complex:
     """Inclusive scan over axis 2 of carry [P, N, C]: carry[c] = sum_{c'<=c} decay^(c-c')
     carry[c'], in a Loop that runs while the offset d (1, 2, 4, ...) is below C."""
+    from onnx import TensorProto, helper  # onnx is imported when a model is emitted, not at start-up
+
     zero, two_axis = b.int64s([0], "zero"), b.int64s([2], "axis")
     d, state_re, state_im, a_re, a_im = (b.fresh(n) for n in ("d", "carry_re", "carry_im", "a_re", "a_im"))
     iteration, condition = b.fresh("iteration"), b.fresh("condition")

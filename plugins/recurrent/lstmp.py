@@ -28,9 +28,9 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 from pydantic import Field
 
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import (
     BlockConfig,
     BlockContext,

@@ -22,8 +22,6 @@ packed sequences. An LSTM with a projection has no ONNX op: `onnx_scan` lowers i
 
 from __future__ import annotations
 
-from onnx import TensorProto
-
 from dlc.plugin_api import Node, OnnxBuilder
 
 from .cells import CELLS, Cell, directions, node_weights, suffix
@@ -66,6 +64,8 @@ def finish_outputs(b: OnnxBuilder, node: Node, sequence: str, states: list[list[
 
 
 def recurrent_to_onnx(b: OnnxBuilder, node: Node) -> None:
+    from onnx import TensorProto  # onnx is imported when a model is emitted, not at start-up
+
     cell = CELLS[node.op]
     attrs = node.attrs
     hidden, count = attrs.hidden, directions(attrs)

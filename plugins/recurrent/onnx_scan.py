@@ -18,9 +18,7 @@ reverse scan start each sequence at its own last step, as torch's packed sequenc
 
 from __future__ import annotations
 
-import numpy as np
-from onnx import TensorProto, helper
-
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import Node, OnnxBuilder
 
 from .cells import directions, node_weights, projection, suffix
@@ -33,6 +31,8 @@ def transposed(b: OnnxBuilder, weight: str) -> str:
 
 def step_mask(b: OnnxBuilder, sequence: str, lengths: str) -> str:
     """[T, N, 1] bool: t < length of sequence n."""
+    from onnx import TensorProto  # onnx is imported when a model is emitted, not at start-up
+
     steps = b.op("Squeeze", [b.op("Shape", [sequence], start=0, end=1)[0]])[0]
     zero = b.constant(np.array(0, dtype=np.int64), "zero")
     one = b.constant(np.array(1, dtype=np.int64), "one")
@@ -45,6 +45,8 @@ def step_mask(b: OnnxBuilder, sequence: str, lengths: str) -> str:
 
 def zeros_state(b: OnnxBuilder, sequence: str, size: int) -> str:
     """[N, size] zeros, N read from the [T, N, features] sequence."""
+    from onnx import TensorProto, helper  # onnx is imported when a model is emitted, not at start-up
+
     batch = b.op("Shape", [sequence], start=1, end=2)[0]
     shape = b.op("Concat", [batch, b.int64s([size], "size")], axis=0)[0]
     zero = helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])
@@ -74,6 +76,8 @@ def scan_direction(
 ) -> list[str]:
     """One direction of one layer: returns [h_last, c_last, y] (y: [T, N, p]). With
     clips (bilm-tf's cell), c' and h' are clipped to [-clip, clip] after each step."""
+    from onnx import TensorProto, helper  # onnx is imported when a model is emitted, not at start-up
+
     h, c, x_t = b.fresh("h"), b.fresh("c"), b.fresh("gates_x_t")
     m_t = b.fresh("mask_t")
     with b.subgraph() as nodes:

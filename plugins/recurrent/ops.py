@@ -7,8 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
-
+from dlc.lazy_imports import numpy as np
 from dlc.plugin_api import Node, OnnxBuilder, OpAttrs, OpDef, OpGroup, OpSample
 
 from .cells import CELLS, LstmAttrs, RecurrentAttrs, RnnAttrs, infer, macs, projection, state_shapes

@@ -139,3 +139,54 @@ def test_nodes_inserted_before_the_same_node_keep_their_insertion_order() -> Non
     expected = ["x", "a", "before_b", "b", "c", "d", "relu_renamed", "identity", "tanh"]
     assert [n.name for n in graph] == expected
     assert [n.name for n in graph.copy()] == expected
+
+
+def _networkx_order(graph: Graph) -> list[str]:
+    """The order networkx's lexicographical sort gives, from the nodes' inputs alone."""
+    import networkx as nx
+
+    dag = nx.DiGraph()
+    dag.add_nodes_from(n.name for n in graph)
+    for node in graph:
+        for value in node.input_values:
+            dag.add_edge(graph.producer(value).name, node.name)
+    position = {n.name: i for i, n in enumerate(graph)}
+    return list(nx.lexicographical_topological_sort(dag, key=position.__getitem__))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_toposort_and_users_agree_with_networkx_through_random_rewrites(seed: int) -> None:
+    """Lowering keeps positions topological and the graph answers without networkx; random
+    insertions before other nodes, in-place replacements, renames and rewirings must give
+    the order and the users networkx computes from the edges, and copies must agree."""
+    import random
+
+    rng = random.Random(seed)
+    graph, builder = small_graph()
+    for step in range(30):
+        nodes = [n for n in graph if n.op != "input"]
+        values = [v for n in graph for v in n.outputs]
+        action = rng.choice(("append", "before", "replace", "rename", "rewire"))
+        if action == "append" or not nodes:
+            builder.add_op("relu", [rng.choice(values)], {}, name=f"a{step}")
+        elif action == "before":
+            anchor = rng.choice(nodes)
+            source = rng.choice(values)
+            builder.add_op("tanh", [source], {}, name=f"b{step}", before=anchor)
+        elif action == "replace":
+            node = rng.choice(nodes)
+            graph.replace_node(node, node.replace(op="tanh" if node.op == "relu" else "relu"))
+        elif action == "rename":
+            graph.rename_node(rng.choice(nodes), f"r{step}")
+        else:
+            node = rng.choice(nodes)
+            fresh = builder.add_op("identity", [node.inputs[0]], {}, name=f"w{step}")
+            graph.replace_all_uses(node.output, fresh.output)
+        graph.verify()
+        expected = _networkx_order(graph)
+        assert [n.name for n in graph.toposort()] == expected
+        assert [n.name for n in graph.copy().toposort()] == expected
+        for node in graph:
+            for value in node.outputs:
+                readers = sorted(n.name for n in graph if value.name in {v.name for v in n.input_values})
+                assert sorted(n.name for n in graph.users(value)) == readers

@@ -167,3 +167,31 @@ def test_parts_jump_ahead_to_the_values_of_materialize_bit_for_bit() -> None:
         drawn = np.concatenate([piece for index in range(count) for piece in drawn_parts[index]])
         assert drawn.dtype == whole.dtype, label
         assert drawn.tobytes() == whole.tobytes(), label
+
+
+def test_deferred_data_is_computed_once_on_first_read_whoever_reads() -> None:
+    import threading
+
+    from dlc.ir.init import deferred_data
+
+    calls = []
+
+    def compute() -> np.ndarray:
+        calls.append(1)
+        return np.arange(6, dtype=np.float64).reshape(2, 3)
+
+    data = deferred_data(compute, np.float32, (2, 3))
+    assert data.describe() == "data(float32[2, 3])" and not calls  # described without computing
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(data.materialize((2, 3), np.float32, 0, "w")))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1
+    assert all(r.dtype == np.float32 and np.array_equal(r, np.arange(6).reshape(2, 3)) for r in results)
+    pieces = list(data.chunks((2, 3), np.float32, 0, "w"))
+    assert np.array_equal(np.concatenate(pieces), np.arange(6, dtype=np.float32)) and len(calls) == 1

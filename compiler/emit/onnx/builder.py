@@ -11,12 +11,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from dlc.errors import EmitError
 from dlc.ir.node import Node, Value
 from dlc.ir.symbolic import Dim
 from dlc.ir.types import DType, format_shape
+from dlc.lazy_imports import numpy as np
 
 if TYPE_CHECKING:  # onnx is imported when emitting, not when plugins import this module
     import onnx

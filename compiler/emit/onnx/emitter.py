@@ -13,7 +13,6 @@ import dataclasses
 import json
 from collections.abc import Callable, Mapping
 
-import numpy as np
 import onnx
 from onnx import helper
 
@@ -22,6 +21,7 @@ from dlc.errors import DlcError, EmitError
 from dlc.ir.graph import Graph
 from dlc.ir.node import Node, Value
 from dlc.ir.types import TensorType
+from dlc.lazy_imports import numpy as np
 from dlc.registry import Registry
 
 ONNX_OPSET = 21

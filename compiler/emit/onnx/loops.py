@@ -10,7 +10,6 @@ the stacked axis where the spec asked.
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
@@ -20,6 +19,7 @@ from dlc.ir.graph import Graph
 from dlc.ir.loops import ScanAttrs
 from dlc.ir.node import Node
 from dlc.ir.types import DType, TensorType
+from dlc.lazy_imports import numpy as np
 
 
 def scan_to_onnx(b: OnnxBuilder, node: Node) -> None:

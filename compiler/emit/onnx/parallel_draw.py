@@ -26,12 +26,12 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from dlc.ir.init import CHUNK, PieceSource
+from dlc.ir.init import CHUNK
+from dlc.lazy_imports import numpy as np
 
 if TYPE_CHECKING:
     from dlc.emit.onnx.writer import StreamedTensor
+    from dlc.ir.init import PieceSource
 
 # Drawn-but-unwritten pieces at most: 32 buffers of 4 MB, so one thread draws most of a
 # large normal tensor's time ahead (GPT-2's 38.6M-value token embedding comes first). 48

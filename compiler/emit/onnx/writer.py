@@ -20,9 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import numpy as np
 import onnx
 
 from dlc import progress
@@ -31,7 +30,10 @@ from dlc.emit.onnx.builder import PLACEHOLDER_FILE
 from dlc.emit.onnx.emitter import check_onnx_file
 from dlc.emit.onnx.parallel_draw import ParallelDraw
 from dlc.errors import EmitError
-from dlc.ir.init import PieceSource
+from dlc.lazy_imports import numpy as np
+
+if TYPE_CHECKING:
+    from dlc.ir.init import PieceSource
 
 # Protobuf's hard limit is 2 GiB; leave room for the graph itself.
 EXTERNAL_DATA_THRESHOLD = 2**31 - 2**27

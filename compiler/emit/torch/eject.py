@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from dlc import progress
 from dlc.emit.files import publish, staging_directory
 from dlc.emit.torch.writer import TorchWriter, class_name, state_arrays
 from dlc.errors import EmitError
 from dlc.ir.graph import Graph
 from dlc.ir.types import format_shape
+from dlc.lazy_imports import numpy as np
 from dlc.optional import require_torch
 from dlc.registry import Registry
 

@@ -20,8 +20,6 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from dlc.emit.torch.classes import fold_templates, init_lines
 from dlc.emit.torch.literals import NONFINITE_NAMES, docstring_text, nonfinite_definitions
 from dlc.errors import DlcError, EmitError
@@ -30,6 +28,7 @@ from dlc.ir.init import Init
 from dlc.ir.node import Node, Value
 from dlc.ir.symbolic import Dim
 from dlc.ir.types import format_shape
+from dlc.lazy_imports import numpy as np
 from dlc.registry import Registry
 
 

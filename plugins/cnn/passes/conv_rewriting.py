@@ -6,14 +6,13 @@ Layers here are `conv`, `conv_transpose` and `linear`: inputs ``(x, weight, bias
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from dlc.ir.builder import GraphBuilder
+from dlc.lazy_imports import numpy as np
 from dlc.passes.rewrite import PassTensors
-from dlc.plugin_api import Graph, Node, OpAttrs, PassContext, Value
+from dlc.plugin_api import Graph, Node, OpAttrs, PassContext, Value, init
 
 LAYER_OPS = ("conv", "conv_transpose", "linear")
 
@@ -91,6 +90,9 @@ class LayerWeights:
     def array(self, graph: Graph, value: Value) -> np.ndarray:
         return self.tensors.array(graph, value)
 
+    def array_later(self, graph: Graph, value: Value) -> Callable[[], np.ndarray]:
+        return self.tensors.array_later(graph, value)
+
     def arrays(self, graph: Graph, layer: Node) -> tuple[np.ndarray, np.ndarray | None]:
         """(weight, bias or None) as float64, for exact-as-possible folding arithmetic."""
         bias = bias_of(layer)
@@ -135,12 +137,21 @@ class LayerWeights:
         return graph.node(rewritten.name)
 
     def _store(
-        self, graph: Graph, layer: Node, value: Value, array: np.ndarray, renames: list[tuple[Node, str]]
+        self,
+        graph: Graph,
+        layer: Node,
+        value: Value,
+        array: np.ndarray | init.Init,
+        renames: list[tuple[Node, str]],
     ) -> Value:
         """A value holding `array` in place of `value`: the same parameter with new data when
-        the shape is unchanged, else a new node (renamed to the parameter's name later)."""
-        array = array.astype(value.type.dtype.numpy, copy=False)  # no copy when already of that type
+        the shape is unchanged, else a new node (renamed to the parameter's name later). An
+        `Init` (data computed later, `fold_weight_later`) replaces a parameter of its shape."""
         producer = graph.producer(value)
+        if isinstance(array, init.Init):
+            assert producer.op == "parameter", "data computed later replaces a parameter"
+            return self.tensors.replace_parameter_init(graph, value, array)
+        array = array.astype(value.type.dtype.numpy, copy=False)  # no copy when already of that type
         if producer.op == "parameter" and array.shape == tuple(int(d) for d in value.type.shape):
             return self.tensors.replace_parameter(graph, value, array)
         if producer.op == "parameter":

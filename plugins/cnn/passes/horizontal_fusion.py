@@ -21,8 +21,7 @@ siblings' common module (``inception3a.fused_conv.weight``).
 
 from __future__ import annotations
 
-import numpy as np
-
+from dlc.lazy_imports import numpy as np
 from dlc.passes.rewrite import Match, RewritePass
 from dlc.plugin_api import Graph, Node, OpGroup, PassContext, TensorType, Value
 

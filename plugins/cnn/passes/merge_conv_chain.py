@@ -23,8 +23,7 @@ second conv's name and parameter names.
 
 from __future__ import annotations
 
-import numpy as np
-
+from dlc.lazy_imports import numpy as np
 from dlc.passes.rewrite import Match, RewritePass
 from dlc.plugin_api import Graph, Node, OpAttrs, PassContext, TensorType
 

@@ -26,8 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
+from dlc.lazy_imports import numpy as np
 from dlc.passes.rewrite import Match, RewritePass
 from dlc.plugin_api import Graph, Node, OpAttrs, PassContext, Value
 

@@ -18,13 +18,12 @@ SMALL: dict[str, Any] = {"size": 8, "channels": [16, 32, 32, 32], "groups": 8}
 FULL: dict[str, Any] = {"size": 32, "channels": [128, 256, 256, 256], "groups": 32}
 
 
-def diffusers_unet(sizes: dict[str, Any], seed: int = 0, output_gain: float = 1.0) -> torch.nn.Module:
-    """google/ddpm-cifar10-32's UNet2DModel configuration at `sizes`, randomly initialised;
-    `output_gain` scales conv_out (the predicted noise)."""
+def diffusers_unet(sizes: dict[str, Any], seed: int = 0) -> torch.nn.Module:
+    """google/ddpm-cifar10-32's UNet2DModel configuration at `sizes`, randomly initialised."""
     from diffusers import UNet2DModel
 
     torch.manual_seed(seed)
-    model = UNet2DModel(
+    return UNet2DModel(
         sample_size=sizes["size"],
         in_channels=3,
         out_channels=3,
@@ -39,10 +38,6 @@ def diffusers_unet(sizes: dict[str, Any], seed: int = 0, output_gain: float = 1.
         freq_shift=1,
         attention_head_dim=None,
     ).eval()
-    with torch.no_grad():
-        model.conv_out.weight.mul_(output_gain)
-        model.conv_out.bias.mul_(output_gain)
-    return model
 
 
 def save_state_dict(model: torch.nn.Module, path: Path) -> Path:

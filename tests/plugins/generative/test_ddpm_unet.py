@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 
 import dlc
+from dlc.plugins.generative.timestep_embedding import timestep_frequencies
 from dlc.runtime import Session
+from dlc.spec.loader import load_spec
 from dlc.testing import max_relative_error
 from tests.language.parity import ejected_outputs
 
@@ -46,6 +49,52 @@ def test_full_size_parameter_names_and_shapes_are_diffusers_state_dict() -> None
     graph = dlc.compile(SPEC, opt_level=0).lowered.graph
     ours = {n.attrs.name: tuple(int(d) for d in n.output.type.shape) for n in graph.parameters()}
     assert ours == expected
+
+
+EMBEDDING_SPEC = """\
+dlc: 1
+name: embed
+inputs:
+  t: {{shape: [N]}}
+layers:
+  - timestep_embedding: {dim}
+    in: t
+    id: time_proj
+"""
+
+
+def diffusers_frequencies(dim: int) -> np.ndarray:
+    """The frequencies diffusers' get_timestep_embedding computes (its one torch.exp call)."""
+    from diffusers.models.embeddings import get_timestep_embedding
+
+    calls: list[torch.Tensor] = []
+    exp = torch.exp
+
+    def recorded_exp(x: torch.Tensor) -> torch.Tensor:
+        calls.append(exp(x))
+        return calls[-1]
+
+    with mock.patch.object(torch, "exp", recorded_exp):
+        get_timestep_embedding(torch.tensor([1.0]), dim, flip_sin_to_cos=False, downscale_freq_shift=1)
+    assert len(calls) == 1
+    return calls[0].numpy()
+
+
+@pytest.mark.parametrize("dim", [SMALL["channels"][0], FULL["channels"][0]])
+def test_timestep_embedding_is_diffusers_bit_for_bit_but_for_sin_and_cos(dim: int) -> None:
+    """The frequencies are diffusers' own float32 values (an ulp of a frequency is an angle
+    error of up to 3e-5 at t = 900, which a DDIM sampler amplifies); the embedding then
+    differs from diffusers' only by ONNX Runtime's sin and cos (an ulp), and not at all in
+    the ejected torch module."""
+    from diffusers.models.embeddings import get_timestep_embedding
+
+    assert np.array_equal(timestep_frequencies(dim, 1.0), diffusers_frequencies(dim))
+    model = dlc.compile(load_spec("embed.yaml", text=EMBEDDING_SPEC.format(dim=dim)))
+    t = np.array([0.0, 1.0, 37.5, 250.0, 900.0, 999.0], np.float32)
+    expected = get_timestep_embedding(torch.from_numpy(t), dim, flip_sin_to_cos=False, downscale_freq_shift=1)
+    assert np.abs(model.run({"t": t})["time_proj"] - expected.numpy()).max() <= 1.2e-7  # two ulps of 1.0
+    with torch.no_grad():
+        assert torch.equal(model.torch_module()(torch.from_numpy(t)), expected)
 
 
 def outputs_of_both(model: dlc.CompiledModel, reference: torch.nn.Module, size: int, batch: int = 2):

@@ -13,7 +13,9 @@ import onnx
 import pytest
 
 import dlc
+from dlc.diffusion.samplers import sampler_plan
 from dlc.runtime import Session
+from dlc.spec.sampling import SamplingSection
 from dlc.testing import max_relative_error
 
 torch = pytest.importorskip("torch")
@@ -40,17 +42,21 @@ def run(model: dlc.CompiledModel, feeds: dict[str, np.ndarray]) -> np.ndarray:
     return Session(model.onnx_model(), "cpu", threads=1).run(feeds)["x_0"]
 
 
-# A random U-Net is no denoiser: the Jacobian of its predicted noise makes DDIM's deterministic
-# map expand, so float32 rounding grows ~700x over 10 steps (torch's vectorised sqrt is not
-# correctly rounded: 177 of the 1000 sqrt(abar_t) of the linear schedule differ from IEEE's
-# by one ulp, which alone gives 4e-5 between two torch loops). With conv_out at half gain
-# (predicted noise std 0.15 instead of 0.3) the same comparison is 5e-5; at full gain 1.5e-4.
-OUTPUT_GAIN = 0.5
+# At the U-Net's full output gain (diffusers' initialisation). A random U-Net is no denoiser:
+# DDIM's deterministic map expands, and a float32 difference in the predicted noise grows
+# ~75x over 10 steps (a relative 1e-6 change of the first step's eps moves x_0 by 7.5e-5).
+# dlc's tables are diffusers' float32 values but for sqrt, which dlc rounds correctly and
+# torch does not (test_sampler_tables_are_diffusers_float32_expressions): that alone is
+# 4.1e-5 between two torch loops on the DDIM draw below. ONNX Runtime's U-Net and torch's
+# differ by 1.0e-6 to 1.6e-6 per call (each ~7e-7 from a float64 U-Net), as torch from itself:
+# diffusers' own DDIM-10 loop moves by 5.2e-5 between 1 and 2 threads. Measured, DDIM-10:
+# 7.6e-5 on this draw (4.7e-5 to 1.05e-4 over 8 draws); it was 1.7e-4 while the timestep
+# embedding's frequencies were an ulp off diffusers' (numpy's float32 exp).
 
 
 @pytest.fixture(scope="module")
 def unet() -> torch.nn.Module:
-    return diffusers_unet(SMALL, seed=11, output_gain=OUTPUT_GAIN)
+    return diffusers_unet(SMALL, seed=11)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +69,76 @@ def scheduler(kind: str, schedule: str = "linear"):
     if kind == "ddpm":
         return diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule=beta_schedule)
     return diffusers.DDIMScheduler(num_train_timesteps=1000, beta_schedule=beta_schedule)
+
+
+def correctly_rounded_sqrt(value: torch.Tensor) -> torch.Tensor:
+    """float32 sqrt rounded as IEEE 754 requires. torch's float32 sqrt (and `** 0.5`) on the
+    CPU is one ulp off for 177 of the linear schedule's 1000 sqrt(abar_t) on this machine's
+    build; dlc keeps the portable, correctly rounded value."""
+    return value.double().sqrt().float()
+
+
+def diffusers_tables(kind: str, schedule: str, steps: int, eta: float) -> dict[str, np.ndarray]:
+    """Each step's coefficients as diffusers' `step()` evaluates them, in float32 and in its
+    order of operations, from the scheduler's own tensors and `_get_variance`."""
+    sched = scheduler(kind, schedule)
+    sched.set_timesteps(steps)
+    sqrt = correctly_rounded_sqrt
+    columns: dict[str, list[float]] = {}
+    for t in sched.timesteps.tolist():
+        prev_t = t - sched.config.num_train_timesteps // steps
+        alpha_prod_t = sched.alphas_cumprod[t]
+        alpha_prod_t_prev = sched.alphas_cumprod[prev_t] if prev_t >= 0 else torch.tensor(1.0)
+        beta_prod_t, beta_prod_t_prev = 1 - alpha_prod_t, 1 - alpha_prod_t_prev
+        zero = torch.tensor(0.0)
+        if kind == "ddpm":
+            current_alpha_t = alpha_prod_t / alpha_prod_t_prev
+            current_beta_t = 1 - current_alpha_t
+            x0 = (sqrt(alpha_prod_t_prev) * current_beta_t) / beta_prod_t
+            x = sqrt(current_alpha_t) * beta_prod_t_prev / beta_prod_t
+            eps, noise = zero, sqrt(sched._get_variance(t)) if t > 0 else zero
+        else:
+            std_dev_t = eta * sqrt(sched._get_variance(t, prev_t))
+            x0, x, eps, noise = (
+                sqrt(alpha_prod_t_prev),
+                zero,
+                sqrt(1 - alpha_prod_t_prev - std_dev_t**2),
+                std_dev_t,
+            )
+        row = {
+            "timesteps": torch.tensor(float(t)),
+            "sqrt_one_minus_abar": sqrt(beta_prod_t),
+            "sqrt_abar": sqrt(alpha_prod_t),
+            "x0_coefficient": x0,
+            "x_coefficient": x,
+            "eps_coefficient": eps,
+            "noise_coefficient": noise,
+        }
+        for name, value in row.items():
+            columns.setdefault(name, []).append(value.item())
+    return {name: np.array(values, np.float32) for name, values in columns.items()}
+
+
+@pytest.mark.parametrize(
+    ("kind", "schedule", "steps", "eta"),
+    [
+        ("ddpm", "linear", 10, 0.0),
+        ("ddpm", "linear", 1000, 0.0),
+        ("ddpm", "cosine", 50, 0.0),
+        ("ddim", "linear", 10, 0.0),
+        ("ddim", "linear", 50, 1.0),
+        ("ddim", "cosine", 10, 0.5),
+    ],
+)
+def test_sampler_tables_are_diffusers_float32_expressions(
+    kind: str, schedule: str, steps: int, eta: float
+) -> None:
+    """Bit for bit, sqrt aside (correctly rounded in both here): betas, abar, the previous
+    step's abar (1 after the last), and every coefficient of diffusers' step."""
+    plan = sampler_plan(SamplingSection(sampler=kind, schedule=schedule, steps=steps, eta=eta))
+    for name, expected in diffusers_tables(kind, schedule, steps, eta).items():
+        actual = getattr(plan, name)
+        assert actual.dtype == np.float32 and np.array_equal(actual, expected), name
 
 
 def diffusers_loop(unet, kind: str, steps: int, x_T: np.ndarray, noise: np.ndarray | None, **options):

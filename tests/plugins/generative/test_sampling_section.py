@@ -70,6 +70,15 @@ def test_command_line_overrides_are_checked_and_named(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+def test_a_sampler_cannot_be_compiled_in_the_inverse_direction(tmp_path: Path) -> None:
+    path = write(tmp_path, "  sampler: ddim\n")
+    output = tmp_path / "out.onnx"
+    result = run_cli("compile", str(path), "--sampler", "ddim", "--direction", "inverse", "-o", str(output))
+    assert result.code == 1
+    assert "a diffusion sampler runs the network forward" in result.stderr
+    assert "Traceback" not in result.output and not output.exists()
+
+
 def test_compiled_sampler_has_x_T_in_and_x_0_out(tmp_path: Path) -> None:
     import onnx
 

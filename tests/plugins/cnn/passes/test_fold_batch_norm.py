@@ -154,3 +154,24 @@ def test_declines_shared_or_computed_weights(edit: str, reason: str) -> None:
     after, fold = run_pass(model, "fold-batch-norm")
     assert fold.declined == {"bn": f"fold-batch-norm: {reason}"}
     assert np.isfinite(compare(model, after, torch_too=False))
+
+
+def test_a_folded_weight_is_computed_when_read_and_equals_the_eager_fold() -> None:
+    """The pass leaves each folded weight to be drawn and scaled when first read (by the
+    writer's threads): nothing is computed during the pass, and the values are those of the
+    fold computed at once, (W as drawn, in float64) * s rounded to float32, bit for bit."""
+    from dlc.weights import parameter_data
+
+    before = compile_spec(FOLDABLE, IMAGE)
+    after, _ = run_pass(before, "fold-batch-norm")
+    conv = next(n for n in after.graph.parameters() if n.attrs.name == "conv.weight")
+    deferred = conv.attrs.init
+    assert deferred.deferred is not None and not deferred._computed
+    drawn = parameter_data(next(n for n in before.graph.parameters() if n.attrs.name == "conv.weight"), 0)
+    tensors = PassTensors(PassContext(before.registry, 0, {}, False))
+    norm = next(n for n in before.graph if n.op == "batch_norm" and n.name == "bn")
+    gamma, var = (tensors.array(before.graph, norm.inputs[i]).astype(np.float64) for i in (1, 4))
+    scale = 1.0 / np.sqrt(var + 0.001) * gamma  # as batch_norm_affine computes it
+    expected = (drawn.astype(np.float64) * scale.reshape(-1, 1, 1, 1)).astype(np.float32)
+    assert np.array_equal(after.weights()["conv.weight"], expected)
+    assert len(deferred._computed) == 1
