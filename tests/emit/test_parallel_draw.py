@@ -122,3 +122,26 @@ def test_a_writer_that_stops_early_stops_the_threads() -> None:
         next(drawn.pieces())
         raise Interrupted
     assert drawing_threads_left() == []
+
+
+def test_drawing_threads_run_blas_one_thread_each_and_restore_it() -> None:
+    """Several drawing threads each running a multithreaded BLAS routine (ELMo's QRs)
+    oversubscribed the cores: while they draw, BLAS gets one thread; after, what it had."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas_threads()
+    seen: list[list[int]] = []
+
+    def qr_piece(buffers: object) -> Iterator[np.ndarray]:
+        seen.append(blas_threads())
+        q, _ = np.linalg.qr(np.eye(8))
+        yield q.astype(np.float32).reshape(-1)
+
+    sources = [StreamedTensor(256, qr_piece) for _ in range(4)]
+    with ParallelDraw(sources, threads=2) as drawn:
+        read_all(drawn, sources)
+    assert seen and all(counts and set(counts) == {1} for counts in seen)
+    assert blas_threads() == before

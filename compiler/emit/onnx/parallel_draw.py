@@ -81,6 +81,15 @@ class ParallelDraw:
         self._spare_buffers: list[np.ndarray] = []  # of free slots; allocated on first use
         self._stopped = False
         count = min(threads or drawing_threads(), max(len(self._parts), 1))
+        # Several threads each running a BLAS routine (an initializer's QR: ELMo's 32 block-
+        # orthogonal 4096 x 512 blocks) with BLAS's own thread pool on top oversubscribe the
+        # cores and spin: ELMo's weights took 43 s of CPU instead of 9. One BLAS thread per
+        # drawing thread while they draw (threadpoolctl); restored by `close`.
+        self._blas_limit = None
+        if count > 1:
+            from threadpoolctl import threadpool_limits
+
+            self._blas_limit = threadpool_limits(limits=1, user_api="blas")
         self._threads = [
             threading.Thread(target=self._work, name=f"dlc-draw-{i}", daemon=True) for i in range(count)
         ]
@@ -128,6 +137,9 @@ class ParallelDraw:
             self._changed.notify_all()
         for thread in self._threads:
             thread.join()
+        if self._blas_limit is not None:
+            self._blas_limit.restore_original_limits()
+            self._blas_limit = None
 
     # -- the drawing threads' side -----------------------------------------------------------
 
