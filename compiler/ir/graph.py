@@ -274,7 +274,7 @@ class Graph:
             dag.add_nodes_from(self._nodes)
             for node in self._nodes.values():
                 for value in node.input_values:
-                    _add_edge(dag, self._values[value.name][0], node.name, value.name)
+                    dag.add_edge(self._values[value.name][0], node.name)
             self._dag_built = dag
         return self._dag_built
 
@@ -293,7 +293,7 @@ class Graph:
             if self._order[producer] >= position:
                 self._positions_topological = False
             if self._dag_built is not None:
-                _add_edge(self._dag_built, producer, node.name, value.name)
+                self._dag_built.add_edge(producer, node.name)
 
     def _unlink_inputs(self, node: Node) -> None:
         for value in node.input_values:
@@ -339,13 +339,6 @@ class Graph:
 
 
 _BEFORE = -(2**62)  # below every count of insertions before one node
-
-
-def _add_edge(dag: nx.DiGraph, producer: str, user: str, value: str) -> None:
-    if dag.has_edge(producer, user):
-        dag.edges[producer, user]["values"].add(value)
-    else:
-        dag.add_edge(producer, user, values={value})
 
 
 def value_names(values: Sequence[Value | None]) -> list[str]:
