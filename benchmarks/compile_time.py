@@ -10,6 +10,8 @@ load of a shared machine hits both sides alike; ratios are taken within the run.
   a plain ``nn.Module`` a person would write; torchvision cannot be imported beside
   transformers here). Symbolic dims are exported as dynamic dims; where the exporter
   rejects that, the model is exported with static shapes and the row says so.
+  An export still running after ``--peer-limit`` seconds (300) is stopped; its row gives
+  the least speed-up that implies.
 - Start-up: ``dlc --version``, ``dlc --help``, ``dlc validate`` and ``dlc summary`` of a small
   spec, of a large one and of one that uses a block of every family.
 - ``--phases``: where dlc's own time goes in one compile (start-up, registry, load, lower,
@@ -107,11 +109,21 @@ def byte_compile() -> None:
         compileall.compile_dir(str(REPO / folder), quiet=1)
 
 
-def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds, exit code) of one fresh process."""
+# Exit code `timed` gives a process it stopped at its time limit.
+STOPPED = -1
+
+
+def timed(
+    command: list[str], env: dict[str, str] | None = None, limit: float | None = None
+) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, exit code) of one fresh process; a process still running
+    after `limit` seconds is killed and gets exit code `STOPPED`."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, cwd=REPO, env=env)
+    try:
+        result = subprocess.run(command, capture_output=True, cwd=REPO, env=env, timeout=limit)
+    except subprocess.TimeoutExpired:
+        return time.perf_counter() - start, 0.0, STOPPED
     elapsed = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -160,7 +172,7 @@ def peer_config(name: str, work: Path) -> dict:
     }
 
 
-def compare_compile(names: list[str], repeat: int, work: Path) -> list[dict]:
+def compare_compile(names: list[str], repeat: int, work: Path, peer_limit: float) -> list[dict]:
     rows = []
     for name in names:
         spec = spec_path(name)
@@ -171,19 +183,21 @@ def compare_compile(names: list[str], repeat: int, work: Path) -> list[dict]:
         timed(dlc)  # untimed: records the plugin manifest and warms the file cache
         note = ""
         dlc_runs, peer_runs = [timed(dlc)], []
-        first = timed([*peer, json.dumps(config), str(output)])
-        if first[2] != 0:  # the exporter rejected the dynamic dims: export static shapes
+        first = timed([*peer, json.dumps(config), str(output)], limit=peer_limit)
+        if first[2] not in (0, STOPPED):  # the exporter rejected the dynamic dims: export static shapes
             config["dynamic"] = False
             note = "static shapes (the dynamic export failed)"
-            first = timed([*peer, json.dumps(config), str(output)])
-            if first[2] != 0:
+            first = timed([*peer, json.dumps(config), str(output)], limit=peer_limit)
+            if first[2] not in (0, STOPPED):
                 note = "export failed"
-        if note != "export failed":
+        if first[2] == STOPPED:  # one stopped export is its answer: no repeats
+            note = f"export stopped after {peer_limit:g} s"
+        elif note != "export failed":
             peer_runs.append(first)
         for _ in range(repeat - 1):
             dlc_runs.append(timed(dlc))
-            if note != "export failed":
-                peer_runs.append(timed([*peer, json.dumps(config), str(output)]))
+            if peer_runs:
+                peer_runs.append(timed([*peer, json.dumps(config), str(output)], limit=peer_limit))
         row = {
             "spec": str(spec.relative_to(REPO)),
             "peer": "transformers" if config["hf"] else "ejected model.py",
@@ -191,6 +205,8 @@ def compare_compile(names: list[str], repeat: int, work: Path) -> list[dict]:
             "dlc_cpu_s": statistics.median(r[1] for r in dlc_runs),
             "note": note,
         }
+        if first[2] == STOPPED:
+            row["speedup_at_least"] = peer_limit / row["dlc_s"]
         if peer_runs:
             row["export_s"] = statistics.median(r[0] for r in peer_runs)
             row["export_cpu_s"] = statistics.median(r[1] for r in peer_runs)
@@ -319,6 +335,12 @@ def main() -> None:
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up commands")
     parser.add_argument("--no-peer", action="store_true", help="skip the compile-vs-export comparison")
     parser.add_argument("--phases", action="store_true", help="per-phase breakdown of dlc's time")
+    parser.add_argument(
+        "--peer-limit",
+        type=float,
+        default=300.0,
+        help="seconds after which an export is stopped; the row then gives a least speed-up",
+    )
     parser.add_argument("--json", help="write every result to this file")
     args = parser.parse_args()
     byte_compile()
@@ -336,7 +358,7 @@ def main() -> None:
             if args.phases:
                 results["phases"] = phases(names, work)
             if not args.no_peer:
-                results["compile"] = compare_compile(names, args.repeat, work)
+                results["compile"] = compare_compile(names, args.repeat, work, args.peer_limit)
         shutil.rmtree(work, ignore_errors=True)
     print(f"load average after: {os.getloadavg()}", flush=True)
     if args.json:
