@@ -190,3 +190,16 @@ def test_toposort_and_users_agree_with_networkx_through_random_rewrites(seed: in
             for value in node.outputs:
                 readers = sorted(n.name for n in graph if value.name in {v.name for v in n.input_values})
                 assert sorted(n.name for n in graph.users(value)) == readers
+
+
+def test_a_cycle_is_named_by_verify_and_toposort() -> None:
+    """A rewrite that closes a loop (a dlc bug) is an IRError naming the cycle, from the
+    structural check and from any pass that asks for the order, not a hang or a traceback."""
+    graph, builder = small_graph()
+    relu, tanh = graph.node("relu"), graph.node("tanh")
+    fresh = builder.add_op("identity", [tanh.output], {}, name="late")
+    graph.replace_all_uses(relu.output, fresh.output)  # identity -> tanh -> late -> identity
+    with pytest.raises(IRError, match=r"graph has a cycle: \[\('identity', 'tanh'\), \('tanh', 'late'\)"):
+        graph.verify()
+    with pytest.raises(IRError, match="graph has a cycle"):
+        graph.toposort()
