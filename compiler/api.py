@@ -22,7 +22,7 @@ from dlc.ir.graph import Graph
 from dlc.ir.node import Node
 from dlc.lazy_imports import numpy as np
 from dlc.limits import Limits
-from dlc.passes.manager import PassContext, PassManager, PassRecord, build_pipeline
+from dlc.passes.manager import PassContext, PassManager, PassRecord, build_pipeline, graph_ops
 from dlc.registry import Registry, default_registry
 from dlc.spec.loader import Spec, load_spec
 from dlc.spec.lower import LoweredSpec, lower_spec
@@ -283,7 +283,7 @@ def compile(
 
         sampler = compile_sampler(spec, graph, sampling, registry)
         graph = sampler.graph.copy()
-    pipeline = build_pipeline(registry, opt_level, passes)
+    pipeline = build_pipeline(registry, opt_level, passes, graph_ops(graph))
     log.info("passes: %s", ", ".join(info.name for info in pipeline) or "none")
     context = PassContext(registry, seed, dict(pass_options or {}), portable)
     manager = PassManager([info.factory(context) for info in pipeline], registry, verify=verify)

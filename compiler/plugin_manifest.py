@@ -28,7 +28,7 @@ from dlc.user_cache import cache_directory
 log = logging.getLogger("dlc.plugins")
 
 MANIFEST_FILE = "plugin-manifest.json"
-FORMAT = 1
+FORMAT = 2  # 2: each pass's level and needed ops, not the levels alone
 
 
 def manifest_enabled() -> bool:
@@ -108,11 +108,16 @@ class PluginManifest:
         return entry
 
     def store(
-        self, name: str, fingerprint: str | None, provides: dict[str, list[str]], pass_levels: list[int]
+        self,
+        name: str,
+        fingerprint: str | None,
+        provides: dict[str, list[str]],
+        passes: list[tuple[int, list[str]]],
     ) -> None:
+        """Record a loaded plugin: what it provides, and its passes' levels and needed ops."""
         if fingerprint is None:
             return
-        entry = {"fingerprint": fingerprint, "provides": provides, "pass_levels": pass_levels}
+        entry = {"fingerprint": fingerprint, "provides": provides, "passes": [list(p) for p in passes]}
         if self.entries.get(name) != entry:
             self.entries[name] = entry
             self.changed = True

@@ -21,7 +21,7 @@ import importlib
 import logging
 import os
 import traceback
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,7 @@ from dlc.emit.targets import EmitTarget
 from dlc.errors import DlcError, PluginError
 from dlc.ir.ops import OpDef, OpGroup
 from dlc.ir.source_ops import SOURCE_OPS
-from dlc.passes.manager import PassInfo
+from dlc.passes.manager import PassInfo, may_change
 from dlc.spec.blocks import BlockType, ShortcutProjection, TemplateLibrary
 from dlc.training.datasets import DatasetInfo
 from dlc.tuning import Tuner
@@ -137,12 +137,18 @@ class Registry:
             templates = deferred.record.provides.get("templates")
             self._loader.load(self, deferred.record, deferred.load, templates)
 
-    def passes_up_to(self, level: int) -> list[PassInfo]:
-        """The passes of optimization levels up to `level`, in registration order (loading
-        only the deferred plugins that have such passes)."""
-        for plugin in [p for p, d in self._deferred.items() if any(v <= level for v in d.pass_levels)]:
+    def passes_up_to(self, level: int, ops: Collection[str] | None = None) -> list[PassInfo]:
+        """The passes of optimization levels up to `level`, in registration order, loading
+        only the deferred plugins that have such passes; with `ops` (a graph's), only the
+        passes that may change a graph with those ops (`PassInfo.needs_ops`)."""
+        wanted = [
+            plugin
+            for plugin, deferred in self._deferred.items()
+            if any(pass_level <= level and may_change(needs, ops) for pass_level, needs in deferred.passes)
+        ]
+        for plugin in wanted:
             self._load_deferred(plugin)
-        return [p for p in self._passes if p.level <= level]
+        return [p for p in self._passes if p.level <= level and p.may_change(ops)]
 
     @property
     def plugins(self) -> list[PluginRecord]:
@@ -299,7 +305,7 @@ class _Deferred:
 
     record: PluginRecord
     load: Any
-    pass_levels: list[int]
+    passes: list[tuple[int, frozenset[str]]]  # each pass's level and `needs_ops`
     names: dict[str, frozenset[str]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -491,8 +497,8 @@ class _PluginLoader:
                 self.save(registry)
             return
         if self.manifest is not None:
-            levels = sorted({p.level for p in records.get("dlc_passes", [])})
-            self.manifest.store(record.name, self.fingerprints.get(record.name), record.provides, levels)
+            passes = [(p.level, sorted(p.needs_ops)) for p in records.get("dlc_passes", [])]
+            self.manifest.store(record.name, self.fingerprints.get(record.name), record.provides, passes)
 
     def save(self, registry: Registry) -> None:
         if self.manifest is not None:
@@ -523,7 +529,8 @@ def load_registry(strict: bool = False, disabled: Iterable[str] | None = None) -
             known = manifest.lookup(name, fingerprint)
             if known is not None:
                 record.provides = {kind: list(names) for kind, names in known["provides"].items()}
-                registry._deferred[name] = _Deferred(record, loader, list(known.get("pass_levels", [])))
+                passes = [(int(level), frozenset(needs)) for level, needs in known.get("passes", [])]
+                registry._deferred[name] = _Deferred(record, loader, passes)
                 continue
         plugin_loader.load(registry, record, loader)
     plugin_loader.save(registry)

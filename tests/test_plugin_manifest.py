@@ -55,7 +55,9 @@ def test_a_run_records_what_each_plugin_provides(cache: Path) -> None:
     assert set(plugins) == BUILTIN_FAMILIES
     assert "conv2d" in plugins["cnn"]["provides"]["blocks"]
     assert "bottleneck" in plugins["cnn"]["provides"]["templates"]
-    assert plugins["cnn"]["pass_levels"] == [2, 3]  # -O2 passes and opt-in ones
+    passes = plugins["cnn"]["passes"]  # each pass's level and the ops it needs
+    assert sorted({level for level, _ in passes}) == [2, 3]  # -O2 passes and opt-in ones
+    assert [2, ["add", "batch_norm", "mul"]] in passes and [2, ["conv"]] in passes
 
 
 def test_a_warm_registry_imports_only_the_plugins_a_lookup_needs(cache: Path) -> None:
@@ -86,6 +88,39 @@ def test_level_zero_loads_no_plugin_for_passes(cache: Path) -> None:
     assert warm.passes_up_to(0) == []
     assert set(warm._deferred) == BUILTIN_FAMILIES
     assert [p.name for p in warm.passes_up_to(2)] == [p.name for p in load_registry().passes if p.level <= 2]
+
+
+def test_optimizing_a_graph_imports_only_plugins_whose_passes_may_change_it(cache: Path) -> None:
+    """-O2 leaves out passes that need ops the graph lacks (`PassInfo.needs_ops`), and a
+    deferred plugin whose passes are all left out is not imported: an MLP needs neither the
+    CNN folds nor the attention fusions. The pipeline is the same whichever plugins are
+    loaded, so cold and warm runs print the same pass records."""
+    cold = load_registry()
+    mlp_ops = {"input", "parameter", "linear", "relu", "dropout"}
+    warm = load_registry()
+    chosen = [p.name for p in warm.passes_up_to(2, mlp_ops)]
+    assert {"cnn", "attention"} <= set(warm._deferred)
+    assert chosen == [p.name for p in cold.passes_up_to(2, mlp_ops)]
+    assert "dead-code-elimination" in chosen and "fold-batch-norm" not in chosen
+    assert "fuse-self-attention" not in chosen
+    with_norm = [p.name for p in warm.passes_up_to(2, {*mlp_ops, "batch_norm"})]
+    assert "cnn" not in warm._deferred and "fold-batch-norm" in with_norm
+    assert "fold-pad-into-conv" not in with_norm  # no conv to fold a pad into
+    model = dlc.compile(SPECS / "mlp.yaml", registry=load_registry())
+    assert [r.name for r in model.pass_records] == chosen
+
+
+def test_a_pass_without_needed_ops_may_change_any_graph() -> None:
+    from dlc.passes.manager import PassInfo, graph_ops
+
+    everywhere = PassInfo("p", lambda context: None, "")
+    assert everywhere.may_change({"relu"}) and everywhere.may_change(set())
+    convs_only = PassInfo("q", lambda context: None, "", needs_ops=frozenset({"conv"}))
+    assert not convs_only.may_change({"relu"}) and convs_only.may_change({"conv", "relu"})
+    assert convs_only.may_change(None)  # ops unknown: kept
+    sampler = dlc.compile(SPECS / "generative" / "ddpm_cifar10.yaml", opt_level=0, sampling={"steps": 2})
+    assert "conv" in graph_ops(sampler.graph)  # the U-Net's convs inside the sampler's loop body
+    assert "conv" not in {node.op for node in sampler.graph}
 
 
 SPEC_PATHS = sorted(SPECS.rglob("*.yaml"))

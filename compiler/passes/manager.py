@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -68,7 +68,12 @@ class PassContext:
 @dataclass(frozen=True)
 class PassInfo:
     """A registered pass: `factory(context)` builds it; `level` is the lowest -O that runs it
-    (`LEVEL_OPT_IN`: none; only `--passes` runs it)."""
+    (`LEVEL_OPT_IN`: none; only `--passes` runs it).
+
+    `needs_ops`, when given, are ops without which the pass cannot change a graph (it
+    rewrites nothing else, and no pass introduces them): an `-O` pipeline leaves the pass out
+    for a graph (loop bodies included) that has none of them, and a plugin whose passes are
+    all left out is not imported to optimize it. Empty: the pass may change any graph."""
 
     name: str
     factory: Callable[[PassContext], Pass]
@@ -76,6 +81,28 @@ class PassInfo:
     level: int = 1
     phase: int = PHASE_CLEANUP
     plugin: str = ""
+    needs_ops: frozenset[str] = frozenset()
+
+    def may_change(self, ops: Collection[str] | None) -> bool:
+        """Whether the pass may change a graph with these ops (None: unknown, so yes)."""
+        return may_change(self.needs_ops, ops)
+
+
+def may_change(needs_ops: Collection[str], ops: Collection[str] | None) -> bool:
+    return ops is None or not needs_ops or any(op in ops for op in needs_ops)
+
+
+def graph_ops(graph: Graph) -> set[str]:
+    """Every op in `graph` and in the loop bodies it carries."""
+    from dlc.ir.loops import nested_graphs
+
+    ops: set[str] = set()
+    pending = [graph]
+    while pending:
+        for node in pending.pop():
+            ops.add(node.op)
+            pending.extend(nested_graphs(node))
+    return ops
 
 
 @dataclass(frozen=True)
@@ -86,8 +113,11 @@ class PassRecord:
     notes: tuple[str, ...] = ()  # what a pass reports (rewrites fired, why others did not)
 
 
-def build_pipeline(registry: Registry, level: int, names: Sequence[str] | None = None) -> list[PassInfo]:
-    """The passes for `-O{level}`, or exactly `names` in the given order."""
+def build_pipeline(
+    registry: Registry, level: int, names: Sequence[str] | None = None, ops: Collection[str] | None = None
+) -> list[PassInfo]:
+    """The passes for `-O{level}`, or exactly `names` in the given order. With `ops` (those
+    of the graph to optimize, `graph_ops`), `-O` leaves out passes that cannot change it."""
     if names is not None:
         by_name = {p.name: p for p in registry.passes}
         unknown = [n for n in names if n not in by_name]
@@ -100,7 +130,7 @@ def build_pipeline(registry: Registry, level: int, names: Sequence[str] | None =
         return [by_name[n] for n in names]
     if level not in (0, 1, 2):
         raise DlcError(f"optimization level must be 0, 1 or 2, not {level}")
-    chosen = registry.passes_up_to(level)  # imports only plugins with passes at this level
+    chosen = registry.passes_up_to(level, ops)  # imports only plugins with passes that may apply
     return sorted(chosen, key=lambda p: p.phase)  # stable: registration order within a phase
 
 
