@@ -22,6 +22,11 @@ def dlc_block_types() -> list[BlockType]:
     return [*attention.BLOCKS, *layers.BLOCKS, *embeddings.BLOCKS, *rotary.BLOCKS]
 
 
+# The attention passes rewrite `scaled_dot_product_attention` alone: a graph without one is
+# optimized without importing this family.
+ATTENTION_OPS = frozenset({"scaled_dot_product_attention"})
+
+
 @hookimpl
 def dlc_passes() -> list[PassInfo]:
     return [
@@ -32,6 +37,7 @@ def dlc_passes() -> list[PassInfo]:
             "Self-attention and its projections -> ONNX Runtime Attention (not --portable).",
             2,
             PHASE_FUSION,
+            needs_ops=ATTENTION_OPS,
         ),
         # Causal grouped-query self-attention (Llama): ONNX Runtime's GroupQueryAttention.
         PassInfo(
@@ -40,6 +46,7 @@ def dlc_passes() -> list[PassInfo]:
             "Causal grouped-query self-attention -> ONNX Runtime GroupQueryAttention (not --portable).",
             2,
             PHASE_FUSION,
+            needs_ops=ATTENTION_OPS,
         ),
         # What is left (cross-attention): ONNX Runtime's MultiHeadAttention.
         PassInfo(
@@ -48,6 +55,7 @@ def dlc_passes() -> list[PassInfo]:
             "Other attention -> ONNX Runtime MultiHeadAttention (not --portable).",
             2,
             PHASE_FUSION,
+            needs_ops=ATTENTION_OPS,
         ),
     ]
 
