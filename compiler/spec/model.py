@@ -19,6 +19,8 @@ from dlc.spec.sampling import SamplingSection
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
+# A layer id or input name, with `.port` for one output of several: never empty.
+Reference = Annotated[str, Field(min_length=1)]
 # A layer's `id` and a repeat iteration's name: all digits allowed (torchvision's `features.0`).
 LAYER_NAME = r"^[A-Za-z0-9_]+$"
 TemplateParamType = Literal["int", "float", "bool", "str", "list", "any"]
@@ -138,7 +140,7 @@ class TemplateDef(StrictModel):
     body: list[Any] = Field(min_length=1)
     residual: ResidualOptions | None = None
     post: list[Any] = Field(default_factory=list)
-    outputs: list[str] | dict[Identifier, str] | None = None
+    outputs: list[Reference] | dict[Identifier, Reference] | None = None
 
 
 class SpecModel(StrictModel):
@@ -151,7 +153,7 @@ class SpecModel(StrictModel):
     params: dict[Identifier, Any] = Field(default_factory=dict)
     blocks: dict[Identifier, TemplateDef] = Field(default_factory=dict)
     layers: list[Any] = Field(min_length=1)
-    outputs: list[str] | dict[Identifier, str] | None = None
+    outputs: list[Reference] | dict[Identifier, Reference] | None = None
     parameterization: Literal["standard", "ntk"] = Field(
         default="standard",
         description="standard: torch's initialization; ntk: linear and conv weights drawn from N(0, 1) "
@@ -182,12 +184,12 @@ class ScanOptions(StrictModel):
     `index` names the step number t (float32 [1]) inside the body; `reverse` runs the
     steps last to first (outputs stay in step order)."""
 
-    over: dict[Identifier, str] = Field(default_factory=dict)
+    over: dict[Identifier, Reference] = Field(default_factory=dict)
     steps: int | None = Field(default=None, ge=1)
     axis: int = 1
     reverse: bool = False
     index: Identifier | None = None
-    carry: dict[Identifier, str] = Field(default_factory=dict)
+    carry: dict[Identifier, Reference] = Field(default_factory=dict)
     body: list[Any] = Field(min_length=1)
-    next: dict[Identifier, str] = Field(default_factory=dict)
-    outputs: dict[Identifier, str] = Field(default_factory=dict)
+    next: dict[Identifier, Reference] = Field(default_factory=dict)
+    outputs: dict[Identifier, Reference] = Field(default_factory=dict)

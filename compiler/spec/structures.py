@@ -113,7 +113,7 @@ class StructureLowering:
             if post is None:
                 raise Broken
             result = post
-        if definition.outputs is not None:
+        if definition.outputs:  # none listed (or an empty list): the last layer, as in a spec
             result = self._template_outputs(template, body_frame, result)
         self.graph.templates[full] = (template.name, dict(args))
         return self._record(full, template.name, "template", location, result, frame)

@@ -18,7 +18,7 @@ import onnxruntime
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import dlc
@@ -481,8 +481,78 @@ def scan_mutants(draw: st.DrawFn) -> str:
     return yaml.safe_dump(spec, sort_keys=False)
 
 
+# Mutants hypothesis found that crashed lowering: a template with `outputs: []` (an
+# IndexError; now the last layer, as a spec's empty `outputs`), and a scan over `''` (a zip
+# of too few inputs; now a located error: a reference is never empty).
+FOUND_MUTANTS = [
+    """dlc: 1
+name: nested
+inputs:
+  x: {shape: [T, N, 3, 4]}
+  h0: {shape: [N, 5]}
+blocks:
+  cell:
+    params: {size: int}
+    inputs: [x, h]
+    body:
+    - concat: {axis: 1}
+      in: [x, h]
+    - linear: ${size}
+    - tanh
+    outputs: []
+layers:
+- scan:
+    over: {row: x}
+    axis: 0
+    reverse: true
+    carry: {h: h0, total: h0}
+    body:
+    - scan:
+        over: {item: row}
+        carry: {g: h}
+        body:
+        - cell: {size: 5}
+          in: [item, g]
+          id: step
+        next: {g: step}
+        outputs: {ys: step}
+      id: inner
+    - add: null
+      in: [total, inner.g]
+      id: acc
+    next: {h: inner.g, total: acc}
+    outputs: {rows: inner.ys}
+  id: outer
+outputs: {h: outer.h, total: outer.total, rows: outer.rows}
+""",
+    """dlc: 1
+name: elman
+inputs:
+  x: {shape: [N, T, 4]}
+  h0: {shape: [N, 8]}
+layers:
+- scan:
+    over: {x_t: ''}
+    carry: {h: h0}
+    body:
+    - concat: {axis: 1}
+      in: [x_t, h]
+    - linear: 8
+      id: cell
+    - tanh: null
+      id: act
+    next: {h: act}
+    outputs: {y: act}
+  id: rnn
+outputs: {y: rnn.y, h: rnn.h}
+""",
+]
+
+
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scan_mutants())
+@example(FOUND_MUTANTS[0])
+@example(FOUND_MUTANTS[1])
 def test_mutated_loops_compile_or_fail_with_located_errors(text: str) -> None:
     try:
         model = dlc.compile(dlc.load_spec("mutant.yaml", text=text))
@@ -493,6 +563,17 @@ def test_mutated_loops_compile_or_fail_with_located_errors(text: str) -> None:
     except DlcError as error:
         assert error.diagnostics and all(d.message for d in error.diagnostics)
         assert error.location is not None and error.location.file == "mutant.yaml", error.render()
+
+
+def test_found_mutants_give_the_outputs_or_the_error_a_user_expects() -> None:
+    model = dlc.compile(dlc.load_spec("mutant.yaml", text=FOUND_MUTANTS[0]))
+    assert model.onnx_model() is not None  # the template's empty `outputs`: its last layer
+    with pytest.raises(DlcError) as raised:
+        dlc.compile(dlc.load_spec("mutant.yaml", text=FOUND_MUTANTS[1]))
+    (diagnostic,) = raised.value.diagnostics
+    assert diagnostic.message == "invalid 'x_t': String should have at least 1 character (got '')"
+    assert diagnostic.location.path == ("layers", 0, "scan", "over", "x_t")
+    assert (diagnostic.location.line, diagnostic.location.column) == (8, 17)
 
 
 def test_fusion_passes_leave_bodies_intact_at_every_level() -> None:
