@@ -121,10 +121,12 @@ class CompiledModel:
                 streamed[node.attrs.name] = StreamedTensor(nbytes, partial(_whole, self._tensors[value.name]))
                 continue
             init = node.attrs.init
+            parts = init.parts(shape, dtype, self.seed, node.attrs.name)
             streamed[node.attrs.name] = StreamedTensor(
                 nbytes,
                 partial(init.chunks, shape, dtype, self.seed, node.attrs.name),
-                parts=tuple(init.parts(shape, dtype, self.seed, node.attrs.name)),
+                parts=tuple(parts.sources),
+                finish=parts.finish,
             )
         return streamed
 

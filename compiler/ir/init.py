@@ -4,8 +4,8 @@ Each parameter draws from its own generator seeded with ``(seed, crc32(name))``,
 parameter's values depend only on the seed and its name, never on the order in which
 parameters are created or emitted. Values are drawn directly in float32, in pieces of
 `CHUNK` elements (the same stream as one draw), so a writer can stream a large tensor
-through a small reused buffer instead of holding it whole (`Init.chunks`). A uniform
-float32 draw can also be cut into pieces drawn independently, by several threads
+through a small reused buffer instead of holding it whole (`Init.chunks`). A float32
+uniform or normal draw can also be cut into parts drawn independently, by several threads
 (`Init.parts`).
 
 An initializer may pass its draw through a named `Transform` (e.g. the LRU's eigenvalue
@@ -21,8 +21,9 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
+from dlc.ir.normal_split import NormalSplit
 from dlc.lazy_imports import numpy as np
 
 InitKind = Literal["uniform", "normal", "truncated_normal", "constant", "data"]
@@ -36,6 +37,15 @@ if TYPE_CHECKING:  # aliases for annotations only: numpy stays unimported until 
     Buffers = Callable[[], np.ndarray | None]
     # Draws a tensor's pieces (or one part of them), each into a buffer from `Buffers` if given.
     PieceSource = Callable[[Buffers | None], Iterator[np.ndarray]]
+
+
+class Parts(NamedTuple):
+    """A draw cut into parts (`Init.parts`): `sources` may be drawn by any threads in any
+    order; a reader passes each part's pieces, part by part in order, through
+    `finish(part_index, piece)` when it is given, and writes what that returns."""
+
+    sources: list[PieceSource]
+    finish: Callable[[int, np.ndarray], np.ndarray] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,21 +145,34 @@ class Init:
             self._draw_into(rng, piece, start, shape)
             yield piece
 
-    def parts(self, shape: Sequence[int], dtype: np.dtype, seed: int, name: str) -> list[PieceSource]:
+    def parts(self, shape: Sequence[int], dtype: np.dtype, seed: int, name: str) -> Parts:
         """The pieces of `chunks`, as consecutive parts that can be drawn independently (by
-        different threads): one part per piece for a plain float32 uniform draw, else one.
+        different threads): a plain float32 uniform or normal draw of more than a piece is
+        cut into parts of at most a piece each; anything else is one part.
 
         PCG64 gives `random(dtype=float32)` one 64-bit output per two values (it keeps the
         unused half for the next value), so the piece starting at element k * CHUNK (CHUNK
         is even) is what the same seed's generator draws after `advance(k * CHUNK // 2)`,
-        which also drops any kept half. Normal draws (ziggurat, redraws outside the
-        truncation) use a data-dependent number of outputs, so they cannot jump ahead."""
+        which also drops any kept half. A normal draw (ziggurat) uses a data-dependent
+        number of outputs: its parts start early and the reader finds where their values
+        begin (`Parts.finish`, `dlc.ir.normal_split`). A truncated normal's redraws and
+        float64 draws stay one part."""
         shape = tuple(shape)
-        splittable = self.kind == "uniform" and self.transform is None and np.dtype(dtype) == np.float32
-        if not splittable:
-            return [partial(self.chunks, shape, dtype, seed, name)]
         total = int(np.prod(shape, dtype=np.int64))
-        return [partial(self._piece_at, shape, seed, name, start) for start in range(0, total, CHUNK)]
+        plain = self.transform is None and np.dtype(dtype) == np.float32
+        if plain and self.kind == "normal" and NormalSplit.worthwhile(total, CHUNK):
+            split = NormalSplit(
+                total,
+                CHUNK,
+                partial(self._generator, seed, self.stream or name),
+                self.first,
+                self.second,
+                partial(self._zero_row, shape=shape),
+            )
+            return Parts(split.sources(), split.finish)
+        if not (plain and self.kind == "uniform"):
+            return Parts([partial(self.chunks, shape, dtype, seed, name)])
+        return Parts([partial(self._piece_at, shape, seed, name, start) for start in range(0, total, CHUNK)])
 
     def _piece_at(
         self, shape: tuple[int, ...], seed: int, name: str, start: int, buffers: Buffers | None
@@ -200,7 +223,11 @@ class Init:
                 outside = np.abs(values) > 2.0
             values *= self.second
             values += self.first
-        if self.zero_row is not None:  # the part of that row inside this piece
+        self._zero_row(values, start, shape)
+
+    def _zero_row(self, values: np.ndarray, start: int, shape: tuple[int, ...]) -> None:
+        """Zero the part of `zero_row` inside `values`, the flat elements [start, start + len)."""
+        if self.zero_row is not None:
             row = int(np.prod(shape[1:], dtype=np.int64))
             low = max(self.zero_row * row, start) - start
             high = min((self.zero_row + 1) * row, start + values.size) - start

@@ -63,10 +63,30 @@ def test_a_streamed_write_with_tiny_limits_is_the_inline_model_byte_for_byte(tmp
     model = dlc.compile(load_spec("draws.yaml", text=SPEC), seed=5)
     streamed = model.streamed_weights()
     assert len(streamed["linear_0.weight"].parts) == 200 * 48 // 64
-    assert len(streamed["embedding_0.weight"].parts) == 1  # normal: one sequential part
+    assert len(streamed["embedding_0.weight"].parts) == 1  # normal: too small to cut
     assert len(streamed["linear_1.weight"].parts) == 1  # batch norm folded in: data
     path = model.save(tmp_path / "streamed.onnx")[0]
     assert path.read_bytes() == model.onnx_model().SerializeToString()
+    assert drawing_threads_left() == []
+
+
+def test_a_normal_draw_in_parts_is_written_byte_for_byte_on_several_threads(tmp_path, monkeypatch) -> None:
+    # Pieces of 4096 values: the 3000 x 48 embedding (a zeroed padding row in its middle)
+    # is cut into dozens of normal parts, drawn by 3 threads through 3 slots and finished
+    # by the writer in order.
+    monkeypatch.setattr(init, "CHUNK", 4096)
+    monkeypatch.setattr(parallel_draw, "CHUNK", 4096)
+    monkeypatch.setattr(parallel_draw, "SLOTS", 3)
+    monkeypatch.setattr(parallel_draw, "drawing_threads", lambda: 3)
+    spec = SPEC.replace(
+        "embedding: {vocab: 300, dim: 48}", "embedding: {vocab: 3000, dim: 48, padding_idx: 1500}"
+    )
+    model = dlc.compile(load_spec("draws.yaml", text=spec), seed=5)
+    embedding = model.streamed_weights()["embedding_0.weight"]
+    assert len(embedding.parts) > 30 and embedding.finish is not None
+    path = model.save(tmp_path / "streamed.onnx")[0]
+    assert path.read_bytes() == model.onnx_model().SerializeToString()
+    assert not model.tensors()["embedding_0.weight"][1500].any()
     assert drawing_threads_left() == []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
+import pytest
 import torch
 
 import dlc
@@ -152,21 +153,83 @@ def test_parts_jump_ahead_to_the_values_of_materialize_bit_for_bit() -> None:
         ),
         "uniform with a transform": (init.transformed(init.uniform(1.0), "square", np.square), odd, f32, 1),
         "uniform in float64": (init.uniform(1.0), (init.CHUNK + 3,), f64, 1),
-        "normal": (init.normal(0.02), odd, f32, 1),
+        "normal, less than two pieces": (init.normal(0.02), (init.CHUNK + 7,), f32, 1),
+        "normal in float64": (init.normal(0.02), (3 * init.CHUNK,), f64, 1),
         "truncated normal": (init.truncated_normal(0.02), (init.CHUNK + 3,), f32, 1),
         "constant": (init.constant(0.5), (init.CHUNK + 3,), f32, 1),
     }
     for label, (initializer, shape, dtype, count) in cases.items():
         whole = initializer.materialize(shape, dtype, 11, "layer.weight").reshape(-1)
         parts = initializer.parts(shape, dtype, 11, "layer.weight")
-        assert len(parts) == count, label
-        buffers = iter([np.empty(init.CHUNK, np.float32) for _ in range(8)])
-        drawn_parts = {}
-        for index in reversed(range(count)):  # last part first: none depends on another
-            drawn_parts[index] = [p.copy() for p in parts[index](partial(next, buffers, None))]
-        drawn = np.concatenate([piece for index in range(count) for piece in drawn_parts[index]])
+        assert len(parts.sources) == count and parts.finish is None, label
+        drawn = draw_parts(parts)
         assert drawn.dtype == whole.dtype, label
         assert drawn.tobytes() == whole.tobytes(), label
+
+
+def draw_parts(parts: init.Parts) -> np.ndarray:
+    """The values of `parts`, drawn last part first (none may depend on another's drawing),
+    then finished in order as a writer does."""
+    buffers = iter([np.empty(init.CHUNK, np.float32) for _ in range(len(parts.sources) + 1)])
+    drawn = {}
+    for index in reversed(range(len(parts.sources))):
+        drawn[index] = list(parts.sources[index](partial(next, buffers, None)))
+    finish = parts.finish or (lambda index, piece: piece)
+    return np.concatenate(
+        [finish(index, piece).copy() for index in range(len(drawn)) for piece in drawn[index]]
+    )
+
+
+def test_a_normal_draw_in_parts_is_the_sequential_draw_bit_for_bit() -> None:
+    # A float32 normal draw of more than two pieces is cut into parts that start early in
+    # the generator's stream; finishing them in order finds where each part's values begin.
+    from dataclasses import replace
+
+    f32 = np.dtype(np.float32)
+    cases = {
+        "three pieces and a few": (init.normal(0.02), (3 * init.CHUNK + 5,), 4),
+        "embedding with a zeroed row across a part boundary": (
+            replace(init.normal(1.0, mean=0.5), zero_row=2),
+            (5, (init.CHUNK - 100) // 2),
+            3,
+        ),
+    }
+    for label, (initializer, shape, count) in cases.items():
+        for seed, name in [(0, "w"), (11, "layer.weight"), (7, "encoder.embeddings.word_embeddings.weight")]:
+            whole = initializer.materialize(shape, f32, seed, name).reshape(-1)
+            parts = initializer.parts(shape, f32, seed, name)
+            assert len(parts.sources) == count and parts.finish is not None, label
+            drawn = draw_parts(parts)
+            assert drawn.tobytes() == whole.tobytes(), (label, seed, name)
+
+
+@pytest.mark.parametrize("words_per_value", [0.9, 1.2], ids=["start guessed early", "start guessed late"])
+def test_a_normal_part_whose_start_is_not_found_is_drawn_again_exactly(monkeypatch, words_per_value) -> None:
+    # Guesses far off: a part that starts too early cannot find its start in its margin, one
+    # that starts too late never sees it; both are drawn again from the tensor's first value.
+    from dlc.ir import normal_split
+
+    monkeypatch.setattr(normal_split, "WORDS_PER_VALUE", words_per_value)
+    redrawn = []
+    original = normal_split.NormalSplit._draw_exactly
+    monkeypatch.setattr(
+        normal_split.NormalSplit,
+        "_draw_exactly",
+        lambda self, plan, drawn: (redrawn.append(plan.start), original(self, plan, drawn)),
+    )
+    shape = (3 * init.CHUNK + 5,)
+    f32 = np.dtype(np.float32)
+    whole = init.normal(0.02).materialize(shape, f32, 3, "w").reshape(-1)
+    drawn = draw_parts(init.normal(0.02).parts(shape, f32, 3, "w"))
+    assert drawn.tobytes() == whole.tobytes()
+    assert len(redrawn) == 3  # every part after the first
+
+
+def test_normal_parts_must_be_finished_in_order() -> None:
+    parts = init.normal(1.0).parts((3 * init.CHUNK,), np.dtype(np.float32), 0, "w")
+    second = next(parts.sources[1](None))
+    with pytest.raises(AssertionError, match="part 1 finished after part -1"):
+        parts.finish(1, second)
 
 
 def test_deferred_data_is_computed_once_on_first_read_whoever_reads() -> None:

@@ -4,11 +4,11 @@ Drawing the initial weights is most of a large model's compile, and one thread d
 while the writer waits leaves the other cores idle. numpy's generators release the GIL
 while they fill an array, so threads draw in parallel.
 
-Each streamed tensor comes as one or more *parts* (`StreamedTensor.parts`): a normal draw
-is one part (its stream cannot jump ahead), a float32 uniform draw one part per piece
-(`Init.parts`), so a single large tensor is shared out too. Drawing threads take parts in
-file order; the writer reads their pieces strictly in file order, so the bytes are those of
-a sequential draw.
+Each streamed tensor comes as one or more *parts* (`StreamedTensor.parts`): a large float32
+uniform or normal draw one part per piece (`Init.parts`), so a single large tensor is shared
+out too. Drawing threads take parts in file order; the writer reads their pieces strictly in
+file order, passing each through the tensor's `finish` if it has one (a normal draw's part
+finds there where its values begin), so the bytes are those of a sequential draw.
 
 Memory: every piece drawn and not yet written holds one of a fixed number of slots, each
 with a float32 buffer of `CHUNK` elements, from before it is drawn until the writer asks for
@@ -30,8 +30,12 @@ from dlc.ir.init import CHUNK
 from dlc.lazy_imports import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dlc.emit.onnx.writer import StreamedTensor
     from dlc.ir.init import PieceSource
+
+    Finish = Callable[[int, np.ndarray], np.ndarray]
 
 # Drawn-but-unwritten pieces at most: 32 buffers of 4 MB, so one thread draws most of a
 # large normal tensor's time ahead (GPT-2's 38.6M-value token embedding comes first). 48
@@ -50,9 +54,11 @@ def drawing_threads() -> int:
 class _Part:
     """One part's drawn pieces, each with its slot's buffer, on their way to the writer."""
 
-    def __init__(self, index: int, draw: PieceSource) -> None:
+    def __init__(self, index: int, draw: PieceSource, finish: Finish | None, index_in_tensor: int) -> None:
         self.index = index
         self.draw = draw
+        self.finish = finish  # applied by the writer, in order (`Init.parts`)
+        self.index_in_tensor = index_in_tensor
         self.pieces: deque[tuple[np.ndarray, np.ndarray]] = deque()
         self.finished = False
         self.error: BaseException | None = None
@@ -71,8 +77,9 @@ class ParallelDraw:
         self._part_counts: deque[int] = deque()
         for source in sources:
             draws = source.parts or (source.pieces,)
-            for draw in draws:
-                self._parts.append(_Part(len(self._parts), draw))
+            finish = source.finish if source.parts else None
+            for index_in_tensor, draw in enumerate(draws):
+                self._parts.append(_Part(len(self._parts), draw, finish, index_in_tensor))
             self._part_counts.append(len(draws))
         self._changed = threading.Condition()  # guards everything below
         self._next_part = 0  # the next part a thread takes
@@ -112,7 +119,7 @@ class ParallelDraw:
             while (handed := self._next_piece(part)) is not None:
                 piece, buffer = handed
                 try:
-                    yield piece
+                    yield piece if part.finish is None else part.finish(part.index_in_tensor, piece)
                 finally:
                     self._release_slot(buffer)
             with self._changed:

@@ -49,11 +49,13 @@ class StreamedTensor:
     flat arrays that together hold `nbytes` bytes, in C order. It may draw each piece into
     a float32 buffer of `CHUNK` elements from `buffers()`, and must yield that piece before
     asking for another buffer. `parts`, if given, yields the same pieces as consecutive
-    parts that may be drawn concurrently (`dlc.emit.onnx.parallel_draw`)."""
+    parts that may be drawn concurrently (`dlc.emit.onnx.parallel_draw`), each piece then
+    passed through `finish(part_index, piece)` in order when that is given (`Init.parts`)."""
 
     nbytes: int
     pieces: PieceSource
     parts: tuple[PieceSource, ...] = ()
+    finish: Callable[[int, np.ndarray], np.ndarray] | None = None
 
 
 def initializer_bytes(model: onnx.ModelProto, streamed: Mapping[str, StreamedTensor] | None = None) -> int:
