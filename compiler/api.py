@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import torch
 
     from dlc.diffusion.compile import SamplerModel
-    from dlc.emit.onnx.writer import StreamedTensor
+    from dlc.emit.onnx.streamed import StreamedTensor
     from dlc.emit.torch.eject import TorchPackage
     from dlc.runtime import Session
 
@@ -109,7 +109,7 @@ class CompiledModel:
     def streamed_weights(self) -> dict[str, StreamedTensor]:
         """Each parameter's data in pieces, by name, drawn when written through small reused
         buffers (or taken from the tensors already drawn): the values of `weights()`."""
-        from dlc.emit.onnx.writer import StreamedTensor
+        from dlc.emit.onnx.streamed import StreamedTensor
 
         streamed = {}
         for node in self.graph.parameters():

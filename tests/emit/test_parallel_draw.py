@@ -12,7 +12,7 @@ import pytest
 import dlc
 from dlc.emit.onnx import parallel_draw
 from dlc.emit.onnx.parallel_draw import ParallelDraw
-from dlc.emit.onnx.writer import StreamedTensor
+from dlc.emit.onnx.streamed import StreamedTensor
 from dlc.ir import init
 from dlc.spec.loader import load_spec
 
@@ -107,6 +107,34 @@ def test_pieces_come_in_file_order_through_the_slots_only() -> None:
     for values, got in zip(short, read[1:], strict=True):
         np.testing.assert_array_equal(got, values)
     assert len(set(handed)) <= 3  # never more buffers than slots
+    assert drawing_threads_left() == []
+
+
+def test_a_draw_started_early_is_kept_for_the_same_order_and_replaced_for_another() -> None:
+    values = [np.full(8, i, np.float32) for i in range(5)]
+    sources = [StreamedTensor(v.nbytes, counting(v, [])) for v in values]
+    early = ParallelDraw(sources, threads=2, slots=3)
+    assert early.drawing(list(sources)) is early
+    reordered = sources[::-1]
+    with early.drawing(reordered) as drawn:
+        assert drawn is not early
+        read = read_all(drawn, reordered)
+    for value, got in zip(values[::-1], read, strict=True):
+        np.testing.assert_array_equal(got, value)
+    early.close()
+    assert drawing_threads_left() == []
+
+
+def test_saving_starts_drawing_before_the_writer_and_keeps_that_draw(tmp_path, monkeypatch) -> None:
+    kept = []
+    original = ParallelDraw.drawing
+    monkeypatch.setattr(
+        ParallelDraw, "drawing", lambda self, sources: kept.append(original(self, sources) is self) or self
+    )
+    model = dlc.compile(load_spec("draws.yaml", text=SPEC), seed=5)
+    path = model.save(tmp_path / "streamed.onnx")[0]
+    assert kept == [True]
+    assert path.read_bytes() == model.onnx_model().SerializeToString()
     assert drawing_threads_left() == []
 
 

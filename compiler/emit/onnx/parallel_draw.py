@@ -20,6 +20,7 @@ stops and joins the threads (after an error or Ctrl-C in the writer too).
 
 from __future__ import annotations
 
+import operator
 import os
 import threading
 from collections import deque
@@ -32,7 +33,7 @@ from dlc.lazy_imports import numpy as np
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from dlc.emit.onnx.writer import StreamedTensor
+    from dlc.emit.onnx.streamed import StreamedTensor
     from dlc.ir.init import PieceSource
 
     Finish = Callable[[int, np.ndarray], np.ndarray]
@@ -73,6 +74,7 @@ class ParallelDraw:
     ) -> None:
         slots = slots or SLOTS
         assert slots > RESERVED_SLOTS, "the part the writer reads needs a slot of its own"
+        self.sources = tuple(sources)
         self._parts: list[_Part] = []
         self._part_counts: deque[int] = deque()
         for source in sources:
@@ -108,6 +110,15 @@ class ParallelDraw:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def drawing(self, sources: Sequence[StreamedTensor]) -> ParallelDraw:
+        """This draw if it draws exactly `sources` in that order and has not been read
+        from; else, after closing it, a new one that does."""
+        unread = self._head == 0 and not self._stopped and len(self._part_counts) == len(self.sources)
+        if unread and len(sources) == len(self.sources) and all(map(operator.is_, sources, self.sources)):
+            return self
+        self.close()
+        return ParallelDraw(sources)
 
     # -- the writer's side ------------------------------------------------------------------
 

@@ -13,12 +13,20 @@ if TYPE_CHECKING:
 
 
 def _write(model: CompiledModel, path: Path) -> list[Path]:
-    from dlc.emit.onnx.writer import save_onnx
-
     if model.sampler is not None:  # its loop body holds the weights (`dlc.emit.onnx.loop_weights`)
+        from dlc.emit.onnx.writer import save_onnx
+
         return save_onnx(model.onnx_model(), path)
-    # Weights stream from their initializers to the file: never one message in memory.
-    return save_onnx(model.onnx_model(streamed=True), path, streamed=model.streamed_weights())
+    # Weights stream from their initializers to the file: never one message in memory. They
+    # start drawing now, in the graph's order of parameters (the file's), while this thread
+    # imports onnx, builds the model and checks it.
+    from dlc.emit.onnx.parallel_draw import ParallelDraw
+
+    streamed = model.streamed_weights()
+    with ParallelDraw(list(streamed.values())) as drawing:
+        from dlc.emit.onnx.writer import save_onnx
+
+        return save_onnx(model.onnx_model(streamed=True), path, streamed=streamed, drawing=drawing)
 
 
 ONNX_TARGET = EmitTarget(

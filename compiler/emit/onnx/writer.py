@@ -18,9 +18,8 @@ empty file, so checking never parses the weights.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 import onnx
 
@@ -29,11 +28,9 @@ from dlc.emit.files import is_stream, publish, staging_directory
 from dlc.emit.onnx.builder import PLACEHOLDER_FILE
 from dlc.emit.onnx.emitter import check_onnx_file
 from dlc.emit.onnx.parallel_draw import ParallelDraw
+from dlc.emit.onnx.streamed import StreamedTensor
 from dlc.errors import EmitError
 from dlc.lazy_imports import numpy as np
-
-if TYPE_CHECKING:
-    from dlc.ir.init import PieceSource
 
 # Protobuf's hard limit is 2 GiB; leave room for the graph itself.
 EXTERNAL_DATA_THRESHOLD = 2**31 - 2**27
@@ -41,21 +38,6 @@ EXTERNAL_DATA_THRESHOLD = 2**31 - 2**27
 _GRAPH_FIELD = onnx.ModelProto.DESCRIPTOR.fields_by_name["graph"].number  # 7
 _INITIALIZER_FIELD = onnx.GraphProto.DESCRIPTOR.fields_by_name["initializer"].number  # 5
 _RAW_DATA_FIELD = onnx.TensorProto.DESCRIPTOR.fields_by_name["raw_data"].number  # 9
-
-
-@dataclass(frozen=True)
-class StreamedTensor:
-    """An initializer's data, produced when the file is written: `pieces(buffers)` yields
-    flat arrays that together hold `nbytes` bytes, in C order. It may draw each piece into
-    a float32 buffer of `CHUNK` elements from `buffers()`, and must yield that piece before
-    asking for another buffer. `parts`, if given, yields the same pieces as consecutive
-    parts that may be drawn concurrently (`dlc.emit.onnx.parallel_draw`), each piece then
-    passed through `finish(part_index, piece)` in order when that is given (`Init.parts`)."""
-
-    nbytes: int
-    pieces: PieceSource
-    parts: tuple[PieceSource, ...] = ()
-    finish: Callable[[int, np.ndarray], np.ndarray] | None = None
 
 
 def initializer_bytes(model: onnx.ModelProto, streamed: Mapping[str, StreamedTensor] | None = None) -> int:
@@ -69,9 +51,12 @@ def save_onnx(
     *,
     streamed: Mapping[str, StreamedTensor] | None = None,
     external: bool | None = None,
+    drawing: ParallelDraw | None = None,
 ) -> list[Path]:
     """Write `model` to `destination`; initializers named in `streamed` are placeholders
-    whose data comes from there. Returns the files written (model, then any data file)."""
+    whose data comes from there. Returns the files written (model, then any data file).
+    `drawing`, a draw of the streamed tensors started earlier in their file order, is used
+    (or replaced, if they come in another order) and closed."""
     destination = Path(destination)
     streamed = dict(streamed or {})
     placeholders = {t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL}
@@ -92,7 +77,7 @@ def save_onnx(
     ):
         staged = staging / destination.name
         if external:
-            _write_external(model, streamed, staged, staging / data_name, advance)
+            _write_external(model, streamed, staged, staging / data_name, advance, drawing)
             check_onnx_file(str(staged))
         else:
             (staging / PLACEHOLDER_FILE).touch()
@@ -100,7 +85,7 @@ def save_onnx(
             checked.write_bytes(model.SerializeToString())  # the same model, weights as placeholders
             check_onnx_file(str(checked))
             with staged.open("wb") as file:
-                _write_inline(model, streamed, file, advance)
+                _write_inline(model, streamed, file, advance, drawing)
         written = []
         if external:
             written.append(publish(staging / data_name, destination.with_name(data_name)))
@@ -146,6 +131,7 @@ def _write_inline(
     streamed: Mapping[str, StreamedTensor],
     file: BinaryIO,
     advance: Callable[[float], None] = progress.ignore,
+    drawing: ParallelDraw | None = None,
 ) -> None:
     model_head, model_tail = _split(model, _GRAPH_FIELD)
     graph_head, graph_tail = _split(model.graph, _INITIALIZER_FIELD)
@@ -165,12 +151,16 @@ def _write_inline(
     graph_size = len(graph_head) + len(graph_tail)
     graph_size += sum(len(initializer_tag) + len(_varint(size)) + size for _, _, size in sized)
     file.write(model_head + _length_delimited(_GRAPH_FIELD) + _varint(graph_size) + graph_head)
-    with ParallelDraw([source for _, source, _ in sized if source is not None]) as drawn:
+    with _draw([source for _, source, _ in sized if source is not None], drawing) as drawn:
         for header, source, size in sized:
             file.write(initializer_tag + _varint(size) + header)
             if source is not None:
                 _write_pieces(file, drawn.pieces(), source.nbytes, advance)
     file.write(graph_tail + model_tail)
+
+
+def _draw(sources: list[StreamedTensor], drawing: ParallelDraw | None) -> ParallelDraw:
+    return ParallelDraw(sources) if drawing is None else drawing.drawing(sources)
 
 
 def _write_pieces(
@@ -199,13 +189,14 @@ def _write_external(
     staged: Path,
     data: Path,
     advance: Callable[[float], None] = progress.ignore,
+    drawing: ParallelDraw | None = None,
 ) -> None:
     """Every streamed tensor, and every inline one of 1 KB or more, goes to `data`."""
     external = onnx.ModelProto()
     external.CopyFrom(model)
     offset = 0
     sources = [streamed[t.name] for t in external.graph.initializer if t.name in streamed]
-    with data.open("wb") as file, ParallelDraw(sources) as drawn:
+    with data.open("wb") as file, _draw(sources, drawing) as drawn:
         for tensor in external.graph.initializer:
             source = streamed.get(tensor.name)
             if source is not None:
