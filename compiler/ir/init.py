@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from dlc.ir.normal_split import NormalSplit
+from dlc.ir.normal_split import NormalSplit, piece_buffer
 from dlc.lazy_imports import numpy as np
 
 InitKind = Literal["uniform", "normal", "truncated_normal", "constant", "data"]
@@ -141,7 +141,7 @@ class Init:
             return
         rng = self._generator(seed, self.stream or name)
         for start in range(0, total, CHUNK):
-            piece = _buffer(buffers, min(CHUNK, total - start), dtype)
+            piece = piece_buffer(buffers, min(CHUNK, total - start), dtype)
             self._draw_into(rng, piece, start, shape)
             yield piece
 
@@ -182,7 +182,7 @@ class Init:
         rng = self._generator(seed, self.stream or name)
         rng.bit_generator.advance(start // 2)
         total = int(np.prod(shape, dtype=np.int64))
-        piece = _buffer(buffers, min(CHUNK, total - start), np.dtype(np.float32))
+        piece = piece_buffer(buffers, min(CHUNK, total - start), np.dtype(np.float32))
         self._draw_into(rng, piece, start, shape)
         yield piece
 
@@ -233,13 +233,6 @@ class Init:
             high = min((self.zero_row + 1) * row, start + values.size) - start
             if low < high:
                 values[low:high] = 0
-
-
-def _buffer(buffers: Buffers | None, size: int, dtype: np.dtype) -> np.ndarray:
-    """The first `size` elements of the caller's next buffer when it fits, else a new array."""
-    given = buffers() if buffers is not None else None
-    usable = given is not None and given.dtype == np.dtype(dtype) and given.size >= size
-    return given[:size] if usable else np.empty(size, dtype=dtype)
 
 
 def uniform(bound: float) -> Init:

@@ -83,9 +83,7 @@ class NormalSplit:
 
     def _draw(self, index: int, buffers: Buffers | None) -> Iterator[np.ndarray]:
         plan = self.plans[index]
-        given = buffers() if buffers is not None else None
-        usable = given is not None and given.dtype == np.float32 and given.size >= plan.drawn
-        values = given[: plan.drawn] if usable else np.empty(plan.drawn, np.float32)
+        values = piece_buffer(buffers, plan.drawn, np.dtype(np.float32))
         rng = self._generator()
         rng.bit_generator.advance(plan.first_word // 2)
         self._fill(rng, values)
@@ -124,6 +122,13 @@ class NormalSplit:
         for start in range(0, plan.start, len(skipped)):
             rng.standard_normal(out=skipped[: min(len(skipped), plan.start - start)], dtype=np.float32)
         self._fill(rng, drawn[: plan.count + HEAD])
+
+
+def piece_buffer(buffers: Buffers | None, size: int, dtype: np.dtype) -> np.ndarray:
+    """The first `size` elements of the caller's next buffer when it fits, else a new array."""
+    given = buffers() if buffers is not None else None
+    usable = given is not None and given.dtype == np.dtype(dtype) and given.size >= size
+    return given[:size] if usable else np.empty(size, dtype=dtype)
 
 
 def _margin(start: int) -> int:
