@@ -455,6 +455,15 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from dlc.training import distributed
+
+    code = _train(args)
+    if distributed.launched_by_torchrun():
+        distributed.end_process(code)
+    return code
+
+
+def _train(args: argparse.Namespace) -> int:
     from dlc.training.loop import train
     from dlc.training.plan import plan_training
 

@@ -70,10 +70,13 @@ def train(
 ) -> TrainingResult:
     """Run the plan; `on_step(step)` is called after every optimizer step (tests use it)."""
     world = join(plan.config.device)
+    finished = False
     try:
-        return _Trainer(plan, output, world, on_step).run(resume)
+        result = _Trainer(plan, output, world, on_step).run(resume)
+        finished = True
+        return result
     finally:
-        leave(world)
+        leave(world, finished=finished)
 
 
 class _Trainer:
