@@ -1,7 +1,5 @@
 """`python -m dlc`: the same command line as `dlc`."""
 
-import sys
+from dlc.cli import run
 
-from dlc.cli import main
-
-sys.exit(main())
+run()

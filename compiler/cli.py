@@ -8,14 +8,17 @@ command-line usage, 3 an internal error (a bug: set DLC_DEBUG=1 for the tracebac
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from dlc import progress
 from dlc.errors import DlcError
@@ -455,15 +458,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from dlc.training import distributed
-
-    code = _train(args)
-    if distributed.launched_by_torchrun():
-        distributed.end_process(code)
-    return code
-
-
-def _train(args: argparse.Namespace) -> int:
     from dlc.training.loop import train
     from dlc.training.plan import plan_training
 
@@ -911,5 +905,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def run() -> NoReturn:
+    """The `dlc` command: `main`, then an exit that skips the interpreter's teardown.
+
+    What a normal exit does first still happens: other threads are waited for, exit
+    handlers run (logging, temporary files) and the output is flushed. What is skipped is
+    freeing every module's objects one by one: 33 ms of a 0.29 s `dlc validate`.
+
+    It also keeps `torchrun ... dlc train` from aborting after its work is done. With
+    gloo, the process group's worker threads outlive `destroy_process_group`
+    (DistributedDataParallel keeps the group alive until exit), and a collective issued
+    during backward holds a Python object (the context torch 2.13 stashes for autograd)
+    that the worker thread drops after the waiting rank has moved on. Dropping it takes
+    the GIL; once the interpreter is shutting down, that ends the thread inside a C++
+    destructor and the process aborts ("terminate called without an active exception",
+    exit -6, about one run in ten of `tests/training/test_distributed.py`).
+    """
+    try:
+        code: object = main()
+    except SystemExit as exit_request:  # argparse's --help, --version and usage errors
+        code = exit_request.code
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -225,3 +226,49 @@ def test_summary_refuses_dims_that_empty_a_layer() -> None:
         json.loads(run_cli("summary", "specs/cnn/text_cnn.yaml", "--json", "--dim", "T=50").stdout)["macs"]
         == 16_860_600
     )
+
+
+def _buffered_environment() -> dict[str, str]:
+    """Output to a pipe block-buffered, as for most users (this machine sets PYTHONUNBUFFERED)."""
+    return {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+
+
+def test_the_command_exits_with_its_output_and_code_though_it_skips_the_teardown() -> None:
+    # `dlc.cli.run` ends with os._exit; whatever was printed must have been flushed first.
+    for args, code, stream, text in (
+        (("validate", "specs/mlp.yaml"), 0, "stdout", "specs/mlp.yaml: ok (6 layers, 235,146 parameters)"),
+        (("--version",), 0, "stdout", "dlc "),
+        (("validate", "specs/nope.yaml"), 1, "stderr", "specs/nope.yaml"),
+        (("frobnicate",), 2, "stderr", "invalid choice: 'frobnicate'"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "dlc", *args],
+            cwd=REPO,
+            env=_buffered_environment(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == code, (args, result.stderr)
+        assert text in getattr(result, stream), (args, result.stdout, result.stderr)
+
+
+def test_the_command_still_waits_for_threads_and_runs_exit_handlers() -> None:
+    script = (
+        "import atexit, sys, threading, time\n"
+        "atexit.register(lambda: print('exit handler ran'))\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('thread finished'))).start()\n"
+        "sys.argv = ['dlc', '--version']\n"
+        "from dlc.cli import run\n"
+        "run()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=_buffered_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("dlc ") and lines[1:] == ["thread finished", "exit handler ran"]

@@ -42,7 +42,7 @@ def test_wheel_holds_dlc_and_no_generic_top_level_modules(wheel: Path) -> None:
             expected.add(".".join([package, *relative.parts]) if relative.parts else package)
     assert expected <= packages, f"missing from the wheel: {sorted(expected - packages)}"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "dlc = dlc.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "dlc = dlc.cli:run" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_installed_wheel_works_outside_the_repo(wheel: Path, tmp_path: Path) -> None:

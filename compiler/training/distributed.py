@@ -7,11 +7,9 @@ one process of a world of one, and no process group is made. Only rank 0 writes 
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from dlc.errors import DlcError
 
@@ -75,29 +73,6 @@ def leave(world: World, *, finished: bool) -> None:
         if finished:
             dist.barrier()
         dist.destroy_process_group()
-
-
-def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def end_process(code: int) -> NoReturn:
-    """Ends a process of a distributed run without the interpreter's shutdown.
-
-    With gloo, the process group's worker threads outlive `destroy_process_group`
-    (DistributedDataParallel keeps the group alive until exit). A collective issued during
-    backward holds a Python object (the context torch stashes for autograd), and the
-    worker thread that ran it drops it after the waiting rank has moved on; dropping it
-    takes the GIL. If that happens once shutdown has begun, taking the GIL ends the thread
-    inside a C++ destructor and the process aborts ("terminate called without an active
-    exception", exit -6: about one run in ten of `tests/training/test_distributed.py` on
-    torch 2.13). Every file is closed by now, so the process flushes its output and exits
-    without shutting the interpreter down.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(code)
 
 
 def all_ranks_agree(world: World, flag: bool) -> bool:

@@ -5,7 +5,6 @@ processes with half the batch each take the same steps as one process with the w
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,23 +90,3 @@ def test_a_finished_run_leaves_the_group_after_a_barrier_and_a_failed_one_withou
     calls.clear()
     leave(world, finished=False)  # the other ranks may be stuck elsewhere: no barrier
     assert calls == ["destroy"]
-
-
-def test_a_distributed_process_ends_with_its_output_flushed_and_its_exit_code() -> None:
-    # os._exit skips the interpreter's shutdown (where gloo's threads abort the process),
-    # so end_process must flush what was printed to a pipe itself.
-    code = (
-        "import logging, sys\n"
-        "from dlc.training.distributed import end_process\n"
-        "logging.getLogger('dlc').addHandler(logging.StreamHandler(sys.stderr))\n"
-        "print('to stdout', end='')\n"
-        "logging.getLogger('dlc').warning('to stderr')\n"
-        "end_process(3)\n"
-        "print('never')\n"
-    )
-    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=buffered
-    )
-    assert (result.returncode, result.stdout) == (3, "to stdout")
-    assert result.stderr.strip() == "to stderr"
