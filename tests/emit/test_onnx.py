@@ -86,6 +86,37 @@ def test_external_data_layout_loads_and_runs(mlp, tmp_path, monkeypatch) -> None
     )
 
 
+def test_a_sampler_over_the_limit_keeps_its_loop_body_weights_in_the_data_file(tmp_path, monkeypatch) -> None:
+    # A compiled diffusion sampler holds the U-Net's weights as initializers of its Loop
+    # body; over 2 GB they must go to the data file too (they had been left out of the size
+    # and of the move: a 571M-parameter U-Net's sampler failed to serialize).
+    small_unet = {"size": 8, "channels": [16, 32, 32, 32], "groups": 8}
+    sampler = dlc.compile(
+        SPECS / "generative" / "ddpm_cifar10.yaml",
+        overrides=small_unet,
+        sampling={"sampler": "ddim", "steps": 2},
+    )
+    inline = sampler.onnx_model()
+    weight_bytes = sum(len(t.raw_data) for t in onnx_writer.initializers(inline.graph))
+    assert weight_bytes > 100_000 > sum(len(t.raw_data) for t in inline.graph.initializer)
+    monkeypatch.setattr(onnx_writer, "EXTERNAL_DATA_THRESHOLD", 100_000)
+    written = sampler.save(tmp_path / "sampler.onnx")
+    assert [p.name for p in written] == ["sampler.onnx", "sampler.onnx.data"]
+    saved = onnx.load(str(written[0]), load_external_data=False)
+    moved = [t for t in onnx_writer.initializers(saved.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert {t.name for t in moved} == {
+        t.name for t in onnx_writer.initializers(inline.graph) if len(t.raw_data) >= 1024
+    }
+    assert any(t.name == "down_blocks.0.resnets.0.conv1.weight" for t in moved)  # a loop body's weight
+    assert 0.9 * weight_bytes < written[1].stat().st_size <= weight_bytes  # tensors under 1 KB stay inline
+    onnx.checker.check_model(str(written[0]), full_check=True)
+    x_T = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    from_file = Session(written[0], "cpu").run({"x_T": x_T})["x_0"]
+    np.testing.assert_allclose(
+        from_file, Session(inline, "cpu").run({"x_T": x_T})["x_0"], rtol=1e-6, atol=1e-6
+    )
+
+
 def test_unwritable_destination_is_a_clean_error(mlp, tmp_path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

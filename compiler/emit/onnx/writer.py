@@ -40,8 +40,21 @@ _INITIALIZER_FIELD = onnx.GraphProto.DESCRIPTOR.fields_by_name["initializer"].nu
 _RAW_DATA_FIELD = onnx.TensorProto.DESCRIPTOR.fields_by_name["raw_data"].number  # 9
 
 
+def initializers(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """The initializers of `graph`, then those of the graphs nested in its nodes (a loop
+    body's: a compiled diffusion sampler keeps the U-Net's weights there), depth first."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from initializers(attribute.g)
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                for nested in attribute.graphs:
+                    yield from initializers(nested)
+
+
 def initializer_bytes(model: onnx.ModelProto, streamed: Mapping[str, StreamedTensor] | None = None) -> int:
-    inline = sum(len(t.raw_data) for t in model.graph.initializer)
+    inline = sum(len(t.raw_data) for t in initializers(model.graph))
     return inline + sum(s.nbytes for s in (streamed or {}).values())
 
 
@@ -191,14 +204,15 @@ def _write_external(
     advance: Callable[[float], None] = progress.ignore,
     drawing: ParallelDraw | None = None,
 ) -> None:
-    """Every streamed tensor, and every inline one of 1 KB or more, goes to `data`."""
+    """Every streamed tensor, and every inline one of 1 KB or more (nested graphs' too),
+    goes to `data`. Only the top-level graph's initializers are streamed."""
     external = onnx.ModelProto()
     external.CopyFrom(model)
     offset = 0
     sources = [streamed[t.name] for t in external.graph.initializer if t.name in streamed]
     with data.open("wb") as file, _draw(sources, drawing) as drawn:
-        for tensor in external.graph.initializer:
-            source = streamed.get(tensor.name)
+        for tensor in initializers(external.graph):
+            source = streamed.get(tensor.name) if tensor.data_location == onnx.TensorProto.EXTERNAL else None
             if source is not None:
                 length = _write_pieces(file, drawn.pieces(), source.nbytes, advance)
             elif len(tensor.raw_data) >= 1024:
