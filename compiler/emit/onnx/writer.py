@@ -54,7 +54,8 @@ def initializers(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
 
 
 def initializer_bytes(model: onnx.ModelProto, streamed: Mapping[str, StreamedTensor] | None = None) -> int:
-    inline = sum(len(t.raw_data) for t in initializers(model.graph))
+    # The encoded size of each tensor with data: reading `raw_data` would copy the bytes.
+    inline = sum(t.ByteSize() for t in initializers(model.graph) if t.HasField("raw_data"))
     return inline + sum(s.nbytes for s in (streamed or {}).values())
 
 
@@ -215,8 +216,8 @@ def _write_external(
             source = streamed.get(tensor.name) if tensor.data_location == onnx.TensorProto.EXTERNAL else None
             if source is not None:
                 length = _write_pieces(file, drawn.pieces(), source.nbytes, advance)
-            elif len(tensor.raw_data) >= 1024:
-                length = file.write(tensor.raw_data)
+            elif tensor.HasField("raw_data") and len(raw := tensor.raw_data) >= 1024:  # one copy
+                length = file.write(raw)
                 advance(length)
                 tensor.ClearField("raw_data")
             else:
