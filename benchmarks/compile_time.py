@@ -288,11 +288,15 @@ def run_passes():
     return PassManager([info.factory(context) for info in pipeline], registry).run(lowered.graph.copy())
 graph = phase("passes", run_passes)
 def weights():
+    # Drawn as the writer draws them (a thread per core, BLAS one thread each), not written.
     from dlc.api import CompiledModel
+    from dlc.emit.onnx.parallel_draw import ParallelDraw
     model = CompiledModel(spec, lowered, graph, registry, 0, 2, [], False)
-    for streamed in model.streamed_weights().values():
-        for piece in streamed.pieces(None):
-            pass
+    streamed = list(model.streamed_weights().values())
+    with ParallelDraw(streamed) as drawing:
+        for _ in streamed:
+            for piece in drawing.pieces():
+                pass
     return model
 model = phase("weights (drawn alone)", weights)
 def write():
