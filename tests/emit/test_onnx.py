@@ -3,6 +3,8 @@ external data."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -86,16 +88,36 @@ def test_external_data_layout_loads_and_runs(mlp, tmp_path, monkeypatch) -> None
     )
 
 
-def test_a_sampler_over_the_limit_keeps_its_loop_body_weights_in_the_data_file(tmp_path, monkeypatch) -> None:
-    # A compiled diffusion sampler holds the U-Net's weights as initializers of its Loop
-    # body; over 2 GB they must go to the data file too (they had been left out of the size
-    # and of the move: a 571M-parameter U-Net's sampler failed to serialize).
+@pytest.fixture(scope="module")
+def sampler():
+    """A compiled DDIM sampler of a small U-Net: its weights are the Loop body's initializers,
+    in the message (not streamed)."""
     small_unet = {"size": 8, "channels": [16, 32, 32, 32], "groups": 8}
-    sampler = dlc.compile(
+    return dlc.compile(
         SPECS / "generative" / "ddpm_cifar10.yaml",
         overrides=small_unet,
         sampling={"sampler": "ddim", "steps": 2},
     )
+
+
+def test_a_sampler_is_encoded_once_and_that_file_is_checked(sampler, tmp_path, monkeypatch) -> None:
+    checked = []
+
+    def check(path: str) -> None:
+        checked.append((Path(path).name, Path(path).read_bytes()))
+
+    monkeypatch.setattr(onnx_writer, "check_onnx_file", check)
+    (written,) = sampler.save(tmp_path / "sampler.onnx")
+    assert written.read_bytes() == sampler.onnx_model().SerializeToString()
+    assert checked == [("sampler.onnx", written.read_bytes())]
+
+
+def test_a_sampler_over_the_limit_keeps_its_loop_body_weights_in_the_data_file(
+    sampler, tmp_path, monkeypatch
+) -> None:
+    # A compiled diffusion sampler holds the U-Net's weights as initializers of its Loop
+    # body; over 2 GB they must go to the data file too (they had been left out of the size
+    # and of the move: a 571M-parameter U-Net's sampler failed to serialize).
     inline = sampler.onnx_model()
     weight_bytes = sum(len(t.raw_data) for t in onnx_writer.initializers(inline.graph))
     assert weight_bytes > 100_000 > sum(len(t.raw_data) for t in inline.graph.initializer)

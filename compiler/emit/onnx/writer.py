@@ -12,7 +12,9 @@ Protocol buffers cannot hold more than 2 GB, so above that the weights go to
 ``<name>.onnx.data`` beside the model. Either way the model is checked with onnx.checker
 (full check, shape inference included) before it is moved into place: the model file
 itself when the weights are external, else the same model with placeholders pointing to an
-empty file, so checking never parses the weights.
+empty file, so checking never parses the weights. A model with every weight in the message
+(nothing streamed: a compiled sampler's loop body holds its U-Net's weights) is encoded
+once, and that file is checked.
 """
 
 from __future__ import annotations
@@ -92,6 +94,9 @@ def save_onnx(
         staged = staging / destination.name
         if external:
             _write_external(model, streamed, staged, staging / data_name, advance, drawing)
+            check_onnx_file(str(staged))
+        elif not streamed:  # every weight in the message (a compiled sampler's): one encoding
+            staged.write_bytes(model.SerializeToString())
             check_onnx_file(str(staged))
         else:
             (staging / PLACEHOLDER_FILE).touch()
