@@ -123,13 +123,20 @@ def block_orthogonal(block_rows: int):
     a standard normal draw's QR, signs fixed by R's diagonal)."""
 
     def orthogonalize(values: np.ndarray) -> np.ndarray:
-        blocks = []
-        for block in np.split(values.astype(np.float64), values.shape[0] // block_rows):
+        # Each block's QR in float64, its signed Q rounded once into the result, which has
+        # the draw's dtype (float32 for a float32 weight: the values a cast of the float64 Q
+        # gives). Block by block, so no float64 copy of the whole weight is made.
+        if values.shape[0] % block_rows:
+            raise ValueError(f"{values.shape[0]} rows do not split into blocks of {block_rows}")
+        result = np.empty(values.shape, dtype=values.dtype)
+        for start in range(0, values.shape[0], block_rows):
+            block = values[start : start + block_rows].astype(np.float64)
             tall = block if block.shape[0] >= block.shape[1] else block.T
             q, r = np.linalg.qr(tall)
-            q *= np.sign(np.diag(r))
-            blocks.append(q if tall is block else q.T)
-        return np.concatenate(blocks)
+            signs = np.sign(np.diag(r))
+            signed = (q, signs) if tall is block else (q.T, signs[:, None])
+            np.multiply(*signed, out=result[start : start + block_rows], casting="unsafe")
+        return result
 
     return orthogonalize
 

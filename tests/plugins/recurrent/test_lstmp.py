@@ -175,3 +175,29 @@ def test_parameters_are_allennlps_with_its_initialization() -> None:
     )
     source = model.torch_source()
     assert f"self.cell = LSTMP({FEATURES}, {HIDDEN}, {PROJECTION}, reverse=True)" in source
+
+
+def test_block_orthogonal_is_each_blocks_q_with_rs_diagonal_positive() -> None:
+    # torch's orthogonal_: Q of the draw's QR, signed so that R's diagonal is positive. The
+    # QR runs in float64; a float32 draw gives float32 values, each rounded once.
+    from dlc.plugins.recurrent.lstmp import block_orthogonal
+
+    rng = np.random.default_rng(0)
+    drawn = rng.standard_normal((4 * 8, 5)).astype(np.float32)
+    result = block_orthogonal(8)(drawn.copy())
+    assert result.dtype == np.float32
+    for rows in range(0, 32, 8):
+        q, block = result[rows : rows + 8].astype(np.float64), drawn[rows : rows + 8].astype(np.float64)
+        np.testing.assert_allclose(q.T @ q, np.eye(5), atol=1e-6)
+        r = q.T @ block  # R, upper triangular with a positive diagonal
+        np.testing.assert_allclose(np.tril(r, -1), 0, atol=1e-5)
+        assert (np.diag(r) > 0).all()
+        exact, _ = np.linalg.qr(block)
+        exact *= np.sign(np.diag(np.linalg.qr(block)[1]))
+        np.testing.assert_array_equal(result[rows : rows + 8], exact.astype(np.float32))
+    wide = block_orthogonal(2)(rng.standard_normal((4, 6)))  # blocks wider than tall: orthonormal rows
+    assert wide.dtype == np.float64
+    for rows in (0, 2):
+        np.testing.assert_allclose(wide[rows : rows + 2] @ wide[rows : rows + 2].T, np.eye(2), atol=1e-12)
+    with pytest.raises(ValueError, match="do not split into blocks of 3"):
+        block_orthogonal(3)(np.zeros((4, 2), np.float32))
