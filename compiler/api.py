@@ -100,7 +100,7 @@ class CompiledModel:
         model = build_onnx_model(
             self.graph, weights, self.registry, metadata=metadata, doc=self.spec.model.doc or ""
         )
-        if self.sampler is not None and not streamed:  # the U-Net's weights as the loop's constants
+        if self.sampler is not None:  # the U-Net's weights as the loop's constants
             from dlc.emit.onnx.loop_weights import localize_loop_initializers
 
             localize_loop_initializers(model)

@@ -100,16 +100,34 @@ def sampler():
     )
 
 
-def test_a_sampler_is_encoded_once_and_that_file_is_checked(sampler, tmp_path, monkeypatch) -> None:
+def test_a_sampler_streams_its_loop_body_weights_into_the_canonical_encoding(
+    sampler, tmp_path, monkeypatch
+) -> None:
+    # The U-Net's weights are placeholders of the Loop body while the model is built and
+    # checked; their data is drawn into the file, which is what protobuf encodes for the
+    # model with every weight inline.
     checked = []
-
-    def check(path: str) -> None:
-        checked.append((Path(path).name, Path(path).read_bytes()))
-
-    monkeypatch.setattr(onnx_writer, "check_onnx_file", check)
+    monkeypatch.setattr(
+        onnx_writer, "check_onnx_file", lambda path: checked.append(onnx.load(path, load_external_data=False))
+    )
     (written,) = sampler.save(tmp_path / "sampler.onnx")
     assert written.read_bytes() == sampler.onnx_model().SerializeToString()
-    assert checked == [("sampler.onnx", written.read_bytes())]
+    (model,) = checked
+    (loop,) = [n for n in model.graph.node if n.op_type == "Loop"]
+    body = onnx.helper.get_attribute_value(next(a for a in loop.attribute if a.name == "body"))
+    weights = [t for t in body.initializer if t.name in sampler.streamed_weights()]
+    assert len(weights) > 100 and all(t.data_location == onnx.TensorProto.EXTERNAL for t in weights)
+    assert len(model.SerializeToString()) < written.stat().st_size // 4
+
+
+def test_a_model_with_every_weight_in_the_message_is_encoded_once_and_checked(
+    sampler, tmp_path, monkeypatch
+) -> None:
+    checked = []
+    monkeypatch.setattr(onnx_writer, "check_onnx_file", lambda path: checked.append(Path(path).read_bytes()))
+    inline = sampler.onnx_model()
+    (written,) = onnx_writer.save_onnx(inline, tmp_path / "inline.onnx")
+    assert checked == [written.read_bytes()] == [inline.SerializeToString()]
 
 
 def test_a_sampler_over_the_limit_keeps_its_loop_body_weights_in_the_data_file(
@@ -126,11 +144,11 @@ def test_a_sampler_over_the_limit_keeps_its_loop_body_weights_in_the_data_file(
     assert [p.name for p in written] == ["sampler.onnx", "sampler.onnx.data"]
     saved = onnx.load(str(written[0]), load_external_data=False)
     moved = [t for t in onnx_writer.initializers(saved.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
-    assert {t.name for t in moved} == {
-        t.name for t in onnx_writer.initializers(inline.graph) if len(t.raw_data) >= 1024
-    }
+    # Every parameter (streamed), and every other tensor of 1 KB or more (the schedule's).
+    large = {t.name for t in onnx_writer.initializers(inline.graph) if len(t.raw_data) >= 1024}
+    assert {t.name for t in moved} == set(sampler.streamed_weights()) | large
     assert any(t.name == "down_blocks.0.resnets.0.conv1.weight" for t in moved)  # a loop body's weight
-    assert 0.9 * weight_bytes < written[1].stat().st_size <= weight_bytes  # tensors under 1 KB stay inline
+    assert 0.9 * weight_bytes < written[1].stat().st_size <= weight_bytes
     onnx.checker.check_model(str(written[0]), full_check=True)
     x_T = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
     from_file = Session(written[0], "cpu").run({"x_T": x_T})["x_0"]

@@ -6,15 +6,16 @@ A 110M-parameter model then never exists as one 440 MB protobuf message (seriali
 costs several copies of the weights, and fresh memory is slow to map). The file is still
 the canonical protobuf encoding, byte for byte what ``model.SerializeToString()`` gives
 with the weights inline: fields go in field-number order, and a TensorProto's
-``raw_data`` (field 9) comes after its name, dims and type.
+``raw_data`` (field 9) comes after its name, dims and type. Placeholders may sit in a
+nested graph too (a compiled sampler's loop body holds the U-Net's weights): every message
+on the way to one is encoded field by field, length-prefixed, the rest by protobuf.
 
 Protocol buffers cannot hold more than 2 GB, so above that the weights go to
 ``<name>.onnx.data`` beside the model. Either way the model is checked with onnx.checker
 (full check, shape inference included) before it is moved into place: the model file
 itself when the weights are external, else the same model with placeholders pointing to an
-empty file, so checking never parses the weights. A model with every weight in the message
-(nothing streamed: a compiled sampler's loop body holds its U-Net's weights) is encoded
-once, and that file is checked.
+empty file, so checking never parses the weights. A model with nothing streamed is
+encoded once, and that file is checked.
 """
 
 from __future__ import annotations
@@ -37,9 +38,8 @@ from dlc.lazy_imports import numpy as np
 # Protobuf's hard limit is 2 GiB; leave room for the graph itself.
 EXTERNAL_DATA_THRESHOLD = 2**31 - 2**27
 
-_GRAPH_FIELD = onnx.ModelProto.DESCRIPTOR.fields_by_name["graph"].number  # 7
-_INITIALIZER_FIELD = onnx.GraphProto.DESCRIPTOR.fields_by_name["initializer"].number  # 5
 _RAW_DATA_FIELD = onnx.TensorProto.DESCRIPTOR.fields_by_name["raw_data"].number  # 9
+_GRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 
 
 def initializers(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
@@ -75,7 +75,7 @@ def save_onnx(
     (or replaced, if they come in another order) and closed."""
     destination = Path(destination)
     streamed = dict(streamed or {})
-    placeholders = {t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL}
+    placeholders = {t.name for t in initializers(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL}
     if not set(streamed) <= placeholders:
         unknown = sorted(set(streamed) - placeholders)
         raise AssertionError(f"streamed tensors without a placeholder: {unknown}")
@@ -95,7 +95,7 @@ def save_onnx(
         if external:
             _write_external(model, streamed, staged, staging / data_name, advance, drawing)
             check_onnx_file(str(staged))
-        elif not streamed:  # every weight in the message (a compiled sampler's): one encoding
+        elif not streamed:  # every weight in the message: one encoding
             staged.write_bytes(model.SerializeToString())
             check_onnx_file(str(staged))
         else:
@@ -131,18 +131,82 @@ def _length_delimited(field: int) -> bytes:
     return _varint(field << 3 | 2)
 
 
-def _split(message, field: int) -> tuple[bytes, bytes]:
-    """The fields numbered below `field` and those above it, serialized apart: they
-    concatenate around `field` into the canonical encoding."""
-    before, after = type(message)(), type(message)()
-    before.CopyFrom(message)
-    after.CopyFrom(message)
-    for descriptor in message.DESCRIPTOR.fields:
-        if descriptor.number >= field:
-            before.ClearField(descriptor.name)
-        if descriptor.number <= field:
-            after.ClearField(descriptor.name)
-    return before.SerializeToString(), after.SerializeToString()
+Segment = bytes | StreamedTensor  # encoded bytes, or a streamed tensor's raw data
+
+
+def _is_streamed(tensor: onnx.TensorProto, streamed: Mapping[str, StreamedTensor]) -> bool:
+    return tensor.data_location == onnx.TensorProto.EXTERNAL and tensor.name in streamed
+
+
+def _holds_streamed(message, streamed: Mapping[str, StreamedTensor]) -> bool:
+    """Whether a streamed placeholder lies in `message` (a model, graph, node, attribute
+    or tensor): at a graph's initializers, or in a graph nested in a node's attribute."""
+    if isinstance(message, onnx.TensorProto):
+        return _is_streamed(message, streamed)
+    if isinstance(message, onnx.ModelProto):
+        return _holds_streamed(message.graph, streamed)
+    if isinstance(message, onnx.GraphProto):
+        return any(_is_streamed(t, streamed) for t in message.initializer) or any(
+            _holds_streamed(a, streamed) for n in message.node for a in n.attribute if a.type in _GRAPH_TYPES
+        )
+    if isinstance(message, onnx.NodeProto):
+        return any(_holds_streamed(a, streamed) for a in message.attribute if a.type in _GRAPH_TYPES)
+    if isinstance(message, onnx.AttributeProto):
+        return (message.HasField("g") and _holds_streamed(message.g, streamed)) or any(
+            _holds_streamed(g, streamed) for g in message.graphs
+        )
+    return False
+
+
+def _segments(message, streamed: Mapping[str, StreamedTensor]) -> list[Segment]:
+    """`message`'s canonical encoding, with each streamed placeholder's `raw_data` left to
+    its source. Fields go in field-number order; a run of fields and elements without a
+    placeholder is encoded by protobuf itself, as a message of the same type holding just
+    them, and a sub-message with one is length-prefixed and encoded the same way."""
+    if isinstance(message, onnx.TensorProto) and _is_streamed(message, streamed):
+        source = streamed[message.name]
+        bare = onnx.TensorProto()
+        bare.name, bare.data_type = message.name, message.data_type
+        bare.dims.extend(message.dims)  # the fields before raw_data (9); none come after it
+        return [
+            bare.SerializeToString() + _length_delimited(_RAW_DATA_FIELD) + _varint(source.nbytes),
+            source,
+        ]
+    if not _holds_streamed(message, streamed):
+        return [message.SerializeToString()]
+    segments: list[Segment] = []
+    plain = type(message)()  # the run of fields and elements encoded next by protobuf
+
+    def flush() -> None:
+        nonlocal plain
+        if plain.ByteSize():
+            segments.append(plain.SerializeToString())
+        plain = type(message)()
+
+    for field in sorted(message.DESCRIPTOR.fields, key=lambda f: f.number):
+        if field.message_type is None:  # scalars hold no placeholder
+            if field.is_repeated:
+                getattr(plain, field.name).extend(getattr(message, field.name))
+            elif not field.has_presence or message.HasField(field.name):
+                setattr(plain, field.name, getattr(message, field.name))
+            continue
+        if not field.is_repeated:
+            elements = [getattr(message, field.name)] if message.HasField(field.name) else []
+        else:
+            elements = list(getattr(message, field.name))
+        for element in elements:
+            if not _holds_streamed(element, streamed):
+                target = getattr(plain, field.name).add() if field.is_repeated else getattr(plain, field.name)
+                target.SetInParent()  # present even when empty, as in `message`
+                target.CopyFrom(element)
+                continue
+            flush()
+            inner = _segments(element, streamed)
+            size = sum(len(s) if isinstance(s, bytes) else s.nbytes for s in inner)
+            segments.append(_length_delimited(field.number) + _varint(size))
+            segments.extend(inner)
+    flush()
+    return segments
 
 
 def _write_inline(
@@ -152,30 +216,14 @@ def _write_inline(
     advance: Callable[[float], None] = progress.ignore,
     drawing: ParallelDraw | None = None,
 ) -> None:
-    model_head, model_tail = _split(model, _GRAPH_FIELD)
-    graph_head, graph_tail = _split(model.graph, _INITIALIZER_FIELD)
-    entries: list[tuple[bytes, StreamedTensor | None]] = []
-    for tensor in model.graph.initializer:
-        source = streamed.get(tensor.name)
-        if source is None:
-            entries.append((tensor.SerializeToString(), None))
-            continue
-        bare = onnx.TensorProto()
-        bare.name, bare.data_type = tensor.name, tensor.data_type
-        bare.dims.extend(tensor.dims)
-        header = bare.SerializeToString() + _length_delimited(_RAW_DATA_FIELD) + _varint(source.nbytes)
-        entries.append((header, source))
-    sized = [(header, source, len(header) + (source.nbytes if source else 0)) for header, source in entries]
-    initializer_tag = _length_delimited(_INITIALIZER_FIELD)
-    graph_size = len(graph_head) + len(graph_tail)
-    graph_size += sum(len(initializer_tag) + len(_varint(size)) + size for _, _, size in sized)
-    file.write(model_head + _length_delimited(_GRAPH_FIELD) + _varint(graph_size) + graph_head)
-    with _draw([source for _, source, _ in sized if source is not None], drawing) as drawn:
-        for header, source, size in sized:
-            file.write(initializer_tag + _varint(size) + header)
-            if source is not None:
-                _write_pieces(file, drawn.pieces(), source.nbytes, advance)
-    file.write(graph_tail + model_tail)
+    segments = _segments(model, streamed)
+    sources = [s for s in segments if not isinstance(s, bytes)]
+    with _draw(sources, drawing) as drawn:
+        for segment in segments:
+            if isinstance(segment, bytes):
+                file.write(segment)
+            else:
+                _write_pieces(file, drawn.pieces(), segment.nbytes, advance)
 
 
 def _draw(sources: list[StreamedTensor], drawing: ParallelDraw | None) -> ParallelDraw:
@@ -210,15 +258,15 @@ def _write_external(
     advance: Callable[[float], None] = progress.ignore,
     drawing: ParallelDraw | None = None,
 ) -> None:
-    """Every streamed tensor, and every inline one of 1 KB or more (nested graphs' too),
-    goes to `data`. Only the top-level graph's initializers are streamed."""
+    """Every streamed tensor, and every inline one of 1 KB or more, of every graph (a loop
+    body's too), goes to `data`, in the order of `initializers`."""
     external = onnx.ModelProto()
     external.CopyFrom(model)
     offset = 0
-    sources = [streamed[t.name] for t in external.graph.initializer if t.name in streamed]
+    sources = [streamed[t.name] for t in initializers(external.graph) if _is_streamed(t, streamed)]
     with data.open("wb") as file, _draw(sources, drawing) as drawn:
         for tensor in initializers(external.graph):
-            source = streamed.get(tensor.name) if tensor.data_location == onnx.TensorProto.EXTERNAL else None
+            source = streamed[tensor.name] if _is_streamed(tensor, streamed) else None
             if source is not None:
                 length = _write_pieces(file, drawn.pieces(), source.nbytes, advance)
             elif tensor.HasField("raw_data") and len(raw := tensor.raw_data) >= 1024:  # one copy
