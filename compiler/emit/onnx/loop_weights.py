@@ -7,8 +7,8 @@ U-Net on its own gets ONNX Runtime's blocked-layout `nchwc` kernels (about 10-50
 batch 8 on the development machine). As initializers of the body they are constants there,
 and the body gets the fast kernels. Names, data and results are unchanged.
 
-Used for compiled diffusion samplers (`CompiledModel.onnx_model`), whose weights are drawn
-in memory: the streaming writer writes top-level initializers only.
+Used for compiled diffusion samplers (`CompiledModel.onnx_model`), placeholders and all:
+the streaming writer draws the body's weights into the file like any others.
 """
 
 from __future__ import annotations
