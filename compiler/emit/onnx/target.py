@@ -3,6 +3,7 @@ that the commands which never write stay quick)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,17 +16,14 @@ if TYPE_CHECKING:
 def _write(model: CompiledModel, path: Path) -> list[Path]:
     # Weights stream from their initializers to the file: never one message in memory. They
     # start drawing now, in the graph's order of parameters (the file's), while this thread
-    # imports onnx, builds the model and checks it.
+    # imports onnx, builds the model and checks it. A sampler's file holds its loop body's
+    # weights first (`dlc.emit.onnx.loop_weights`): the writer draws them once the model is
+    # built and that order is known.
     from dlc.emit.onnx.parallel_draw import ParallelDraw
 
     streamed = model.streamed_weights()
-    if model.sampler is not None:
-        # The file holds the loop body's weights first (`dlc.emit.onnx.loop_weights`): the
-        # writer draws them once the model is built and that order is known.
-        from dlc.emit.onnx.writer import save_onnx
-
-        return save_onnx(model.onnx_model(streamed=True), path, streamed=streamed)
-    with ParallelDraw(list(streamed.values())) as drawing:
+    early = ParallelDraw(list(streamed.values())) if model.sampler is None else contextlib.nullcontext()
+    with early as drawing:
         from dlc.emit.onnx.writer import save_onnx
 
         return save_onnx(model.onnx_model(streamed=True), path, streamed=streamed, drawing=drawing)
